@@ -1,0 +1,577 @@
+//! Client library for nfkv, the kernel key/value table behind nf_sockopt.
+//!
+//! ```no_run
+//! let kv = nfkv::Nfkv::open()?;
+//! kv.put(b"answer", b"42", nfkv::Condition::default())?;
+//! assert_eq!(kv.get(b"answer")?.value, b"42");
+//! # Ok::<(), nfkv::Error>(())
+//! ```
+
+use nfkv_abi::codec::{self, cmd, ListRequest, Op, OpKind, Reject, ValueHeader};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+pub use nfkv_abi::codec::{Condition, Counter, Info, Stats, MAX_KEY_LEN};
+pub use nfkv_abi::uapi::{NFKV_ABI_VERSION as ABI_VERSION, NFKV_BASE_CTL as DEFAULT_OPTBASE};
+
+mod text;
+pub use text::{decode_text, encode_text, Encoding};
+
+/// Where the module says which optname range it registered.
+pub const OPTBASE_PARAM: &str = "/sys/module/nfkv/parameters/optbase";
+
+/// What can go wrong talking to the module.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("nfkv.ko is not loaded (no handler for optname {optbase}): insmod nfkv.ko")]
+    NotLoaded { optbase: u32 },
+    #[error("permission denied: nfkv needs CAP_NET_ADMIN in the network namespace's user namespace")]
+    PermissionDenied,
+    #[error("key not found")]
+    NotFound,
+    #[error("key exists (--create)")]
+    Exists,
+    #[error("version mismatch: the entry was changed since (--if-version)")]
+    VersionMismatch,
+    #[error("table full: max_entries reached (see `nfkv info`)")]
+    NoSpace,
+    #[error("too large: {0}")]
+    TooLarge(String),
+    #[error("ABI mismatch: module speaks ABI {module}, this client ABI {client}")]
+    AbiMismatch { module: u32, client: u32 },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("the module replied with a malformed {0} reply")]
+    BadReply(&'static str),
+    #[error("{op}: {source}")]
+    Os {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Result of the library's calls.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Maps the errno of command `op` to a typed error.
+    fn from_errno(op: &'static str, errno: i32, optbase: u32) -> Error {
+        match errno {
+            libc::ENOPROTOOPT => Error::NotLoaded { optbase },
+            libc::EPERM | libc::EACCES => Error::PermissionDenied,
+            libc::ENOENT => Error::NotFound,
+            libc::EEXIST => Error::Exists,
+            libc::ESTALE => Error::VersionMismatch,
+            libc::ENOSPC => Error::NoSpace,
+            libc::E2BIG => Error::TooLarge(format!("{op} refused by the module (E2BIG)")),
+            libc::EINVAL => Error::Invalid(format!("{op} refused by the module (EINVAL)")),
+            _ => Error::Os {
+                op,
+                source: io::Error::from_raw_os_error(errno),
+            },
+        }
+    }
+
+    /// The errno behind this error, where there is one.
+    pub fn errno(&self) -> Option<i32> {
+        Some(match self {
+            Error::NotLoaded { .. } => libc::ENOPROTOOPT,
+            Error::PermissionDenied => libc::EPERM,
+            Error::NotFound => libc::ENOENT,
+            Error::Exists => libc::EEXIST,
+            Error::VersionMismatch => libc::ESTALE,
+            Error::NoSpace => libc::ENOSPC,
+            Error::TooLarge(_) => libc::E2BIG,
+            Error::Invalid(_) => libc::EINVAL,
+            Error::Os { source, .. } => return source.raw_os_error(),
+            _ => return None,
+        })
+    }
+}
+
+impl From<Reject> for Error {
+    fn from(r: Reject) -> Error {
+        match r {
+            Reject::Invalid => Error::Invalid("malformed request".into()),
+            Reject::TooBig => Error::TooLarge("request over the ABI's limits".into()),
+        }
+    }
+}
+
+/// A stored value with its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Value {
+    pub version: u64,
+    pub value: Vec<u8>,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub version: u64,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub generation: u64,
+    pub entries: Vec<Entry>,
+    pub more: bool,
+}
+
+/// Bytes of the buffer a LIST call offers the module.
+pub const LIST_PAGE_BYTES: usize = 256 << 10;
+
+/// The optname base: `$NFKV_OPTBASE`, else what the loaded module reports
+/// in sysfs, else the default.
+pub fn discover_optbase() -> u32 {
+    if let Some(v) = std::env::var("NFKV_OPTBASE").ok().and_then(|v| v.parse().ok()) {
+        return v;
+    }
+    std::fs::read_to_string(OPTBASE_PARAM)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(DEFAULT_OPTBASE)
+}
+
+/// A connection to the module: a PF_INET socket and the optname base.
+#[derive(Debug)]
+pub struct Nfkv {
+    fd: OwnedFd,
+    optbase: u32,
+    info: Info,
+}
+
+impl Nfkv {
+    /// Opens a socket at the discovered optname base and checks the ABI.
+    pub fn open() -> Result<Self> {
+        Self::open_at(discover_optbase())
+    }
+
+    /// Opens a socket for the module registered at `optbase`. A raw socket
+    /// (as ipvsadm and iptables use) when allowed, else a UDP socket: any
+    /// PF_INET socket reaches the module, which checks CAP_NET_ADMIN itself.
+    pub fn open_at(optbase: u32) -> Result<Self> {
+        let fd = open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW)
+            .or_else(|_| open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP))
+            .map_err(|source| Error::Os { op: "socket", source })?;
+        Self::from_fd(fd, optbase)
+    }
+
+    /// Wraps an existing PF_INET socket; checks the module's ABI version.
+    pub fn from_fd(fd: OwnedFd, optbase: u32) -> Result<Self> {
+        let mut kv = Nfkv {
+            fd,
+            optbase,
+            info: Info::default(),
+        };
+        kv.info = kv.info()?;
+        if kv.info.abi_version != ABI_VERSION {
+            return Err(Error::AbiMismatch {
+                module: kv.info.abi_version,
+                client: ABI_VERSION,
+            });
+        }
+        Ok(kv)
+    }
+
+    /// The optname base in use.
+    pub fn optbase(&self) -> u32 {
+        self.optbase
+    }
+
+    /// `setsockopt` of set command `cmd` (an offset) with `req`; the errno on failure.
+    pub fn raw_set(&self, cmd: u32, req: &[u8]) -> io::Result<()> {
+        raw_set(&self.fd, self.optbase + cmd, req)
+    }
+
+    /// `getsockopt` of get command `cmd` (an offset) on `buf`; the reply length.
+    pub fn raw_get(&self, cmd: u32, buf: &mut [u8]) -> io::Result<usize> {
+        raw_get(&self.fd, self.optbase + cmd, buf)
+    }
+
+    fn set(&self, op: &'static str, cmd: u32, req: &[u8]) -> Result<()> {
+        self.raw_set(cmd, req).map_err(|e| self.error(op, e))
+    }
+
+    fn get_into(&self, op: &'static str, cmd: u32, buf: &mut [u8]) -> Result<usize> {
+        self.raw_get(cmd, buf).map_err(|e| self.error(op, e))
+    }
+
+    fn error(&self, op: &'static str, e: io::Error) -> Error {
+        match e.raw_os_error() {
+            Some(errno) => Error::from_errno(op, errno, self.optbase),
+            None => Error::Os { op, source: e },
+        }
+    }
+
+    /// The module's limits and this namespace's usage.
+    pub fn info(&self) -> Result<Info> {
+        let mut buf = [0u8; codec::INFO_SIZE];
+        let n = self.get_into("info", cmd::GET_INFO, &mut buf)?;
+        Info::decode(&buf[..n]).map_err(|_| Error::BadReply("info"))
+    }
+
+    /// Limits as read when the connection was opened.
+    pub fn limits(&self) -> &Info {
+        &self.info
+    }
+
+    /// Per-command outcome counters of this namespace.
+    pub fn stats(&self) -> Result<Stats> {
+        let mut buf = [0u8; codec::STATS_SIZE];
+        let n = self.get_into("stats", cmd::GET_STATS, &mut buf)?;
+        Stats::decode(&buf[..n]).map_err(|_| Error::BadReply("stats"))
+    }
+
+    fn check_key(key: &[u8]) -> Result<()> {
+        if key.is_empty() || key.len() > MAX_KEY_LEN {
+            return Err(Error::Invalid(format!(
+                "key must be 1..={MAX_KEY_LEN} bytes, not {}",
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores `value` under `key` if `cond` holds.
+    pub fn put(&self, key: &[u8], value: &[u8], cond: Condition) -> Result<()> {
+        Self::check_key(key)?;
+        let op = Op {
+            kind: OpKind::Put,
+            cond,
+            key,
+            value,
+        };
+        self.set("put", cmd::SET_PUT, &encode_op(&op))
+    }
+
+    /// Removes `key`, if its version is `if_version` when given.
+    pub fn delete(&self, key: &[u8], if_version: Option<u64>) -> Result<()> {
+        Self::check_key(key)?;
+        let op = Op {
+            kind: OpKind::Del,
+            cond: Condition {
+                if_version,
+                ..Default::default()
+            },
+            key,
+            value: &[],
+        };
+        self.set("delete", cmd::SET_DEL, &encode_op(&op))
+    }
+
+    /// Removes every entry.
+    pub fn flush(&self) -> Result<()> {
+        self.set("flush", cmd::SET_FLUSH, &[0u8; codec::FLUSH_SIZE])
+    }
+
+    /// Applies `batch` all or nothing.
+    pub fn apply(&self, batch: &Batch) -> Result<()> {
+        self.set("batch", cmd::SET_BATCH, &batch.encode()?)
+    }
+
+    /// The value of `key` and its version. Never truncated: a value larger
+    /// than the buffer is fetched again with the size the module reports.
+    pub fn get(&self, key: &[u8]) -> Result<Value> {
+        Self::check_key(key)?;
+        let mut size = codec::VALUE_SIZE + self.info.max_value_len as usize;
+        loop {
+            let mut buf = vec![0u8; size.max(codec::GET_SIZE + key.len())];
+            codec::encode_get(&mut buf, key);
+            match self.raw_get(cmd::GET_VALUE, &mut buf) {
+                Ok(n) => {
+                    let h = ValueHeader::decode(&buf[..n]).map_err(|_| Error::BadReply("get"))?;
+                    let end = codec::VALUE_SIZE + h.value_len as usize;
+                    if end != n {
+                        return Err(Error::BadReply("get"));
+                    }
+                    buf.truncate(end);
+                    buf.drain(..codec::VALUE_SIZE);
+                    return Ok(Value {
+                        version: h.version,
+                        value: buf,
+                    });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    let h = ValueHeader::decode(&buf).map_err(|_| Error::BadReply("get"))?;
+                    let needed = codec::VALUE_SIZE + h.value_len as usize;
+                    if needed <= size {
+                        return Err(Error::BadReply("get"));
+                    }
+                    size = needed;
+                }
+                Err(e) => return Err(self.error("get", e)),
+            }
+        }
+    }
+
+    /// One page of entries with keys starting with `prefix`, after `after`.
+    pub fn list_page(&self, prefix: &[u8], after: &[u8]) -> Result<Page> {
+        let req = ListRequest { after, prefix };
+        if after.len() > MAX_KEY_LEN || prefix.len() > MAX_KEY_LEN {
+            return Err(Error::Invalid(format!("prefix longer than {MAX_KEY_LEN} bytes")));
+        }
+        let mut size = LIST_PAGE_BYTES;
+        loop {
+            let mut buf = vec![0u8; size];
+            req.encode(&mut buf);
+            match self.raw_get(cmd::GET_LIST, &mut buf) {
+                Ok(n) => {
+                    let mut entries = Vec::new();
+                    let header = codec::decode_list_page(&buf[..n], |e| -> Result<(), Reject> {
+                        entries.push(Entry {
+                            key: e.key.to_vec(),
+                            value: e.value.to_vec(),
+                            version: e.version,
+                        });
+                        Ok(())
+                    })
+                    .map_err(|_| Error::BadReply("list"))?;
+                    return Ok(Page {
+                        generation: header.generation,
+                        entries,
+                        more: header.more,
+                    });
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    let h = codec::ListReplyHeader::decode(&buf).map_err(|_| Error::BadReply("list"))?;
+                    if h.size as usize <= size {
+                        return Err(Error::BadReply("list"));
+                    }
+                    size = h.size as usize;
+                }
+                Err(e) => return Err(self.error("list", e)),
+            }
+        }
+    }
+
+    /// Every entry with keys starting with `prefix`, page by page. Pages
+    /// may come from different generations; see [`Nfkv::snapshot`].
+    pub fn list<'a>(&'a self, prefix: &'a [u8]) -> List<'a> {
+        List {
+            kv: self,
+            prefix,
+            after: Vec::new(),
+            page: Vec::new().into_iter(),
+            done: false,
+            generations: Vec::new(),
+        }
+    }
+
+    /// A consistent snapshot of the entries with keys starting with `prefix`:
+    /// every page from one generation, restarting when the table changed
+    /// meanwhile (up to `retries` times). Returns the generation too.
+    pub fn snapshot(&self, prefix: &[u8], retries: usize) -> Result<(u64, Vec<Entry>)> {
+        for _ in 0..=retries {
+            let mut entries = Vec::new();
+            let mut after = Vec::new();
+            let mut generation = None;
+            let consistent = loop {
+                let page = self.list_page(prefix, &after)?;
+                if *generation.get_or_insert(page.generation) != page.generation {
+                    break false;
+                }
+                if let Some(last) = page.entries.last() {
+                    after = last.key.clone();
+                }
+                entries.extend(page.entries);
+                if !page.more {
+                    break true;
+                }
+            };
+            if consistent {
+                return Ok((generation.unwrap_or(0), entries));
+            }
+        }
+        Err(Error::Os {
+            op: "snapshot",
+            source: io::Error::new(io::ErrorKind::Other, "the table kept changing; gave up"),
+        })
+    }
+}
+
+/// Iterator over a listing, fetching pages as it goes.
+pub struct List<'a> {
+    kv: &'a Nfkv,
+    prefix: &'a [u8],
+    after: Vec<u8>,
+    page: std::vec::IntoIter<Entry>,
+    done: bool,
+    generations: Vec<u64>,
+}
+
+impl List<'_> {
+    /// The generation of every page fetched so far.
+    pub fn generations(&self) -> &[u64] {
+        &self.generations
+    }
+}
+
+impl Iterator for List<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(e) = self.page.next() {
+                return Some(Ok(e));
+            }
+            if self.done {
+                return None;
+            }
+            match self.kv.list_page(self.prefix, &self.after) {
+                Ok(page) => {
+                    self.done = !page.more;
+                    self.generations.push(page.generation);
+                    if let Some(last) = page.entries.last() {
+                        self.after = last.key.clone();
+                    } else {
+                        self.done = true;
+                    }
+                    self.page = page.entries.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// A sequence of puts and deletes applied all or nothing by [`Nfkv::apply`].
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    flush: bool,
+    ops: Vec<(OpKind, Condition, Vec<u8>, Vec<u8>)>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Empty the table first.
+    pub fn flush(&mut self) -> &mut Self {
+        self.flush = true;
+        self
+    }
+
+    /// Adds a put.
+    pub fn put(&mut self, key: &[u8], value: &[u8], cond: Condition) -> &mut Self {
+        self.ops.push((OpKind::Put, cond, key.to_vec(), value.to_vec()));
+        self
+    }
+
+    /// Adds a delete.
+    pub fn delete(&mut self, key: &[u8], if_version: Option<u64>) -> &mut Self {
+        let cond = Condition {
+            if_version,
+            ..Default::default()
+        };
+        self.ops.push((OpKind::Del, cond, key.to_vec(), Vec::new()));
+        self
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Whether there is nothing to do (not even a flush).
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty() && !self.flush
+    }
+
+    /// The `NFKV_SO_SET_BATCH` request.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let count = u32::try_from(self.ops.len())
+            .ok()
+            .filter(|&c| c as usize <= codec::MAX_BATCH_OPS)
+            .ok_or_else(|| {
+                Error::TooLarge(format!("{} operations in one batch (max {})", self.ops.len(), codec::MAX_BATCH_OPS))
+            })?;
+        let mut out = codec::encode_batch_header(self.flush, count).to_vec();
+        for (kind, cond, key, value) in &self.ops {
+            Nfkv::check_key(key)?;
+            let op = Op {
+                kind: *kind,
+                cond: *cond,
+                key,
+                value,
+            };
+            let start = out.len();
+            out.extend_from_slice(&encode_op(&op));
+            out.resize(start + op.record_len(), 0);
+        }
+        if out.len() > codec::MAX_REQUEST_LEN {
+            return Err(Error::TooLarge(format!(
+                "batch of {} bytes (max {})",
+                out.len(),
+                codec::MAX_REQUEST_LEN
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// The wire form of one op: header, key, value.
+pub fn encode_op(op: &Op<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(op.wire_len());
+    out.extend_from_slice(&op.encode_header());
+    out.extend_from_slice(op.key);
+    out.extend_from_slice(op.value);
+    out
+}
+
+/// A PF_INET socket of `ty`/`proto`.
+pub fn open_socket(ty: i32, proto: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `setsockopt(fd, IPPROTO_IP, optname, req)`.
+pub fn raw_set(fd: &OwnedFd, optname: u32, req: &[u8]) -> io::Result<()> {
+    // SAFETY: `req` is valid for `req.len()` bytes for the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            optname as i32,
+            req.as_ptr().cast(),
+            req.len() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `getsockopt(fd, IPPROTO_IP, optname, buf)`; returns the reply length.
+pub fn raw_get(fd: &OwnedFd, optname: u32, buf: &mut [u8]) -> io::Result<usize> {
+    let mut len = buf.len() as libc::socklen_t;
+    // SAFETY: `buf` is valid for `len` bytes and `len` for writing.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_IP,
+            optname as i32,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(len as usize)
+}

@@ -1,0 +1,728 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Parsing, validation and encoding of nfkv requests and replies.
+//!
+//! This one file is compiled twice: into the kernel module (as `crate::codec`)
+//! and into the host crate `nfkv-abi` used by the client, its tests and its
+//! fuzz target. It therefore needs nothing but `core`, has no `unsafe`, and
+//! takes every layout fact (sizes, offsets, limits) from the bindgen view of
+//! `include/nfkv.h` in `crate::uapi`.
+//!
+//! Every parser checks lengths before reading, with overflow-free arithmetic,
+//! and rejects non-zero reserved fields and unknown flags, so a request that
+//! passes it is well-formed; the table only decides semantic outcomes.
+
+use crate::uapi;
+use core::mem::{offset_of, size_of};
+
+/// Why a request was refused before it reached the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// Malformed: lengths, reserved fields, flags, op codes (EINVAL).
+    Invalid,
+    /// Over a size limit: value, batch or request length (E2BIG).
+    TooBig,
+}
+
+/// Longest key, in bytes.
+pub const MAX_KEY_LEN: usize = uapi::NFKV_MAX_KEY_LEN as usize;
+/// Largest value the module may be configured to accept.
+pub const VALUE_LEN_CAP: usize = uapi::NFKV_VALUE_LEN_CAP as usize;
+/// Most records in one batch.
+pub const MAX_BATCH_OPS: usize = uapi::NFKV_MAX_BATCH_OPS as usize;
+/// Longest set request, in bytes.
+pub const MAX_REQUEST_LEN: usize = uapi::NFKV_MAX_REQUEST_LEN as usize;
+/// Alignment of batch records and list entries.
+pub const ALIGN: usize = uapi::NFKV_ALIGN as usize;
+/// Number of set commands.
+pub const SET_COMMANDS: usize = uapi::NFKV_SET_COMMANDS as usize;
+/// Number of get commands.
+pub const GET_COMMANDS: usize = uapi::NFKV_GET_COMMANDS as usize;
+
+/// `struct nfkv_op` size.
+pub const OP_SIZE: usize = size_of::<uapi::nfkv_op>();
+/// `struct nfkv_batch` size.
+pub const BATCH_SIZE: usize = size_of::<uapi::nfkv_batch>();
+/// `struct nfkv_flush` size.
+pub const FLUSH_SIZE: usize = size_of::<uapi::nfkv_flush>();
+/// `struct nfkv_get` size.
+pub const GET_SIZE: usize = size_of::<uapi::nfkv_get>();
+/// `struct nfkv_value` size.
+pub const VALUE_SIZE: usize = size_of::<uapi::nfkv_value>();
+/// `struct nfkv_list` size.
+pub const LIST_SIZE: usize = size_of::<uapi::nfkv_list>();
+/// `struct nfkv_list_reply` size.
+pub const LIST_REPLY_SIZE: usize = size_of::<uapi::nfkv_list_reply>();
+/// `struct nfkv_list_entry` size.
+pub const LIST_ENTRY_SIZE: usize = size_of::<uapi::nfkv_list_entry>();
+/// `struct nfkv_info` size.
+pub const INFO_SIZE: usize = size_of::<uapi::nfkv_info>();
+/// `struct nfkv_stats` size.
+pub const STATS_SIZE: usize = size_of::<uapi::nfkv_stats>();
+/// Longest GET_VALUE request region: header and the longest key.
+pub const GET_REQUEST_MAX: usize = GET_SIZE + MAX_KEY_LEN;
+/// Longest LIST request region: header, `after` and prefix.
+pub const LIST_REQUEST_MAX: usize = LIST_SIZE + 2 * MAX_KEY_LEN;
+
+/// Command offsets from the optname base.
+pub mod cmd {
+    use crate::uapi;
+    const BASE: u32 = uapi::NFKV_BASE_CTL;
+    /// `NFKV_SO_SET_PUT` offset.
+    pub const SET_PUT: u32 = uapi::NFKV_SO_SET_PUT - BASE;
+    /// `NFKV_SO_SET_DEL` offset.
+    pub const SET_DEL: u32 = uapi::NFKV_SO_SET_DEL - BASE;
+    /// `NFKV_SO_SET_FLUSH` offset.
+    pub const SET_FLUSH: u32 = uapi::NFKV_SO_SET_FLUSH - BASE;
+    /// `NFKV_SO_SET_BATCH` offset.
+    pub const SET_BATCH: u32 = uapi::NFKV_SO_SET_BATCH - BASE;
+    /// `NFKV_SO_GET_INFO` offset.
+    pub const GET_INFO: u32 = uapi::NFKV_SO_GET_INFO - BASE;
+    /// `NFKV_SO_GET_VALUE` offset.
+    pub const GET_VALUE: u32 = uapi::NFKV_SO_GET_VALUE - BASE;
+    /// `NFKV_SO_GET_LIST` offset.
+    pub const GET_LIST: u32 = uapi::NFKV_SO_GET_LIST - BASE;
+    /// `NFKV_SO_GET_STATS` offset.
+    pub const GET_STATS: u32 = uapi::NFKV_SO_GET_STATS - BASE;
+    /// Width of the registered optname range.
+    pub const RANGE: u32 = uapi::NFKV_SO_RANGE;
+}
+
+/// `len` rounded up to [`ALIGN`]; `None` on overflow.
+pub const fn align_up(len: usize) -> Option<usize> {
+    match len.checked_add(ALIGN - 1) {
+        Some(v) => Some(v & !(ALIGN - 1)),
+        None => None,
+    }
+}
+
+// Field access by offset. Callers pass slices whose length they checked
+// against the struct size, so the indexing never fails.
+
+fn get_u16(b: &[u8], off: usize) -> u16 {
+    u16::from_ne_bytes([b[off], b[off + 1]])
+}
+
+fn get_u32(b: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
+}
+
+fn get_u64(b: &[u8], off: usize) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&b[off..off + 8]);
+    u64::from_ne_bytes(v)
+}
+
+fn put_u16(b: &mut [u8], off: usize, v: u16) {
+    b[off..off + 2].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn put_u32(b: &mut [u8], off: usize, v: u32) {
+    b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
+}
+
+fn put_u64(b: &mut [u8], off: usize, v: u64) {
+    b[off..off + 8].copy_from_slice(&v.to_ne_bytes());
+}
+
+/// Splits `len` bytes off the front of `buf`, or fails as malformed.
+fn take(buf: &[u8], len: usize) -> Result<(&[u8], &[u8]), Reject> {
+    if buf.len() < len {
+        return Err(Reject::Invalid);
+    }
+    Ok(buf.split_at(len))
+}
+
+fn check_key_len(len: usize) -> Result<(), Reject> {
+    if len == 0 || len > MAX_KEY_LEN {
+        return Err(Reject::Invalid);
+    }
+    Ok(())
+}
+
+/// What a write does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpKind {
+    /// Insert or overwrite.
+    Put,
+    /// Remove.
+    Del,
+}
+
+/// Conditions on a write (`NFKV_F_*`), already checked for consistency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Condition {
+    /// The key must be absent (`NFKV_F_CREATE`).
+    pub create_only: bool,
+    /// The key must be present (`NFKV_F_REPLACE`).
+    pub replace_only: bool,
+    /// The entry must have this version (`NFKV_F_IF_VERSION`).
+    pub if_version: Option<u64>,
+}
+
+impl Condition {
+    fn from_wire(kind: OpKind, flags: u32, version: u64) -> Result<Self, Reject> {
+        if flags & !uapi::NFKV_F_ALL != 0 {
+            return Err(Reject::Invalid);
+        }
+        let cond = Condition {
+            create_only: flags & uapi::NFKV_F_CREATE != 0,
+            replace_only: flags & uapi::NFKV_F_REPLACE != 0,
+            if_version: (flags & uapi::NFKV_F_IF_VERSION != 0).then_some(version),
+        };
+        let contradictory = cond.create_only && (cond.replace_only || cond.if_version.is_some());
+        let del_with_put_flags = kind == OpKind::Del && (cond.create_only || cond.replace_only);
+        if contradictory
+            || del_with_put_flags
+            || cond.if_version == Some(0)
+            || (cond.if_version.is_none() && version != 0)
+        {
+            return Err(Reject::Invalid);
+        }
+        Ok(cond)
+    }
+
+    fn to_wire(self) -> (u32, u64) {
+        let mut flags = 0;
+        if self.create_only {
+            flags |= uapi::NFKV_F_CREATE;
+        }
+        if self.replace_only {
+            flags |= uapi::NFKV_F_REPLACE;
+        }
+        if self.if_version.is_some() {
+            flags |= uapi::NFKV_F_IF_VERSION;
+        }
+        (flags, self.if_version.unwrap_or(0))
+    }
+}
+
+/// One validated write, borrowing key and value from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Op<'a> {
+    /// Put or delete.
+    pub kind: OpKind,
+    /// Its conditions.
+    pub cond: Condition,
+    /// 1..=[`MAX_KEY_LEN`] bytes.
+    pub key: &'a [u8],
+    /// Empty for a delete.
+    pub value: &'a [u8],
+}
+
+impl<'a> Op<'a> {
+    /// Bytes of `struct nfkv_op` + key + value.
+    pub fn wire_len(&self) -> usize {
+        OP_SIZE + self.key.len() + self.value.len()
+    }
+
+    /// Bytes of this op as a batch record, padding included.
+    pub fn record_len(&self) -> usize {
+        // Key and value lengths are bounded, so this cannot overflow.
+        (self.wire_len() + ALIGN - 1) & !(ALIGN - 1)
+    }
+
+    /// The `struct nfkv_op` header of this op.
+    pub fn encode_header(&self) -> [u8; OP_SIZE] {
+        let mut h = [0u8; OP_SIZE];
+        let op = match self.kind {
+            OpKind::Put => uapi::NFKV_OP_PUT,
+            OpKind::Del => uapi::NFKV_OP_DEL,
+        };
+        let (flags, version) = self.cond.to_wire();
+        put_u16(&mut h, offset_of!(uapi::nfkv_op, op), op as u16);
+        put_u16(&mut h, offset_of!(uapi::nfkv_op, key_len), self.key.len() as u16);
+        put_u32(&mut h, offset_of!(uapi::nfkv_op, flags), flags);
+        put_u32(&mut h, offset_of!(uapi::nfkv_op, value_len), self.value.len() as u32);
+        put_u64(&mut h, offset_of!(uapi::nfkv_op, version), version);
+        h
+    }
+}
+
+/// Parses one `struct nfkv_op` with its key and value from the front of
+/// `buf`; returns the op and the bytes after the value.
+fn parse_op(buf: &[u8], max_value_len: usize) -> Result<(Op<'_>, &[u8]), Reject> {
+    let (h, rest) = take(buf, OP_SIZE)?;
+    let kind = match u32::from(get_u16(h, offset_of!(uapi::nfkv_op, op))) {
+        uapi::NFKV_OP_PUT => OpKind::Put,
+        uapi::NFKV_OP_DEL => OpKind::Del,
+        _ => return Err(Reject::Invalid),
+    };
+    let key_len = usize::from(get_u16(h, offset_of!(uapi::nfkv_op, key_len)));
+    let flags = get_u32(h, offset_of!(uapi::nfkv_op, flags));
+    let value_len = get_u32(h, offset_of!(uapi::nfkv_op, value_len)) as usize;
+    let reserved = get_u32(h, offset_of!(uapi::nfkv_op, reserved));
+    let version = get_u64(h, offset_of!(uapi::nfkv_op, version));
+    if reserved != 0 {
+        return Err(Reject::Invalid);
+    }
+    check_key_len(key_len)?;
+    let cond = Condition::from_wire(kind, flags, version)?;
+    match kind {
+        OpKind::Del if value_len != 0 => return Err(Reject::Invalid),
+        OpKind::Put if value_len > max_value_len => return Err(Reject::TooBig),
+        _ => {}
+    }
+    let (key, rest) = take(rest, key_len)?;
+    let (value, rest) = take(rest, value_len)?;
+    Ok((Op { kind, cond, key, value }, rest))
+}
+
+/// Parses a whole `NFKV_SO_SET_PUT` (`kind` Put) or `NFKV_SO_SET_DEL` (`kind`
+/// Del) request: exactly one op of that kind and nothing after it.
+pub fn parse_single(kind: OpKind, buf: &[u8], max_value_len: usize) -> Result<Op<'_>, Reject> {
+    let (op, rest) = parse_op(buf, max_value_len)?;
+    if op.kind != kind || !rest.is_empty() {
+        return Err(Reject::Invalid);
+    }
+    Ok(op)
+}
+
+/// Parses an `NFKV_SO_SET_FLUSH` request.
+pub fn parse_flush(buf: &[u8]) -> Result<(), Reject> {
+    if buf.len() != FLUSH_SIZE || buf.iter().any(|&b| b != 0) {
+        return Err(Reject::Invalid);
+    }
+    Ok(())
+}
+
+const MIN_RECORD_LEN: usize = (OP_SIZE + 1 + ALIGN - 1) & !(ALIGN - 1);
+
+/// An `NFKV_SO_SET_BATCH` request whose header was checked.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// Empty the table before the first record.
+    pub flush: bool,
+    /// Number of records.
+    pub count: usize,
+    records: &'a [u8],
+    max_value_len: usize,
+}
+
+impl<'a> Batch<'a> {
+    /// Checks the header of a batch request.
+    pub fn parse(buf: &'a [u8], max_value_len: usize) -> Result<Self, Reject> {
+        let (h, records) = take(buf, BATCH_SIZE)?;
+        let flags = get_u32(h, offset_of!(uapi::nfkv_batch, flags));
+        let count = get_u32(h, offset_of!(uapi::nfkv_batch, count)) as usize;
+        if flags & !uapi::NFKV_BATCH_F_FLUSH != 0 {
+            return Err(Reject::Invalid);
+        }
+        if count > MAX_BATCH_OPS {
+            return Err(Reject::TooBig);
+        }
+        // Every record takes at least a header and a one-byte key, padded:
+        // a count that cannot fit is refused before anyone sizes by it.
+        if records.len() / MIN_RECORD_LEN < count {
+            return Err(Reject::Invalid);
+        }
+        Ok(Batch {
+            flush: flags & uapi::NFKV_BATCH_F_FLUSH != 0,
+            count,
+            records,
+            max_value_len,
+        })
+    }
+
+    /// Visits every record in order. Stops at the first malformed record or
+    /// the first error of `visit`; a batch whose records do not end exactly
+    /// at the end of the request is malformed too.
+    pub fn for_each<E: From<Reject>>(
+        &self,
+        mut visit: impl FnMut(usize, Op<'a>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut rest = self.records;
+        for index in 0..self.count {
+            let (op, after) = parse_op(rest, self.max_value_len)?;
+            let padding = op.record_len() - op.wire_len();
+            let (pad, after) = take(after, padding)?;
+            if pad.iter().any(|&b| b != 0) {
+                return Err(Reject::Invalid.into());
+            }
+            visit(index, op)?;
+            rest = after;
+        }
+        if !rest.is_empty() {
+            return Err(Reject::Invalid.into());
+        }
+        Ok(())
+    }
+}
+
+/// The header of a batch request.
+pub fn encode_batch_header(flush: bool, count: u32) -> [u8; BATCH_SIZE] {
+    let mut h = [0u8; BATCH_SIZE];
+    let flags = if flush { uapi::NFKV_BATCH_F_FLUSH } else { 0 };
+    put_u32(&mut h, offset_of!(uapi::nfkv_batch, flags), flags);
+    put_u32(&mut h, offset_of!(uapi::nfkv_batch, count), count);
+    h
+}
+
+/// Checks a getsockopt length: non-negative and at least `min`.
+pub fn check_get_len(len: i32, min: usize) -> Result<usize, Reject> {
+    match usize::try_from(len) {
+        Ok(len) if len >= min => Ok(len),
+        _ => Err(Reject::Invalid),
+    }
+}
+
+/// Parses the request region of `NFKV_SO_GET_VALUE`. `req` holds the first
+/// `min(len, GET_REQUEST_MAX)` bytes of the caller's buffer of `len` bytes.
+/// Returns the key.
+pub fn parse_get(req: &[u8], len: i32) -> Result<&[u8], Reject> {
+    check_get_len(len, VALUE_SIZE.max(GET_SIZE))?;
+    let (h, rest) = take(req, GET_SIZE)?;
+    let key_len = usize::from(get_u16(h, offset_of!(uapi::nfkv_get, key_len)));
+    if get_u16(h, offset_of!(uapi::nfkv_get, reserved)) != 0
+        || get_u32(h, offset_of!(uapi::nfkv_get, reserved2)) != 0
+    {
+        return Err(Reject::Invalid);
+    }
+    check_key_len(key_len)?;
+    Ok(take(rest, key_len)?.0)
+}
+
+/// Encodes a `NFKV_SO_GET_VALUE` request for `key` into `out`, which must be
+/// at least `GET_SIZE + key.len()` bytes; returns the bytes used.
+pub fn encode_get(out: &mut [u8], key: &[u8]) -> usize {
+    out[..GET_SIZE].fill(0);
+    put_u16(out, offset_of!(uapi::nfkv_get, key_len), key.len() as u16);
+    out[GET_SIZE..GET_SIZE + key.len()].copy_from_slice(key);
+    GET_SIZE + key.len()
+}
+
+/// The `struct nfkv_value` reply header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueHeader {
+    /// The entry's version.
+    pub version: u64,
+    /// The value's full length.
+    pub value_len: u32,
+}
+
+impl ValueHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; VALUE_SIZE] {
+        let mut h = [0u8; VALUE_SIZE];
+        put_u64(&mut h, offset_of!(uapi::nfkv_value, version), self.version);
+        put_u32(&mut h, offset_of!(uapi::nfkv_value, value_len), self.value_len);
+        h
+    }
+
+    /// Decodes the header at the front of `buf`.
+    pub fn decode(buf: &[u8]) -> Result<Self, Reject> {
+        let (h, _) = take(buf, VALUE_SIZE)?;
+        Ok(ValueHeader {
+            version: get_u64(h, offset_of!(uapi::nfkv_value, version)),
+            value_len: get_u32(h, offset_of!(uapi::nfkv_value, value_len)),
+        })
+    }
+}
+
+/// A checked `NFKV_SO_GET_LIST` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListRequest<'a> {
+    /// Resume strictly after this key; empty: from the first key.
+    pub after: &'a [u8],
+    /// Only keys starting with this; empty: all keys.
+    pub prefix: &'a [u8],
+}
+
+impl<'a> ListRequest<'a> {
+    /// Parses the request region of `NFKV_SO_GET_LIST`; `req` holds the first
+    /// `min(len, LIST_REQUEST_MAX)` bytes of the caller's buffer of `len`.
+    pub fn parse(req: &'a [u8], len: i32) -> Result<Self, Reject> {
+        check_get_len(len, LIST_REPLY_SIZE.max(LIST_SIZE))?;
+        let (h, rest) = take(req, LIST_SIZE)?;
+        let after_len = usize::from(get_u16(h, offset_of!(uapi::nfkv_list, after_len)));
+        let prefix_len = usize::from(get_u16(h, offset_of!(uapi::nfkv_list, prefix_len)));
+        if get_u32(h, offset_of!(uapi::nfkv_list, flags)) != 0
+            || after_len > MAX_KEY_LEN
+            || prefix_len > MAX_KEY_LEN
+        {
+            return Err(Reject::Invalid);
+        }
+        let (after, rest) = take(rest, after_len)?;
+        let (prefix, _) = take(rest, prefix_len)?;
+        Ok(ListRequest { after, prefix })
+    }
+
+    /// Bytes of the encoded request.
+    pub fn wire_len(&self) -> usize {
+        LIST_SIZE + self.after.len() + self.prefix.len()
+    }
+
+    /// Encodes the request into `out` (at least [`Self::wire_len`] bytes).
+    pub fn encode(&self, out: &mut [u8]) -> usize {
+        out[..LIST_SIZE].fill(0);
+        put_u16(out, offset_of!(uapi::nfkv_list, after_len), self.after.len() as u16);
+        put_u16(out, offset_of!(uapi::nfkv_list, prefix_len), self.prefix.len() as u16);
+        let a = LIST_SIZE + self.after.len();
+        out[LIST_SIZE..a].copy_from_slice(self.after);
+        out[a..a + self.prefix.len()].copy_from_slice(self.prefix);
+        self.wire_len()
+    }
+}
+
+/// Bytes one list entry takes in a reply, padding included.
+pub fn list_entry_len(key_len: usize, value_len: usize) -> usize {
+    // Both lengths are bounded by the table's limits: no overflow.
+    (LIST_ENTRY_SIZE + key_len + value_len + ALIGN - 1) & !(ALIGN - 1)
+}
+
+/// The `struct nfkv_list_reply` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ListReplyHeader {
+    /// The table's generation when the page was taken.
+    pub generation: u64,
+    /// Entries in the page.
+    pub count: u32,
+    /// More matching entries follow.
+    pub more: bool,
+    /// Bytes used, header included; on EMSGSIZE the size needed.
+    pub size: u32,
+}
+
+impl ListReplyHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; LIST_REPLY_SIZE] {
+        let mut h = [0u8; LIST_REPLY_SIZE];
+        let flags = if self.more { uapi::NFKV_LIST_F_MORE } else { 0 };
+        put_u64(&mut h, offset_of!(uapi::nfkv_list_reply, generation), self.generation);
+        put_u32(&mut h, offset_of!(uapi::nfkv_list_reply, count), self.count);
+        put_u32(&mut h, offset_of!(uapi::nfkv_list_reply, flags), flags);
+        put_u32(&mut h, offset_of!(uapi::nfkv_list_reply, size), self.size);
+        h
+    }
+
+    /// Decodes the header at the front of `buf`.
+    pub fn decode(buf: &[u8]) -> Result<Self, Reject> {
+        let (h, _) = take(buf, LIST_REPLY_SIZE)?;
+        let flags = get_u32(h, offset_of!(uapi::nfkv_list_reply, flags));
+        Ok(ListReplyHeader {
+            generation: get_u64(h, offset_of!(uapi::nfkv_list_reply, generation)),
+            count: get_u32(h, offset_of!(uapi::nfkv_list_reply, count)),
+            more: flags & uapi::NFKV_LIST_F_MORE != 0,
+            size: get_u32(h, offset_of!(uapi::nfkv_list_reply, size)),
+        })
+    }
+}
+
+/// Appends list entries to a page buffer after room for the reply header.
+pub struct ListPageWriter<'b> {
+    buf: &'b mut [u8],
+    used: usize,
+    count: u32,
+}
+
+impl<'b> ListPageWriter<'b> {
+    /// A writer over `buf`, which must hold at least the reply header.
+    pub fn new(buf: &'b mut [u8]) -> Result<Self, Reject> {
+        if buf.len() < LIST_REPLY_SIZE {
+            return Err(Reject::Invalid);
+        }
+        buf[..LIST_REPLY_SIZE].fill(0);
+        Ok(ListPageWriter { buf, used: LIST_REPLY_SIZE, count: 0 })
+    }
+
+    /// Appends an entry if it fits whole; returns whether it did.
+    pub fn push(&mut self, version: u64, key: &[u8], value: &[u8]) -> bool {
+        let len = list_entry_len(key.len(), value.len());
+        if self.buf.len() - self.used < len {
+            return false;
+        }
+        let e = &mut self.buf[self.used..self.used + len];
+        e.fill(0);
+        put_u64(e, offset_of!(uapi::nfkv_list_entry, version), version);
+        put_u16(e, offset_of!(uapi::nfkv_list_entry, key_len), key.len() as u16);
+        put_u32(e, offset_of!(uapi::nfkv_list_entry, value_len), value.len() as u32);
+        e[LIST_ENTRY_SIZE..LIST_ENTRY_SIZE + key.len()].copy_from_slice(key);
+        let v = LIST_ENTRY_SIZE + key.len();
+        e[v..v + value.len()].copy_from_slice(value);
+        self.used += len;
+        self.count += 1;
+        true
+    }
+
+    /// Entries pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Writes the header; returns the bytes of the page.
+    pub fn finish(self, generation: u64, more: bool) -> usize {
+        let header = ListReplyHeader {
+            generation,
+            count: self.count,
+            more,
+            size: self.used as u32,
+        };
+        self.buf[..LIST_REPLY_SIZE].copy_from_slice(&header.encode());
+        self.used
+    }
+}
+
+/// One entry of a list reply, borrowing from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListEntry<'a> {
+    /// The entry's version.
+    pub version: u64,
+    /// Its key.
+    pub key: &'a [u8],
+    /// Its value.
+    pub value: &'a [u8],
+}
+
+/// Decodes a list reply page: its header and entries, checking that they
+/// fill exactly `size` bytes.
+pub fn decode_list_page<E: From<Reject>>(
+    page: &[u8],
+    mut visit: impl FnMut(ListEntry<'_>) -> Result<(), E>,
+) -> Result<ListReplyHeader, E> {
+    let header = ListReplyHeader::decode(page)?;
+    let size = header.size as usize;
+    if size > page.len() || size < LIST_REPLY_SIZE {
+        return Err(Reject::Invalid.into());
+    }
+    let mut rest = &page[LIST_REPLY_SIZE..size];
+    for _ in 0..header.count {
+        let (h, _) = take(rest, LIST_ENTRY_SIZE)?;
+        let key_len = usize::from(get_u16(h, offset_of!(uapi::nfkv_list_entry, key_len)));
+        let value_len = get_u32(h, offset_of!(uapi::nfkv_list_entry, value_len)) as usize;
+        let version = get_u64(h, offset_of!(uapi::nfkv_list_entry, version));
+        let len = list_entry_len(key_len, value_len);
+        let (entry, after) = take(rest, len)?;
+        let key = &entry[LIST_ENTRY_SIZE..LIST_ENTRY_SIZE + key_len];
+        let value = &entry[LIST_ENTRY_SIZE + key_len..LIST_ENTRY_SIZE + key_len + value_len];
+        visit(ListEntry { version, key, value })?;
+        rest = after;
+    }
+    if !rest.is_empty() {
+        return Err(Reject::Invalid.into());
+    }
+    Ok(header)
+}
+
+/// `struct nfkv_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Info {
+    /// The module's ABI version.
+    pub abi_version: u32,
+    /// First optname of the module's range.
+    pub optbase: u32,
+    /// Longest key.
+    pub max_key_len: u32,
+    /// Longest value.
+    pub max_value_len: u32,
+    /// Most entries per namespace.
+    pub max_entries: u32,
+    /// Most records per batch.
+    pub max_batch_ops: u32,
+    /// Entries in the table.
+    pub entries: u32,
+    /// Key and value bytes stored.
+    pub bytes_used: u64,
+    /// The table's generation.
+    pub generation: u64,
+    /// NUL-terminated module version.
+    pub module_version: [u8; 16],
+}
+
+impl Info {
+    /// Encodes the reply.
+    pub fn encode(&self) -> [u8; INFO_SIZE] {
+        let mut b = [0u8; INFO_SIZE];
+        put_u32(&mut b, offset_of!(uapi::nfkv_info, abi_version), self.abi_version);
+        put_u32(&mut b, offset_of!(uapi::nfkv_info, optbase), self.optbase);
+        put_u32(&mut b, offset_of!(uapi::nfkv_info, max_key_len), self.max_key_len);
+        put_u32(&mut b, offset_of!(uapi::nfkv_info, max_value_len), self.max_value_len);
+        put_u32(&mut b, offset_of!(uapi::nfkv_info, max_entries), self.max_entries);
+        put_u32(&mut b, offset_of!(uapi::nfkv_info, max_batch_ops), self.max_batch_ops);
+        put_u32(&mut b, offset_of!(uapi::nfkv_info, entries), self.entries);
+        put_u64(&mut b, offset_of!(uapi::nfkv_info, bytes_used), self.bytes_used);
+        put_u64(&mut b, offset_of!(uapi::nfkv_info, generation), self.generation);
+        let v = offset_of!(uapi::nfkv_info, module_version);
+        b[v..v + 16].copy_from_slice(&self.module_version);
+        b
+    }
+
+    /// Decodes the reply.
+    pub fn decode(buf: &[u8]) -> Result<Self, Reject> {
+        let (b, _) = take(buf, INFO_SIZE)?;
+        let v = offset_of!(uapi::nfkv_info, module_version);
+        let mut module_version = [0u8; 16];
+        module_version.copy_from_slice(&b[v..v + 16]);
+        Ok(Info {
+            abi_version: get_u32(b, offset_of!(uapi::nfkv_info, abi_version)),
+            optbase: get_u32(b, offset_of!(uapi::nfkv_info, optbase)),
+            max_key_len: get_u32(b, offset_of!(uapi::nfkv_info, max_key_len)),
+            max_value_len: get_u32(b, offset_of!(uapi::nfkv_info, max_value_len)),
+            max_entries: get_u32(b, offset_of!(uapi::nfkv_info, max_entries)),
+            max_batch_ops: get_u32(b, offset_of!(uapi::nfkv_info, max_batch_ops)),
+            entries: get_u32(b, offset_of!(uapi::nfkv_info, entries)),
+            bytes_used: get_u64(b, offset_of!(uapi::nfkv_info, bytes_used)),
+            generation: get_u64(b, offset_of!(uapi::nfkv_info, generation)),
+            module_version,
+        })
+    }
+
+    /// The module version as text (up to the first NUL).
+    pub fn module_version_str(&self) -> &str {
+        let end = self.module_version.iter().position(|&b| b == 0).unwrap_or(16);
+        core::str::from_utf8(&self.module_version[..end]).unwrap_or("?")
+    }
+}
+
+/// One command's outcome counts (`struct nfkv_counter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counter {
+    /// Successful calls.
+    pub ok: u64,
+    /// Failed calls.
+    pub failed: u64,
+}
+
+/// `struct nfkv_stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Set commands, by offset.
+    pub set: [Counter; SET_COMMANDS],
+    /// Get commands, by offset.
+    pub get: [Counter; GET_COMMANDS],
+}
+
+const COUNTER_SIZE: usize = size_of::<uapi::nfkv_counter>();
+
+/// Offset of counter `i` of `set` followed by `get` in `struct nfkv_stats`.
+fn counter_offset(i: usize) -> usize {
+    if i < SET_COMMANDS {
+        offset_of!(uapi::nfkv_stats, set) + i * COUNTER_SIZE
+    } else {
+        offset_of!(uapi::nfkv_stats, get) + (i - SET_COMMANDS) * COUNTER_SIZE
+    }
+}
+
+impl Stats {
+    /// Encodes the reply.
+    pub fn encode(&self) -> [u8; STATS_SIZE] {
+        let mut b = [0u8; STATS_SIZE];
+        for (i, c) in self.set.iter().chain(self.get.iter()).enumerate() {
+            let off = counter_offset(i);
+            put_u64(&mut b, off + offset_of!(uapi::nfkv_counter, ok), c.ok);
+            put_u64(&mut b, off + offset_of!(uapi::nfkv_counter, failed), c.failed);
+        }
+        b
+    }
+
+    /// Decodes the reply.
+    pub fn decode(buf: &[u8]) -> Result<Self, Reject> {
+        let (b, _) = take(buf, STATS_SIZE)?;
+        let mut stats = Stats::default();
+        for (i, c) in stats.set.iter_mut().chain(stats.get.iter_mut()).enumerate() {
+            let off = counter_offset(i);
+            c.ok = get_u64(b, off + offset_of!(uapi::nfkv_counter, ok));
+            c.failed = get_u64(b, off + offset_of!(uapi::nfkv_counter, failed));
+        }
+        Ok(stats)
+    }
+}
