@@ -36,7 +36,7 @@ kernel:
 
 demo: setup
 	$(MAKE) module client
-	tests/vm/run -- tests/demo.sh
+	tests/vm/run --no-load -- tests/demo.sh
 
 check: setup
 	tests/run-all

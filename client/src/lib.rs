@@ -143,6 +143,7 @@ pub struct Nfkv {
     fd: OwnedFd,
     optbase: u32,
     info: Info,
+    page_bytes: usize,
 }
 
 impl Nfkv {
@@ -167,6 +168,7 @@ impl Nfkv {
             fd,
             optbase,
             info: Info::default(),
+            page_bytes: LIST_PAGE_BYTES,
         };
         kv.info = kv.info()?;
         if kv.info.abi_version != ABI_VERSION {
@@ -176,6 +178,17 @@ impl Nfkv {
             });
         }
         Ok(kv)
+    }
+
+    /// Sets the buffer size offered to each LIST call (default
+    /// [`LIST_PAGE_BYTES`]); smaller buffers mean more, smaller pages.
+    pub fn set_page_bytes(&mut self, bytes: usize) {
+        self.page_bytes = bytes.max(codec::LIST_REPLY_SIZE);
+    }
+
+    /// The socket in use.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
     }
 
     /// The optname base in use.
@@ -315,7 +328,7 @@ impl Nfkv {
         if after.len() > MAX_KEY_LEN || prefix.len() > MAX_KEY_LEN {
             return Err(Error::Invalid(format!("prefix longer than {MAX_KEY_LEN} bytes")));
         }
-        let mut size = LIST_PAGE_BYTES;
+        let mut size = self.page_bytes;
         loop {
             let mut buf = vec![0u8; size];
             req.encode(&mut buf);

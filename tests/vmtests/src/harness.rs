@@ -1,0 +1,256 @@
+//! A small test runner and the helpers the suites share.
+
+use nfkv::{Entry, Nfkv};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::Command;
+
+/// Outcome of one test.
+pub type TestResult = Result<(), String>;
+
+/// A named test.
+pub struct Test {
+    pub name: &'static str,
+    pub run: fn() -> TestResult,
+}
+
+/// Declares a list of tests from functions.
+#[macro_export]
+macro_rules! tests {
+    ($($f:ident),* $(,)?) => {
+        vec![$($crate::harness::Test { name: stringify!($f), run: $f }),*]
+    };
+}
+
+/// Fails the test with a message unless `cond`.
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
+
+/// Runs `tests` of suite `suite`, printing one line each; returns (passed, failed).
+pub fn run_suite(suite: &str, tests: &[Test], filter: Option<&str>) -> (usize, usize) {
+    let (mut passed, mut failed) = (0, 0);
+    for t in tests {
+        let name = format!("{suite}::{}", t.name);
+        if filter.is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let start = std::time::Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(t.run)).unwrap_or_else(|p| {
+            Err(p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panicked".into()))
+        });
+        let ms = start.elapsed().as_millis();
+        match outcome {
+            Ok(()) => {
+                passed += 1;
+                println!("ok   {name} ({ms} ms)");
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {name} ({ms} ms): {e}");
+            }
+        }
+    }
+    (passed, failed)
+}
+
+/// A connection to the module, or the test fails.
+pub fn kv() -> Result<Nfkv, String> {
+    Nfkv::open().map_err(|e| format!("open: {e}"))
+}
+
+/// A connection to an empty table.
+pub fn fresh() -> Result<Nfkv, String> {
+    let kv = kv()?;
+    kv.flush().map_err(|e| format!("flush: {e}"))?;
+    Ok(kv)
+}
+
+/// Everything observable about a table: generation, entry count, bytes and contents.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Dump {
+    pub generation: u64,
+    pub entries: u32,
+    pub bytes_used: u64,
+    pub contents: Vec<Entry>,
+}
+
+/// Reads the whole table consistently.
+pub fn dump(kv: &Nfkv) -> Result<Dump, String> {
+    let info = kv.info().map_err(|e| format!("info: {e}"))?;
+    let (generation, contents) = kv.snapshot(b"", 10).map_err(|e| format!("snapshot: {e}"))?;
+    ensure!(generation == info.generation, "generation moved under a quiet table");
+    Ok(Dump {
+        generation,
+        entries: info.entries,
+        bytes_used: info.bytes_used,
+        contents,
+    })
+}
+
+/// The errno of a failed call, or a message if it succeeded.
+pub fn errno_of<T>(r: io::Result<T>) -> Result<i32, String> {
+    match r {
+        Ok(_) => Err("call succeeded but should have failed".into()),
+        Err(e) => e.raw_os_error().ok_or_else(|| format!("no errno: {e}")),
+    }
+}
+
+/// Checks that `r` failed with `want`.
+pub fn expect_errno<T>(what: &str, r: io::Result<T>, want: i32) -> TestResult {
+    let got = errno_of(r).map_err(|e| format!("{what}: {e}"))?;
+    ensure!(
+        got == want,
+        "{what}: errno {got} ({}), expected {want} ({})",
+        io::Error::from_raw_os_error(got),
+        io::Error::from_raw_os_error(want)
+    );
+    Ok(())
+}
+
+/// Checks that a library call failed with an error of errno `want`.
+pub fn expect_err<T: std::fmt::Debug>(what: &str, r: nfkv::Result<T>, want: i32) -> TestResult {
+    match r {
+        Ok(v) => Err(format!("{what}: succeeded ({v:?}), expected errno {want}")),
+        Err(e) if e.errno() == Some(want) => Ok(()),
+        Err(e) => Err(format!("{what}: {e}, expected errno {want}")),
+    }
+}
+
+/// Maps a library error into a test failure.
+pub fn ck<T>(what: &str, r: nfkv::Result<T>) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+/// Runs `f` in a forked child (for setuid, unshare, setns); its result
+/// comes back through a pipe.
+pub fn in_child(f: impl FnOnce() -> TestResult) -> TestResult {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors.
+    if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+        return Err(format!("pipe: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: the suites run single-threaded when they fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: closing our copy of the read end.
+        unsafe { libc::close(fds[0]) };
+        let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err("child panicked".into()));
+        let msg = match &r {
+            Ok(()) => String::new(),
+            Err(e) => e.clone(),
+        };
+        // SAFETY: writing a buffer we own, then leaving without unwinding.
+        unsafe {
+            libc::write(fds[1], msg.as_ptr().cast(), msg.len());
+            libc::_exit(i32::from(r.is_err()));
+        }
+    }
+    // SAFETY: closing our copy of the write end.
+    unsafe { libc::close(fds[1]) };
+    let mut msg = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: reading into a buffer we own.
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        msg.extend_from_slice(&buf[..n as usize]);
+    }
+    // SAFETY: closing the read end; reaping our own child.
+    let mut status = 0;
+    unsafe {
+        libc::close(fds[0]);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(())
+    } else if msg.is_empty() {
+        Err(format!("child died with status {status:#x}"))
+    } else {
+        Err(String::from_utf8_lossy(&msg).into_owned())
+    }
+}
+
+/// Drops every privilege: uid/gid 65534, no capabilities.
+pub fn become_nobody() -> TestResult {
+    // SAFETY: plain syscalls on this process.
+    let rc = unsafe {
+        libc::setgroups(0, std::ptr::null())
+            | libc::setresgid(65534, 65534, 65534)
+            | libc::setresuid(65534, 65534, 65534)
+    };
+    ensure!(rc == 0, "dropping privileges: {}", io::Error::last_os_error());
+    // Changing uid made us non-dumpable, which locks /proc/self/*_map.
+    // SAFETY: plain prctl on this process.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
+    Ok(())
+}
+
+/// `unshare(flags)`.
+pub fn unshare(flags: i32) -> TestResult {
+    // SAFETY: plain syscall.
+    ensure!(unsafe { libc::unshare(flags) } == 0, "unshare: {}", io::Error::last_os_error());
+    Ok(())
+}
+
+/// Writes a file of /proc (uid_map and friends).
+pub fn write_proc(path: &str, data: &str) -> TestResult {
+    std::fs::write(path, data).map_err(|e| format!("{path}: {e}"))
+}
+
+/// Runs a shell command; fails unless it succeeds.
+pub fn sh(cmd: &str) -> TestResult {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().map_err(|e| format!("{cmd}: {e}"))?;
+    ensure!(
+        out.status.success(),
+        "`{cmd}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Reloads nfkv.ko (from $NFKV_KO) with module parameters `params`.
+pub fn reload(params: &str) -> TestResult {
+    let ko = std::env::var("NFKV_KO").map_err(|_| "NFKV_KO is not set".to_string())?;
+    sh(&format!("(! grep -q '^nfkv ' /proc/modules || rmmod nfkv) && insmod {ko} {params}"))
+}
+
+/// The socket's descriptor number, for error messages.
+pub fn fd_no(fd: &OwnedFd) -> i32 {
+    fd.as_raw_fd()
+}
+
+/// A small deterministic PRNG (xorshift64*), so every run can be replayed
+/// from its printed seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}

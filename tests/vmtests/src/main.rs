@@ -1,0 +1,41 @@
+//! nfkv's VM test suites: run as root inside the test VM with nfkv.ko loaded
+//! (see tests/vm/run). `nfkv-vmtests [SUITE...] [--filter TEXT]`; prints one
+//! line per test and a closing `N passed, N failed`.
+
+mod core;
+mod harness;
+
+use harness::{run_suite, Test};
+
+fn suites() -> Vec<(&'static str, fn() -> Vec<Test>)> {
+    vec![("core", core::suite)]
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let filter = args.iter().position(|a| a == "--filter").map(|i| {
+        let f = args.get(i + 1).cloned().unwrap_or_default();
+        args.drain(i..(i + 2).min(args.len()));
+        f
+    });
+    let all = suites();
+    if args.iter().any(|a| a == "--list") {
+        for (name, suite) in &all {
+            for t in suite() {
+                println!("{name}::{}", t.name);
+            }
+        }
+        return;
+    }
+    let (mut passed, mut failed) = (0, 0);
+    for (name, suite) in &all {
+        if !args.is_empty() && !args.iter().any(|a| a == name) {
+            continue;
+        }
+        let (p, f) = run_suite(name, &suite(), filter.as_deref());
+        passed += p;
+        failed += f;
+    }
+    println!("{passed} passed, {failed} failed");
+    std::process::exit(i32::from(failed > 0));
+}
