@@ -29,13 +29,14 @@ kernel_fragments() {
 }
 
 # Build directory of kernel NAME, keyed by fragment contents, source package
-# version and toolchain, so an unchanged configuration is never rebuilt.
+# version and toolchain (what decides the kernel's contents), so an unchanged
+# configuration is never rebuilt.
 kernel_dir() {
     local name=$1 key
     [ -f "$NFKV_ROOT/tests/kernel/$name.config" ] || die "no kernel config tests/kernel/$name.config"
     key=$( {
         kernel_pkg_version
-        cat $(kernel_fragments "$name") "$NFKV_ROOT/scripts/build-kernel"
+        cat $(kernel_fragments "$name")
         "$KERNEL_RUSTC" --version
         clang --version | head -n1
     } | sha256sum | cut -c1-16)

@@ -2,13 +2,14 @@
 //! (see tests/vm/run). `nfkv-vmtests [SUITE...] [--filter TEXT]`; prints one
 //! line per test and a closing `N passed, N failed`.
 
+mod badinput;
 mod core;
 mod harness;
 
 use harness::{run_suite, Test};
 
 fn suites() -> Vec<(&'static str, fn() -> Vec<Test>)> {
-    vec![("core", core::suite)]
+    vec![("core", core::suite), ("badinput", badinput::suite)]
 }
 
 fn main() {
