@@ -384,7 +384,7 @@ fn baseline(kv: &Nfkv) -> TestResult {
 }
 
 fn matrix() -> TestResult {
-    let kv = kv()?;
+    let kv = connect()?;
     let maps = Maps::new()?;
     let mut seen = std::collections::HashSet::new();
     let mut cases: Vec<Case> = cases(kv.limits().max_value_len as usize)

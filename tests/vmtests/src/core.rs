@@ -2,7 +2,6 @@
 //! its edge, every documented errno, paging, namespaces and permissions.
 
 use crate::harness::*;
-use crate::harness::kv as harness_kv;
 use crate::{ensure, tests};
 use nfkv::{Batch, Condition, Nfkv};
 use nfkv_abi::codec::{self, cmd, Op, OpKind};
@@ -488,7 +487,7 @@ fn network_namespaces_are_isolated() -> TestResult {
     put(&kv, b"host", b"1")?;
     in_child(|| {
         unshare(libc::CLONE_NEWNET)?;
-        let kv = harness_kv()?;
+        let kv = connect()?;
         let d = dump(&kv)?;
         ensure!(d.entries == 0 && d.generation == 0, "new namespace sees {d:?}");
         put(&kv, b"guest", b"2")?;
@@ -583,7 +582,7 @@ fn user_namespace_root_gets_its_own_table() -> TestResult {
         let host_udp = nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
         enter_user_and_net_namespace()?;
         // Root of the new user namespace: its own empty table...
-        let kv = harness_kv()?;
+        let kv = connect()?;
         let d = dump(&kv)?;
         ensure!(d.entries == 0, "userns root sees {d:?}");
         put(&kv, b"mine", b"2")?;
@@ -603,7 +602,7 @@ fn socket_keeps_its_namespace_after_unshare() -> TestResult {
         unshare(libc::CLONE_NEWNET)?;
         let old = Nfkv::from_fd(old, optbase).map_err(|e| e.to_string())?;
         put(&old, b"via-old-socket", b"1")?;
-        let new = harness_kv()?;
+        let new = connect()?;
         ensure!(dump(&new)?.entries == 0, "new namespace saw the old socket's write");
         Ok(())
     })?;
@@ -614,7 +613,7 @@ fn socket_keeps_its_namespace_after_unshare() -> TestResult {
 fn optbase_relocates_the_range() -> TestResult {
     reload("optbase=3000")?;
     let r = (|| {
-        let kv = harness_kv()?;
+        let kv = connect()?;
         ensure!(kv.optbase() == 3000 && kv.limits().optbase == 3000, "optbase {}", kv.optbase());
         put(&kv, b"k", b"v")?;
         match Nfkv::open_at(uapi::NFKV_BASE_CTL) {

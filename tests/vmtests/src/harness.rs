@@ -65,13 +65,13 @@ pub fn run_suite(suite: &str, tests: &[Test], filter: Option<&str>) -> (usize, u
 }
 
 /// A connection to the module, or the test fails.
-pub fn kv() -> Result<Nfkv, String> {
+pub fn connect() -> Result<Nfkv, String> {
     Nfkv::open().map_err(|e| format!("open: {e}"))
 }
 
 /// A connection to an empty table.
 pub fn fresh() -> Result<Nfkv, String> {
-    let kv = kv()?;
+    let kv = connect()?;
     kv.flush().map_err(|e| format!("flush: {e}"))?;
     Ok(kv)
 }
@@ -252,5 +252,10 @@ impl Rng {
     }
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
+    }
+    /// Random bytes, `min + below(span)` of them.
+    pub fn blob(&mut self, min: usize, span: u64) -> Vec<u8> {
+        let len = min + self.below(span) as usize;
+        self.bytes(len)
     }
 }

@@ -4,12 +4,16 @@
 
 mod badinput;
 mod core;
+mod faults;
+mod fuzz;
 mod harness;
+mod lifecycle;
+mod stress;
 
 use harness::{run_suite, Test};
 
 fn suites() -> Vec<(&'static str, fn() -> Vec<Test>)> {
-    vec![("core", core::suite), ("badinput", badinput::suite)]
+    vec![("core", core::suite), ("badinput", badinput::suite), ("fuzz", fuzz::suite), ("stress", stress::suite), ("faults", faults::suite), ("lifecycle", lifecycle::suite)]
 }
 
 fn main() {

@@ -1,0 +1,238 @@
+//! Host tests of the codec the kernel module runs: exact edges, round
+//! trips, and property tests that no input makes a parser panic or accept
+//! something malformed.
+
+use nfkv_abi::codec::*;
+use nfkv_abi::uapi;
+use proptest::prelude::*;
+use std::mem::offset_of;
+
+const MAX_VALUE: usize = 4096;
+
+fn encode(op: &Op<'_>) -> Vec<u8> {
+    let mut v = op.encode_header().to_vec();
+    v.extend_from_slice(op.key);
+    v.extend_from_slice(op.value);
+    v
+}
+
+fn put<'a>(key: &'a [u8], value: &'a [u8]) -> Op<'a> {
+    Op { kind: OpKind::Put, cond: Condition::default(), key, value }
+}
+
+#[test]
+fn header_sizes_match_the_abi() {
+    assert_eq!(OP_SIZE, 24);
+    assert_eq!(BATCH_SIZE, 8);
+    assert_eq!(FLUSH_SIZE, 8);
+    assert_eq!(LIST_REPLY_SIZE, 24);
+    assert_eq!(LIST_ENTRY_SIZE, 16);
+    assert_eq!(STATS_SIZE, 16 * (SET_COMMANDS + GET_COMMANDS));
+    assert_eq!(INFO_SIZE % 8, 0);
+}
+
+#[test]
+fn key_length_edges() {
+    assert!(parse_single(OpKind::Put, &encode(&put(&[1], b"")), MAX_VALUE).is_ok());
+    assert!(parse_single(OpKind::Put, &encode(&put(&[1; 255], b"")), MAX_VALUE).is_ok());
+    let mut zero = encode(&put(&[1], b""));
+    zero[offset_of!(uapi::nfkv_op, key_len)] = 0;
+    zero.pop();
+    assert_eq!(parse_single(OpKind::Put, &zero, MAX_VALUE), Err(Reject::Invalid));
+    let mut long = encode(&put(&[1; 255], b""));
+    long[offset_of!(uapi::nfkv_op, key_len)..][..2].copy_from_slice(&256u16.to_ne_bytes());
+    long.push(1);
+    assert_eq!(parse_single(OpKind::Put, &long, MAX_VALUE), Err(Reject::Invalid));
+}
+
+#[test]
+fn value_length_edges() {
+    assert!(parse_single(OpKind::Put, &encode(&put(b"k", &[0; MAX_VALUE])), MAX_VALUE).is_ok());
+    assert_eq!(parse_single(OpKind::Put, &encode(&put(b"k", &[0; MAX_VALUE + 1])), MAX_VALUE), Err(Reject::TooBig));
+}
+
+#[test]
+fn exact_length_is_required() {
+    let req = encode(&put(b"key", b"value"));
+    assert!(parse_single(OpKind::Put, &req, MAX_VALUE).is_ok());
+    assert_eq!(parse_single(OpKind::Put, &req[..req.len() - 1], MAX_VALUE), Err(Reject::Invalid));
+    let mut longer = req.clone();
+    longer.push(0);
+    assert_eq!(parse_single(OpKind::Put, &longer, MAX_VALUE), Err(Reject::Invalid));
+    assert_eq!(parse_single(OpKind::Del, &req, MAX_VALUE), Err(Reject::Invalid));
+}
+
+#[test]
+fn conditions_must_be_consistent() {
+    let at = |flags: u32, version: u64| {
+        let mut req = encode(&put(b"k", b"v"));
+        req[offset_of!(uapi::nfkv_op, flags)..][..4].copy_from_slice(&flags.to_ne_bytes());
+        req[offset_of!(uapi::nfkv_op, version)..][..8].copy_from_slice(&version.to_ne_bytes());
+        parse_single(OpKind::Put, &req, MAX_VALUE).map(|op| op.cond)
+    };
+    assert_eq!(at(0, 0), Ok(Condition::default()));
+    assert!(at(uapi::NFKV_F_CREATE, 0).unwrap().create_only);
+    assert_eq!(at(uapi::NFKV_F_IF_VERSION, 9).unwrap().if_version, Some(9));
+    for (flags, version) in [(3, 0), (5, 1), (4, 0), (0, 1), (8, 0), (u32::MAX, 1)] {
+        assert_eq!(at(flags, version), Err(Reject::Invalid), "flags {flags:#x} version {version}");
+    }
+}
+
+#[test]
+fn flush_must_be_all_zero() {
+    assert_eq!(parse_flush(&[0; 8]), Ok(()));
+    assert_eq!(parse_flush(&[0; 7]), Err(Reject::Invalid));
+    assert_eq!(parse_flush(&[0, 0, 0, 0, 1, 0, 0, 0]), Err(Reject::Invalid));
+}
+
+#[test]
+fn batch_counts_that_cannot_fit_are_refused_early() {
+    let mut h = encode_batch_header(false, u32::MAX).to_vec();
+    assert_eq!(Batch::parse(&h, MAX_VALUE).err(), Some(Reject::TooBig));
+    h = encode_batch_header(false, MAX_BATCH_OPS as u32).to_vec();
+    assert_eq!(Batch::parse(&h, MAX_VALUE).err(), Some(Reject::Invalid));
+    h = encode_batch_header(true, 0).to_vec();
+    let b = Batch::parse(&h, MAX_VALUE).unwrap();
+    assert!(b.flush && b.count == 0);
+}
+
+#[test]
+fn get_and_list_requests_need_room_for_the_reply() {
+    let mut buf = [0u8; 64];
+    let n = encode_get(&mut buf, b"key");
+    assert_eq!(parse_get(&buf[..n], VALUE_SIZE as i32), Ok(&b"key"[..]));
+    assert_eq!(parse_get(&buf[..n], VALUE_SIZE as i32 - 1), Err(Reject::Invalid));
+    assert_eq!(parse_get(&buf[..n], -1), Err(Reject::Invalid));
+    let req = ListRequest { after: b"a", prefix: b"b" };
+    let n = req.encode(&mut buf);
+    assert_eq!(ListRequest::parse(&buf[..n], LIST_REPLY_SIZE as i32), Ok(req));
+    assert_eq!(ListRequest::parse(&buf[..n], LIST_REPLY_SIZE as i32 - 1), Err(Reject::Invalid));
+}
+
+fn arb_cond() -> impl Strategy<Value = Condition> {
+    prop_oneof![
+        Just(Condition::default()),
+        Just(Condition { create_only: true, ..Default::default() }),
+        Just(Condition { replace_only: true, ..Default::default() }),
+        (1u64..u64::MAX).prop_map(|v| Condition { if_version: Some(v), ..Default::default() }),
+        (1u64..u64::MAX).prop_map(|v| Condition { replace_only: true, if_version: Some(v), ..Default::default() }),
+    ]
+}
+
+type OwnedOp = (bool, Condition, Vec<u8>, Vec<u8>);
+
+fn arb_op() -> impl Strategy<Value = OwnedOp> {
+    (any::<bool>(), arb_cond(), prop::collection::vec(any::<u8>(), 1..=255), prop::collection::vec(any::<u8>(), 0..300))
+        .prop_map(|(is_put, cond, key, value)| {
+            if is_put {
+                (true, cond, key, value)
+            } else {
+                (false, Condition { if_version: cond.if_version, ..Default::default() }, key, Vec::new())
+            }
+        })
+}
+
+fn as_op(o: &OwnedOp) -> Op<'_> {
+    Op { kind: if o.0 { OpKind::Put } else { OpKind::Del }, cond: o.1, key: &o.2, value: &o.3 }
+}
+
+proptest! {
+    #[test]
+    fn single_ops_round_trip(o in arb_op()) {
+        let op = as_op(&o);
+        let req = encode(&op);
+        prop_assert_eq!(parse_single(op.kind, &req, MAX_VALUE), Ok(op));
+    }
+
+    #[test]
+    fn batches_round_trip(ops in prop::collection::vec(arb_op(), 0..20), flush in any::<bool>()) {
+        let mut req = encode_batch_header(flush, ops.len() as u32).to_vec();
+        for o in &ops {
+            let op = as_op(o);
+            let start = req.len();
+            req.extend_from_slice(&encode(&op));
+            req.resize(start + op.record_len(), 0);
+            prop_assert_eq!(op.record_len() % ALIGN, 0);
+        }
+        let batch = Batch::parse(&req, MAX_VALUE).unwrap();
+        prop_assert_eq!(batch.flush, flush);
+        let mut seen = Vec::new();
+        batch.for_each(|i, op| -> Result<(), Reject> { seen.push((i, op)); Ok(()) }).unwrap();
+        prop_assert_eq!(seen.len(), ops.len());
+        for ((i, op), o) in seen.iter().zip(&ops) {
+            prop_assert_eq!(*op, as_op(o), "record {}", i);
+        }
+        // Any truncation or extension is malformed.
+        if !req.is_empty() {
+            let short = &req[..req.len() - 1];
+            let r = Batch::parse(short, MAX_VALUE).and_then(|b| b.for_each(|_, _| -> Result<(), Reject> { Ok(()) }));
+            prop_assert!(r.is_err());
+        }
+    }
+
+    #[test]
+    fn parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), len in any::<i32>()) {
+        let _ = parse_single(OpKind::Put, &bytes, MAX_VALUE);
+        let _ = parse_single(OpKind::Del, &bytes, MAX_VALUE);
+        let _ = parse_flush(&bytes);
+        if let Ok(b) = Batch::parse(&bytes, MAX_VALUE) {
+            let _ = b.for_each(|_, op| -> Result<(), Reject> {
+                assert!(!op.key.is_empty() && op.key.len() <= MAX_KEY_LEN && op.value.len() <= MAX_VALUE);
+                Ok(())
+            });
+        }
+        let _ = parse_get(&bytes, len);
+        let _ = ListRequest::parse(&bytes, len);
+        let _ = decode_list_page(&bytes, |_| -> Result<(), Reject> { Ok(()) });
+        let _ = Info::decode(&bytes);
+        let _ = Stats::decode(&bytes);
+        let _ = ValueHeader::decode(&bytes);
+    }
+
+    #[test]
+    fn accepted_ops_respect_every_limit(mut bytes in prop::collection::vec(any::<u8>(), 24..400), op in 1u16..=2, key_len in 0u16..300) {
+        bytes[offset_of!(uapi::nfkv_op, op)..][..2].copy_from_slice(&op.to_ne_bytes());
+        bytes[offset_of!(uapi::nfkv_op, key_len)..][..2].copy_from_slice(&key_len.to_ne_bytes());
+        for kind in [OpKind::Put, OpKind::Del] {
+            if let Ok(op) = parse_single(kind, &bytes, MAX_VALUE) {
+                prop_assert!((1..=MAX_KEY_LEN).contains(&op.key.len()));
+                prop_assert!(op.value.len() <= MAX_VALUE);
+                prop_assert_eq!(op.wire_len(), bytes.len());
+                prop_assert!(!(op.cond.create_only && (op.cond.replace_only || op.cond.if_version.is_some())));
+                prop_assert!(op.cond.if_version != Some(0));
+            }
+        }
+    }
+
+    #[test]
+    fn list_pages_round_trip(entries in prop::collection::vec((any::<u64>(), prop::collection::vec(any::<u8>(), 1..40), prop::collection::vec(any::<u8>(), 0..100)), 0..30), room in 24usize..4096, generation in any::<u64>()) {
+        let mut page = vec![0u8; room];
+        let mut w = ListPageWriter::new(&mut page).unwrap();
+        let mut written = 0;
+        for (v, k, val) in &entries {
+            if !w.push(*v, k, val) { break; }
+            written += 1;
+        }
+        let more = written < entries.len();
+        let used = w.finish(generation, more);
+        prop_assert!(used <= room);
+        let mut back = Vec::new();
+        let h = decode_list_page(&page[..used], |e| -> Result<(), Reject> { back.push((e.version, e.key.to_vec(), e.value.to_vec())); Ok(()) }).unwrap();
+        prop_assert_eq!(h.generation, generation);
+        prop_assert_eq!(h.more, more);
+        prop_assert_eq!(h.count as usize, written);
+        prop_assert_eq!(&back[..], &entries[..written]);
+    }
+
+    #[test]
+    fn info_and_stats_round_trip(a in any::<[u32; 7]>(), b in any::<[u64; 2]>(), s in any::<[u64; 16]>()) {
+        let info = Info { abi_version: a[0], optbase: a[1], max_key_len: a[2], max_value_len: a[3], max_entries: a[4], max_batch_ops: a[5], entries: a[6], bytes_used: b[0], generation: b[1], module_version: *b"0.1.0\0\0\0\0\0\0\0\0\0\0\0" };
+        prop_assert_eq!(Info::decode(&info.encode()), Ok(info));
+        let mut stats = Stats::default();
+        for (i, c) in stats.set.iter_mut().chain(stats.get.iter_mut()).enumerate() {
+            c.ok = s[2 * i % 16];
+            c.failed = s[(2 * i + 1) % 16];
+        }
+        prop_assert_eq!(Stats::decode(&stats.encode()), Ok(stats));
+    }
+}

@@ -1,0 +1,242 @@
+//! Concurrency: threads hammer the table with mixed operations, each checked
+//! against a userspace model; consistent listings are never torn; and rmmod
+//! races live clients, which either keep it loaded or see "not loaded".
+//!
+//! `NFKV_STRESS_THREADS` (default 8) x `NFKV_STRESS_OPS` (default 100,000).
+
+use crate::ensure;
+use crate::harness::*;
+use nfkv::{Batch, Condition, Error};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub fn suite() -> Vec<Test> {
+    crate::tests![threads_against_a_model, rmmod_races_live_clients]
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// What a thread knows of its own keys: value and, once read, version.
+type Model = BTreeMap<Vec<u8>, (Vec<u8>, Option<u64>)>;
+
+const INVARIANT_KEYS: usize = 10;
+
+/// Runs `ops` operations of thread `t` on keys `t{t}/...`; returns the
+/// thread's model and its successful shared-counter increments.
+fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64), String> {
+    let kv = connect()?;
+    let mut snap = connect()?;
+    snap.set_page_bytes(64); // one entry per page: consistency rests on the generation check
+    let mut rng = Rng::new(seed);
+    let mut model = Model::new();
+    let mut increments = 0;
+    let prefix = format!("t{t}/").into_bytes();
+    let key_of = |i: u64| [prefix.as_slice(), format!("{i:02}").as_bytes()].concat();
+    let expect = |what: &str, got: nfkv::Result<()>, ok: bool, err: i32| -> TestResult {
+        match (&got, ok) {
+            (Ok(()), true) => Ok(()),
+            (Err(e), false) if e.errno() == Some(err) => Ok(()),
+            _ => Err(format!("thread {t}: {what}: got {got:?}, model expected {}", if ok { "success".into() } else { format!("errno {err}") })),
+        }
+    };
+    for n in 0..ops {
+        let key = key_of(rng.below(48));
+        let known = model.get(&key).cloned();
+        match rng.below(100) {
+            0..=29 => {
+                let value = rng.blob(0, 40);
+                let (cond, ok, err) = match (rng.below(4), &known) {
+                    (0, k) => (Condition { create_only: true, ..Default::default() }, k.is_none(), libc::EEXIST),
+                    (1, k) => (Condition { replace_only: true, ..Default::default() }, k.is_some(), libc::ENOENT),
+                    (2, Some((_, Some(v)))) => {
+                        let stale = rng.below(3) == 0;
+                        let want = if stale { v + 1_000_000 } else { *v };
+                        (Condition { if_version: Some(want), ..Default::default() }, !stale, libc::ESTALE)
+                    }
+                    _ => (Condition::default(), true, 0),
+                };
+                expect("put", kv.put(&key, &value, cond), ok, err)?;
+                if ok {
+                    model.insert(key, (value, None));
+                }
+            }
+            30..=54 => match (kv.get(&key), known) {
+                (Ok(v), Some((value, version))) => {
+                    ensure!(v.value == value, "thread {t}: get {key:?}: {:?}, model {:?}", v.value, value);
+                    ensure!(version.is_none_or(|old| old == v.version), "thread {t}: version moved without a write");
+                    model.insert(key, (value, Some(v.version)));
+                }
+                (Err(Error::NotFound), None) => {}
+                (got, want) => return Err(format!("thread {t}: get {key:?}: {got:?}, model {want:?}")),
+            },
+            55..=69 => {
+                let cas = match &known {
+                    Some((_, Some(v))) if rng.below(2) == 0 => Some(*v),
+                    _ => None,
+                };
+                expect("delete", kv.delete(&key, cas), known.is_some(), libc::ENOENT)?;
+                model.remove(&key);
+            }
+            70..=79 => {
+                // A batch on own keys, predicted by replaying it on a copy.
+                let mut b = Batch::new();
+                let mut after = model.clone();
+                let mut fails = None;
+                for _ in 0..1 + rng.below(6) {
+                    let k = key_of(rng.below(48));
+                    if rng.below(3) == 0 {
+                        b.delete(&k, None);
+                        if after.remove(&k).is_none() && fails.is_none() {
+                            fails = Some(libc::ENOENT);
+                        }
+                    } else {
+                        let create = rng.below(4) == 0;
+                        let v = rng.blob(0, 24);
+                        b.put(&k, &v, Condition { create_only: create, ..Default::default() });
+                        if create && after.contains_key(&k) && fails.is_none() {
+                            fails = Some(libc::EEXIST);
+                        }
+                        after.insert(k, (v, None));
+                    }
+                }
+                expect("batch", kv.apply(&b), fails.is_none(), fails.unwrap_or(0))?;
+                if fails.is_none() {
+                    model = after;
+                }
+            }
+            80..=87 => {
+                let page = ck("list", kv.list_page(&prefix, b""))?;
+                let listed: Vec<(&[u8], &[u8])> = page.entries.iter().map(|e| (e.key.as_slice(), e.value.as_slice())).collect();
+                let modeled: Vec<(&[u8], &[u8])> = model.iter().map(|(k, (v, _))| (k.as_slice(), v.as_slice())).collect();
+                ensure!(listed == modeled, "thread {t}: listing of own prefix differs from the model");
+            }
+            88..=94 => loop {
+                // Shared counter: compare-and-swap increment.
+                let (current, version) = match kv.get(b"shared/counter") {
+                    Ok(v) => (u64::from_str_radix(&String::from_utf8_lossy(&v.value), 10).unwrap_or(0), Some(v.version)),
+                    Err(Error::NotFound) => (0, None),
+                    Err(e) => return Err(format!("counter get: {e}")),
+                };
+                let next = (current + 1).to_string();
+                let cond = match version {
+                    Some(v) => Condition { if_version: Some(v), ..Default::default() },
+                    None => Condition { create_only: true, ..Default::default() },
+                };
+                match kv.put(b"shared/counter", next.as_bytes(), cond) {
+                    Ok(()) => {
+                        increments += 1;
+                        break;
+                    }
+                    Err(Error::VersionMismatch | Error::Exists | Error::NotFound) => continue,
+                    Err(e) => return Err(format!("counter put: {e}")),
+                }
+            },
+            _ => {
+                if t == 0 && n % 2 == 0 {
+                    // The invariant: every inv/ key holds the same value.
+                    let mut b = Batch::new();
+                    let v = n.to_string();
+                    for i in 0..INVARIANT_KEYS {
+                        b.put(format!("inv/{i}").as_bytes(), v.as_bytes(), Condition::default());
+                    }
+                    ck("invariant batch", kv.apply(&b))?;
+                } else {
+                    let (_, entries) = ck("snapshot", snap.snapshot(b"inv/", 10_000))?;
+                    if entries.windows(2).any(|w| w[0].value != w[1].value) {
+                        torn.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+    Ok((model, increments))
+}
+
+fn threads_against_a_model() -> TestResult {
+    let kv = fresh()?;
+    let threads = env_u64("NFKV_STRESS_THREADS", 8) as usize;
+    let ops = env_u64("NFKV_STRESS_OPS", 100_000);
+    let seed = env_u64("NFKV_STRESS_SEED", 0x5eed);
+    let torn = AtomicU64::new(0);
+    let start = Instant::now();
+    let results: Vec<Result<(Model, u64), String>> = std::thread::scope(|s| {
+        let torn = &torn;
+        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || hammer(t, ops, seed + t as u64, torn))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into()))).collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let mut expected = BTreeMap::new();
+    let mut increments = 0;
+    for r in results {
+        let (model, inc) = r?;
+        increments += inc;
+        expected.extend(model.into_iter().map(|(k, (v, _))| (k, v)));
+    }
+    println!(
+        "     stress: {threads} threads x {ops} ops in {secs:.0} s ({:.0} ops/s), {increments} CAS increments",
+        (threads as u64 * ops) as f64 / secs
+    );
+    ensure!(torn.load(Ordering::Relaxed) == 0, "{} torn consistent snapshots", torn.load(Ordering::Relaxed));
+    let d = dump(&kv)?;
+    let mut actual: BTreeMap<Vec<u8>, Vec<u8>> = d.contents.into_iter().map(|e| (e.key, e.value)).collect();
+    let counter = actual.remove(&b"shared/counter"[..]).unwrap_or_default();
+    ensure!(counter == increments.to_string().into_bytes(), "counter {:?}, {increments} increments", String::from_utf8_lossy(&counter));
+    let inv: Vec<Vec<u8>> = (0..INVARIANT_KEYS).filter_map(|i| actual.remove(format!("inv/{i}").as_bytes())).collect();
+    ensure!(inv.windows(2).all(|w| w[0] == w[1]), "invariant keys differ at rest");
+    ensure!(actual == expected, "final table differs from the model ({} vs {} entries)", actual.len(), expected.len());
+    Ok(())
+}
+
+fn rmmod_races_live_clients() -> TestResult {
+    fresh()?;
+    let stop = AtomicBool::new(false);
+    let ops = AtomicU64::new(0);
+    let r = std::thread::scope(|s| -> TestResult {
+        let workers: Vec<_> = (0..4)
+            .map(|t| {
+                let (stop, ops) = (&stop, &ops);
+                s.spawn(move || -> TestResult {
+                    let kv = connect()?;
+                    let mut unloaded = false;
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let key = format!("race{t}/{}", i % 32);
+                        let r = if i % 2 == 0 { kv.put(key.as_bytes(), b"v", Condition::default()) } else { kv.get(key.as_bytes()).map(|_| ()) };
+                        match r {
+                            Ok(()) | Err(Error::NotFound) if !unloaded => {}
+                            Err(Error::NotLoaded { .. }) => unloaded = true,
+                            other => return Err(format!("worker {t} (unloaded: {unloaded}): {other:?}")),
+                        }
+                        ops.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ensure!(unloaded, "worker {t} never saw the module go");
+                    Ok(())
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut refused, mut unloaded) = (0, false);
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            if sh("rmmod nfkv 2>/dev/null").is_ok() {
+                unloaded = true;
+                break;
+            }
+            refused += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().map_err(|_| "worker panicked".to_string())??;
+        }
+        println!("     rmmod race: {} client ops, rmmod refused {refused} times, then unloaded: {unloaded}", ops.load(Ordering::Relaxed));
+        ensure!(unloaded, "rmmod never succeeded within 60 s");
+        Ok(())
+    });
+    reload("")?;
+    r
+}
