@@ -29,7 +29,7 @@ const INVARIANT_KEYS: usize = 10;
 fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64), String> {
     let kv = connect()?;
     let mut snap = connect()?;
-    snap.set_page_bytes(64); // one entry per page: consistency rests on the generation check
+    snap.set_page_bytes(128); // three entries per page: consistency rests on the generation check
     let mut rng = Rng::new(seed);
     let mut model = Model::new();
     let mut increments = 0;
@@ -113,7 +113,7 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
                 let modeled: Vec<(&[u8], &[u8])> = model.iter().map(|(k, (v, _))| (k.as_slice(), v.as_slice())).collect();
                 ensure!(listed == modeled, "thread {t}: listing of own prefix differs from the model");
             }
-            88..=94 => loop {
+            88..=92 => loop {
                 // Shared counter: compare-and-swap increment.
                 let (current, version) = match kv.get(b"shared/counter") {
                     Ok(v) => (u64::from_str_radix(&String::from_utf8_lossy(&v.value), 10).unwrap_or(0), Some(v.version)),
@@ -134,6 +134,11 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
                     Err(e) => return Err(format!("counter put: {e}")),
                 }
             },
+            93..=95 => {
+                let key = key_of(rng.below(48));
+                let r = kv.get(&key).map(|_| ());
+                ensure!(r.is_ok() == model.contains_key(&key), "thread {t}: get {key:?}: {r:?}");
+            }
             _ => {
                 if t == 0 && n % 2 == 0 {
                     // The invariant: every inv/ key holds the same value.
