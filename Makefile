@@ -17,16 +17,37 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 TARGET := x86_64-unknown-linux-gnu
 CARGO_STATIC = RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked --target $(TARGET)
 BIN := $(CURDIR)/target/$(TARGET)/release
+SHARE := $(BIN)/share
 
-.PHONY: all module client setup kernel demo check clean
+.PHONY: all module client install setup kernel demo check bench clean
 all: module
 
 module:
-	@$(kdir); $(KMAKE) modules
+	@$(kdir); $(CURDIR)/scripts/check-kdir "$$kdir" $(KERNEL_RUSTC) && $(KMAKE) modules
 	@mkdir -p $(OUT) && cp nfkv.ko $(OUT)/nfkv.ko
 
 client:
 	$(CARGO_STATIC) --workspace --bins
+	$(CC) -static -O2 -Wall -Wextra -Werror -Iinclude -o $(BIN)/nfkv-example examples/c/nfkv_example.c
+	@mkdir -p $(SHARE)
+	$(BIN)/nfkv completions bash > $(SHARE)/nfkv.bash
+	$(BIN)/nfkv completions zsh > $(SHARE)/_nfkv
+	$(BIN)/nfkv completions fish > $(SHARE)/nfkv.fish
+	$(BIN)/nfkv manpage > $(SHARE)/nfkv.1
+
+# `make install [DESTDIR=] [PREFIX=/usr/local]`: the module into
+# /lib/modules/<release>/extra (then depmod), the CLI, its completions and
+# man page, and the UAPI header.
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: module client
+	@$(kdir); $(KMAKE) INSTALL_MOD_PATH=$(abspath $(DESTDIR)) INSTALL_MOD_DIR=extra DEPMOD=/sbin/depmod modules_install
+	install -D -m 0755 $(BIN)/nfkv $(DESTDIR)$(PREFIX)/bin/nfkv
+	install -D -m 0644 $(SHARE)/nfkv.bash $(DESTDIR)$(PREFIX)/share/bash-completion/completions/nfkv
+	install -D -m 0644 $(SHARE)/_nfkv $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_nfkv
+	install -D -m 0644 $(SHARE)/nfkv.fish $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/nfkv.fish
+	install -D -m 0644 $(SHARE)/nfkv.1 $(DESTDIR)$(PREFIX)/share/man/man1/nfkv.1
+	install -D -m 0644 include/nfkv.h $(DESTDIR)$(PREFIX)/include/linux/nfkv.h
 
 setup:
 	scripts/setup
@@ -40,6 +61,9 @@ demo: setup
 
 check: setup
 	tests/run-all
+
+bench: setup
+	tests/bench/run
 
 clean:
 	-@$(kdir); $(KMAKE) clean

@@ -80,8 +80,12 @@ pub(crate) struct GetBuffer {
 impl GetBuffer {
     /// Reads the first `min(len, out.len())` bytes of the buffer.
     fn read_request<'a>(&self, out: &'a mut [u8]) -> Result<&'a [u8]> {
-        let n = usize::try_from(self.len).map_err(|_| EINVAL)?.min(out.len());
-        UserSlice::new(self.ptr, n).reader().read_slice(&mut out[..n])?;
+        let n = usize::try_from(self.len)
+            .map_err(|_| EINVAL)?
+            .min(out.len());
+        UserSlice::new(self.ptr, n)
+            .reader()
+            .read_slice(&mut out[..n])?;
         Ok(&out[..n])
     }
 
@@ -144,7 +148,11 @@ fn list(net: &NetTable, buf: &GetBuffer) -> Result<usize> {
     let mut req = [0u8; codec::LIST_REQUEST_MAX];
     let req = ListRequest::parse(buf.read_request(&mut req)?, buf.len)?;
     let copy = |k: &[u8]| -> Result<Option<Key>> {
-        Ok(if k.is_empty() { None } else { Some(Key::copy_from(k)?) })
+        Ok(if k.is_empty() {
+            None
+        } else {
+            Some(Key::copy_from(k)?)
+        })
     };
     let (after, prefix) = (copy(req.after)?, copy(req.prefix)?);
     let mut page = KVVec::from_elem(0u8, (buf.len as usize).min(LIST_PAGE_MAX), GFP)?;

@@ -67,7 +67,10 @@ impl kernel::Module for Nfkv {
         let params = sockopt::params();
         params.check()?;
         let pernet = sockopt::PernetRegistration::register().inspect_err(|e| {
-            pr_err!("cannot register pernet operations: error {}\n", e.to_errno());
+            pr_err!(
+                "cannot register pernet operations: error {}\n",
+                e.to_errno()
+            );
         })?;
         let optbase = params.optbase;
         let last = optbase + codec::cmd::RANGE as i32 - 1;

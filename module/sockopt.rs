@@ -48,7 +48,11 @@ impl Params {
     pub(crate) fn check(&self) -> Result {
         let range = codec::cmd::RANGE as i32;
         if self.optbase <= 0 || self.optbase.checked_add(range).is_none() {
-            pr_err!("optbase={} is out of range 1..{}\n", self.optbase, i32::MAX - range);
+            pr_err!(
+                "optbase={} is out of range 1..{}\n",
+                self.optbase,
+                i32::MAX - range
+            );
             return Err(EINVAL);
         }
         if self.limits.max_value_len > codec::VALUE_LEN_CAP {
@@ -60,7 +64,11 @@ impl Params {
             return Err(EINVAL);
         }
         if self.limits.max_entries == 0 || self.limits.max_entries > u32::MAX as usize {
-            pr_err!("max_entries={} is out of range 1..{}\n", self.limits.max_entries, u32::MAX);
+            pr_err!(
+                "max_entries={} is out of range 1..{}\n",
+                self.limits.max_entries,
+                u32::MAX
+            );
             return Err(EINVAL);
         }
         Ok(())
@@ -162,9 +170,10 @@ unsafe extern "C" fn get_handler(
     };
     let cmd = command(optval);
     // SAFETY: `len` points to ip_getsockopt's local `int` (function contract).
+    let in_len = unsafe { *len };
     let buf = GetBuffer {
         ptr: user as usize,
-        len: unsafe { *len },
+        len: in_len,
     };
     // SAFETY: `sk` is a live socket (function contract).
     let result = if unsafe { nf::nfkv_sock_net_admin(sk) } {

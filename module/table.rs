@@ -170,7 +170,7 @@ impl Table {
             self.generation += 1;
             self.bytes_used = 0;
             self.entries = 0;
-            Some(core::mem::replace(&mut self.tree, RBTree::new()))
+            Some(core::mem::take(&mut self.tree))
         } else {
             None
         };

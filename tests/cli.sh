@@ -41,9 +41,15 @@ t json_is_json bash -c 'for c in info stats "list" "get k"; do nfkv --json $c | 
 t save_restore_round_trip bash -c "nfkv save > $tmp/saved && nfkv flush && nfkv restore $tmp/saved && nfkv save > $tmp/again && diff <(grep -v '^#' $tmp/saved) <(grep -v '^#' $tmp/again) && [ \$(grep -c '^put' $tmp/saved) -gt 300 ]"
 t restore_flush_replaces bash -c "printf 'put only one\n' | nfkv restore --flush && [ \"\$(nfkv list)\" = 'only one' ]"
 t version_shows_module bash -c 'nfkv --version | grep -q "^module 0" && nfkv --version | grep -q "ABI 1"'
+t c_example_uses_only_the_header bash -c 'nfkv flush && out=$(nfkv-example) && echo "$out" | grep -q "get c-example/07 = value 7, from C" && echo "$out" | grep -q "too small, value needs" && echo "$out" | grep -Eq "listed 10 entries in [3-9] pages"'
 rmmod nfkv
 t exit_5_not_loaded bash -c '[ "$(status nfkv info)" = 5 ] && nfkv get k 2>&1 | grep -q "insmod nfkv.ko"'
 t version_without_module bash -c 'nfkv --version | grep -q "module: nfkv.ko is not loaded"'
+# The module DKMS built (tests/ship.sh), when it was built for this kernel.
+dkms_ko=$(cd "$(dirname "$0")/.." && pwd)/out/dkms/nfkv.ko
+if [ -f "$dkms_ko" ] && modinfo -F vermagic "$dkms_ko" | grep -q "^$(uname -r) "; then
+    t dkms_built_module_loads_and_works bash -c "insmod $dkms_ko && nfkv put dkms yes && [ \"\$(nfkv get dkms)\" = yes ] && rmmod nfkv"
+fi
 insmod "$NFKV_KO"
 rm -rf "$tmp"
 echo "cli: $passed passed, $failed failed"

@@ -25,7 +25,9 @@ pub const OPTBASE_PARAM: &str = "/sys/module/nfkv/parameters/optbase";
 pub enum Error {
     #[error("nfkv.ko is not loaded (no handler for optname {optbase}): insmod nfkv.ko")]
     NotLoaded { optbase: u32 },
-    #[error("permission denied: nfkv needs CAP_NET_ADMIN in the network namespace's user namespace")]
+    #[error(
+        "permission denied: nfkv needs CAP_NET_ADMIN in the network namespace's user namespace"
+    )]
     PermissionDenied,
     #[error("key not found")]
     NotFound,
@@ -128,7 +130,10 @@ pub const LIST_PAGE_BYTES: usize = 256 << 10;
 /// The optname base: `$NFKV_OPTBASE`, else what the loaded module reports
 /// in sysfs, else the default.
 pub fn discover_optbase() -> u32 {
-    if let Some(v) = std::env::var("NFKV_OPTBASE").ok().and_then(|v| v.parse().ok()) {
+    if let Some(v) = std::env::var("NFKV_OPTBASE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         return v;
     }
     std::fs::read_to_string(OPTBASE_PARAM)
@@ -158,7 +163,10 @@ impl Nfkv {
     pub fn open_at(optbase: u32) -> Result<Self> {
         let fd = open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW)
             .or_else(|_| open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP))
-            .map_err(|source| Error::Os { op: "socket", source })?;
+            .map_err(|source| Error::Os {
+                op: "socket",
+                source,
+            })?;
         Self::from_fd(fd, optbase)
     }
 
@@ -326,7 +334,9 @@ impl Nfkv {
     pub fn list_page(&self, prefix: &[u8], after: &[u8]) -> Result<Page> {
         let req = ListRequest { after, prefix };
         if after.len() > MAX_KEY_LEN || prefix.len() > MAX_KEY_LEN {
-            return Err(Error::Invalid(format!("prefix longer than {MAX_KEY_LEN} bytes")));
+            return Err(Error::Invalid(format!(
+                "prefix longer than {MAX_KEY_LEN} bytes"
+            )));
         }
         let mut size = self.page_bytes;
         loop {
@@ -351,7 +361,8 @@ impl Nfkv {
                     });
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                    let h = codec::ListReplyHeader::decode(&buf).map_err(|_| Error::BadReply("list"))?;
+                    let h = codec::ListReplyHeader::decode(&buf)
+                        .map_err(|_| Error::BadReply("list"))?;
                     if h.size as usize <= size {
                         return Err(Error::BadReply("list"));
                     }
@@ -402,7 +413,7 @@ impl Nfkv {
         }
         Err(Error::Os {
             op: "snapshot",
-            source: io::Error::new(io::ErrorKind::Other, "the table kept changing; gave up"),
+            source: io::Error::other("the table kept changing; gave up"),
         })
     }
 }
@@ -476,7 +487,8 @@ impl Batch {
 
     /// Adds a put.
     pub fn put(&mut self, key: &[u8], value: &[u8], cond: Condition) -> &mut Self {
-        self.ops.push((OpKind::Put, cond, key.to_vec(), value.to_vec()));
+        self.ops
+            .push((OpKind::Put, cond, key.to_vec(), value.to_vec()));
         self
     }
 
@@ -506,7 +518,11 @@ impl Batch {
             .ok()
             .filter(|&c| c as usize <= codec::MAX_BATCH_OPS)
             .ok_or_else(|| {
-                Error::TooLarge(format!("{} operations in one batch (max {})", self.ops.len(), codec::MAX_BATCH_OPS))
+                Error::TooLarge(format!(
+                    "{} operations in one batch (max {})",
+                    self.ops.len(),
+                    codec::MAX_BATCH_OPS
+                ))
             })?;
         let mut out = codec::encode_batch_header(self.flush, count).to_vec();
         for (kind, cond, key, value) in &self.ops {

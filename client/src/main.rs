@@ -3,7 +3,7 @@
 //! Exit codes: 0 success, 1 error, 2 usage, 3 key not found, 4 condition
 //! failed (exists / version mismatch), 5 module not loaded, 6 permission denied.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use nfkv::{decode_text, encode_text, Batch, Condition, Encoding, Error, Nfkv};
 use serde_json::{json, Value as Json};
 use std::ffi::OsString;
@@ -13,7 +13,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "nfkv", about = "Store and read key/value entries in the nfkv kernel module")]
+#[command(
+    name = "nfkv",
+    about = "Store and read key/value entries in the nfkv kernel module"
+)]
+#[command(
+    after_help = "Exit status: 0 success, 1 error, 2 usage, 3 key not found, 4 condition failed (exists or version mismatch), 5 nfkv.ko not loaded, 6 permission denied."
+)]
 #[command(disable_version_flag = true)]
 struct Cli {
     /// Print client, ABI and module versions
@@ -89,6 +95,11 @@ enum Command {
         #[arg(long)]
         flush: bool,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff)
+    #[command(hide = true)]
+    Manpage,
 }
 
 #[derive(Args)]
@@ -236,6 +247,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let batch = read_batch(&ctx, file.as_deref(), flush)?;
             Ok(ctx.open()?.apply(&batch)?)
         }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "nfkv", &mut out);
+            Ok(())
+        }
+        Command::Manpage => Ok(clap_mangen::Man::new(Cli::command()).render(&mut out)?),
     }
 }
 
@@ -243,15 +259,21 @@ fn version(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
     let client = env!("CARGO_PKG_VERSION");
     let module = ctx.open().and_then(|kv| Ok(kv.info()?));
     if ctx.json {
-        let module = module.as_ref().ok().map(|i| {
-            json!({"version": i.module_version_str(), "abi_version": i.abi_version})
-        });
+        let module = module
+            .as_ref()
+            .ok()
+            .map(|i| json!({"version": i.module_version_str(), "abi_version": i.abi_version}));
         let v = json!({"client": client, "abi_version": nfkv::ABI_VERSION, "module": module});
         writeln!(out, "{v}")?;
     } else {
         writeln!(out, "nfkv {client} (ABI {})", nfkv::ABI_VERSION)?;
         match module {
-            Ok(i) => writeln!(out, "module {} (ABI {})", i.module_version_str(), i.abi_version)?,
+            Ok(i) => writeln!(
+                out,
+                "module {} (ABI {})",
+                i.module_version_str(),
+                i.abi_version
+            )?,
             Err(f) => writeln!(out, "module: {}", f.message)?,
         }
     }
@@ -292,8 +314,9 @@ fn put(ctx: &Ctx, args: PutArgs) -> Result<(), Failure> {
     let key = ctx.arg_bytes("KEY", args.key)?;
     let value = match (args.value, args.file) {
         (Some(v), _) => ctx.arg_bytes("VALUE", v)?,
-        (None, Some(path)) if path.as_os_str() != "-" => std::fs::read(&path)
-            .map_err(|e| Failure::from(io::Error::new(e.kind(), format!("{}: {e}", path.display()))))?,
+        (None, Some(path)) if path.as_os_str() != "-" => std::fs::read(&path).map_err(|e| {
+            Failure::from(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        })?,
         (None, _) => {
             let mut v = Vec::new();
             io::stdin().read_to_end(&mut v)?;
@@ -344,7 +367,10 @@ fn list(
     consistent: bool,
     keys_only: bool,
 ) -> Result<(), Failure> {
-    let prefix = prefix.map(|p| ctx.arg_bytes("PREFIX", p)).transpose()?.unwrap_or_default();
+    let prefix = prefix
+        .map(|p| ctx.arg_bytes("PREFIX", p))
+        .transpose()?
+        .unwrap_or_default();
     let kv = ctx.open()?;
     let print = |out: &mut dyn Write, e: &nfkv::Entry| -> io::Result<()> {
         if keys_only {
@@ -391,17 +417,32 @@ fn stats(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
     } else {
         writeln!(out, "{:<12} {:>12} {:>12}", "command", "ok", "failed")?;
         for (name, c) in SET_NAMES.iter().zip(&s.set) {
-            writeln!(out, "{:<12} {:>12} {:>12}", format!("set {name}"), c.ok, c.failed)?;
+            writeln!(
+                out,
+                "{:<12} {:>12} {:>12}",
+                format!("set {name}"),
+                c.ok,
+                c.failed
+            )?;
         }
         for (name, c) in GET_NAMES.iter().zip(&s.get) {
-            writeln!(out, "{:<12} {:>12} {:>12}", format!("get {name}"), c.ok, c.failed)?;
+            writeln!(
+                out,
+                "{:<12} {:>12} {:>12}",
+                format!("get {name}"),
+                c.ok,
+                c.failed
+            )?;
         }
     }
     Ok(())
 }
 
 fn save(ctx: &Ctx, out: &mut impl Write, prefix: Option<OsString>) -> Result<(), Failure> {
-    let prefix = prefix.map(|p| ctx.arg_bytes("PREFIX", p)).transpose()?.unwrap_or_default();
+    let prefix = prefix
+        .map(|p| ctx.arg_bytes("PREFIX", p))
+        .transpose()?
+        .unwrap_or_default();
     let (generation, entries) = ctx.open()?.snapshot(&prefix, 1000)?;
     writeln!(
         out,
@@ -418,9 +459,11 @@ fn save(ctx: &Ctx, out: &mut impl Write, prefix: Option<OsString>) -> Result<(),
 /// Reads a batch file; `flush` asks for an atomic flush before its ops.
 fn read_batch(ctx: &Ctx, file: Option<&std::path::Path>, flush: bool) -> Result<Batch, Failure> {
     let reader: Box<dyn BufRead> = match file {
-        Some(p) if p.as_os_str() != "-" => Box::new(io::BufReader::new(
-            std::fs::File::open(p).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?,
-        )),
+        Some(p) if p.as_os_str() != "-" => {
+            Box::new(io::BufReader::new(std::fs::File::open(p).map_err(|e| {
+                io::Error::new(e.kind(), format!("{}: {e}", p.display()))
+            })?))
+        }
         _ => Box::new(io::stdin().lock()),
     };
     let mut batch = Batch::new();
@@ -429,7 +472,8 @@ fn read_batch(ctx: &Ctx, file: Option<&std::path::Path>, flush: bool) -> Result<
     }
     for (n, line) in reader.lines().enumerate() {
         let line = line?;
-        parse_batch_line(ctx, &line, &mut batch).map_err(|e| usage(format!("line {}: {e}", n + 1)))?;
+        parse_batch_line(ctx, &line, &mut batch)
+            .map_err(|e| usage(format!("line {}: {e}", n + 1)))?;
     }
     Ok(batch)
 }
@@ -453,7 +497,9 @@ fn parse_batch_line(ctx: &Ctx, line: &str, batch: &mut Batch) -> Result<(), Stri
             "create" => cond.create_only = true,
             "replace" => cond.replace_only = true,
             v => {
-                let n = v["if-version=".len()..].parse().map_err(|_| format!("bad {v}"))?;
+                let n = v["if-version=".len()..]
+                    .parse()
+                    .map_err(|_| format!("bad {v}"))?;
                 cond.if_version = Some(n);
             }
         }
@@ -474,7 +520,6 @@ fn parse_batch_line(ctx: &Ctx, line: &str, batch: &mut Batch) -> Result<(), Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     fn ctx(enc: Encoding) -> Ctx {
         Ctx {
@@ -526,6 +571,8 @@ mod tests {
         assert_eq!(Failure::from(Error::VersionMismatch).code, 4);
         assert_eq!(Failure::from(Error::NotLoaded { optbase: 1 }).code, 5);
         assert_eq!(Failure::from(Error::PermissionDenied).code, 6);
-        assert!(Failure::from(Error::NotLoaded { optbase: 2048 }).message.contains("insmod nfkv.ko"));
+        assert!(Failure::from(Error::NotLoaded { optbase: 2048 })
+            .message
+            .contains("insmod nfkv.ko"));
     }
 }

@@ -66,7 +66,10 @@ pub fn decode_text(token: &str, enc: Encoding) -> Result<Vec<u8>, String> {
                     }
                     Some(b'x') => {
                         let hex = token.get(i + 2..i + 4).ok_or("truncated \\x escape")?;
-                        out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad escape \\x{hex}"))?);
+                        out.push(
+                            u8::from_str_radix(hex, 16)
+                                .map_err(|_| format!("bad escape \\x{hex}"))?,
+                        );
                         i += 4;
                     }
                     _ => return Err("a backslash must start \\\\ or \\xNN".into()),
@@ -75,7 +78,7 @@ pub fn decode_text(token: &str, enc: Encoding) -> Result<Vec<u8>, String> {
             Ok(out)
         }
         Encoding::Hex => {
-            if token.len() % 2 != 0 {
+            if !token.len().is_multiple_of(2) {
                 return Err("odd number of hex digits".into());
             }
             (0..token.len())
@@ -103,14 +106,20 @@ mod tests {
         let all: Vec<u8> = (0..=255).collect();
         for enc in [Encoding::Text, Encoding::Hex, Encoding::Base64] {
             let t = encode_text(&all, enc);
-            assert!(!t.contains(char::is_whitespace), "{enc:?} token has whitespace");
+            assert!(
+                !t.contains(char::is_whitespace),
+                "{enc:?} token has whitespace"
+            );
             assert_eq!(decode_text(&t, enc).unwrap(), all, "{enc:?}");
         }
     }
 
     #[test]
     fn text_escapes_only_what_it_must() {
-        assert_eq!(encode_text(b"a b\\c\n", Encoding::Text), "a\\x20b\\\\c\\x0a");
+        assert_eq!(
+            encode_text(b"a b\\c\n", Encoding::Text),
+            "a\\x20b\\\\c\\x0a"
+        );
         assert_eq!(decode_text("plain", Encoding::Text).unwrap(), b"plain");
     }
 

@@ -231,9 +231,17 @@ impl<'a> Op<'a> {
         };
         let (flags, version) = self.cond.to_wire();
         put_u16(&mut h, offset_of!(uapi::nfkv_op, op), op as u16);
-        put_u16(&mut h, offset_of!(uapi::nfkv_op, key_len), self.key.len() as u16);
+        put_u16(
+            &mut h,
+            offset_of!(uapi::nfkv_op, key_len),
+            self.key.len() as u16,
+        );
         put_u32(&mut h, offset_of!(uapi::nfkv_op, flags), flags);
-        put_u32(&mut h, offset_of!(uapi::nfkv_op, value_len), self.value.len() as u32);
+        put_u32(
+            &mut h,
+            offset_of!(uapi::nfkv_op, value_len),
+            self.value.len() as u32,
+        );
         put_u64(&mut h, offset_of!(uapi::nfkv_op, version), version);
         h
     }
@@ -265,7 +273,15 @@ fn parse_op(buf: &[u8], max_value_len: usize) -> Result<(Op<'_>, &[u8]), Reject>
     }
     let (key, rest) = take(rest, key_len)?;
     let (value, rest) = take(rest, value_len)?;
-    Ok((Op { kind, cond, key, value }, rest))
+    Ok((
+        Op {
+            kind,
+            cond,
+            key,
+            value,
+        },
+        rest,
+    ))
 }
 
 /// Parses a whole `NFKV_SO_SET_PUT` (`kind` Put) or `NFKV_SO_SET_DEL` (`kind`
@@ -405,7 +421,11 @@ impl ValueHeader {
     pub fn encode(&self) -> [u8; VALUE_SIZE] {
         let mut h = [0u8; VALUE_SIZE];
         put_u64(&mut h, offset_of!(uapi::nfkv_value, version), self.version);
-        put_u32(&mut h, offset_of!(uapi::nfkv_value, value_len), self.value_len);
+        put_u32(
+            &mut h,
+            offset_of!(uapi::nfkv_value, value_len),
+            self.value_len,
+        );
         h
     }
 
@@ -455,8 +475,16 @@ impl<'a> ListRequest<'a> {
     /// Encodes the request into `out` (at least [`Self::wire_len`] bytes).
     pub fn encode(&self, out: &mut [u8]) -> usize {
         out[..LIST_SIZE].fill(0);
-        put_u16(out, offset_of!(uapi::nfkv_list, after_len), self.after.len() as u16);
-        put_u16(out, offset_of!(uapi::nfkv_list, prefix_len), self.prefix.len() as u16);
+        put_u16(
+            out,
+            offset_of!(uapi::nfkv_list, after_len),
+            self.after.len() as u16,
+        );
+        put_u16(
+            out,
+            offset_of!(uapi::nfkv_list, prefix_len),
+            self.prefix.len() as u16,
+        );
         let a = LIST_SIZE + self.after.len();
         out[LIST_SIZE..a].copy_from_slice(self.after);
         out[a..a + self.prefix.len()].copy_from_slice(self.prefix);
@@ -488,7 +516,11 @@ impl ListReplyHeader {
     pub fn encode(&self) -> [u8; LIST_REPLY_SIZE] {
         let mut h = [0u8; LIST_REPLY_SIZE];
         let flags = if self.more { uapi::NFKV_LIST_F_MORE } else { 0 };
-        put_u64(&mut h, offset_of!(uapi::nfkv_list_reply, generation), self.generation);
+        put_u64(
+            &mut h,
+            offset_of!(uapi::nfkv_list_reply, generation),
+            self.generation,
+        );
         put_u32(&mut h, offset_of!(uapi::nfkv_list_reply, count), self.count);
         put_u32(&mut h, offset_of!(uapi::nfkv_list_reply, flags), flags);
         put_u32(&mut h, offset_of!(uapi::nfkv_list_reply, size), self.size);
@@ -522,7 +554,11 @@ impl<'b> ListPageWriter<'b> {
             return Err(Reject::Invalid);
         }
         buf[..LIST_REPLY_SIZE].fill(0);
-        Ok(ListPageWriter { buf, used: LIST_REPLY_SIZE, count: 0 })
+        Ok(ListPageWriter {
+            buf,
+            used: LIST_REPLY_SIZE,
+            count: 0,
+        })
     }
 
     /// Appends an entry if it fits whole; returns whether it did.
@@ -534,8 +570,16 @@ impl<'b> ListPageWriter<'b> {
         let e = &mut self.buf[self.used..self.used + len];
         e.fill(0);
         put_u64(e, offset_of!(uapi::nfkv_list_entry, version), version);
-        put_u16(e, offset_of!(uapi::nfkv_list_entry, key_len), key.len() as u16);
-        put_u32(e, offset_of!(uapi::nfkv_list_entry, value_len), value.len() as u32);
+        put_u16(
+            e,
+            offset_of!(uapi::nfkv_list_entry, key_len),
+            key.len() as u16,
+        );
+        put_u32(
+            e,
+            offset_of!(uapi::nfkv_list_entry, value_len),
+            value.len() as u32,
+        );
         e[LIST_ENTRY_SIZE..LIST_ENTRY_SIZE + key.len()].copy_from_slice(key);
         let v = LIST_ENTRY_SIZE + key.len();
         e[v..v + value.len()].copy_from_slice(value);
@@ -594,7 +638,11 @@ pub fn decode_list_page<E: From<Reject>>(
         let (entry, after) = take(rest, len)?;
         let key = &entry[LIST_ENTRY_SIZE..LIST_ENTRY_SIZE + key_len];
         let value = &entry[LIST_ENTRY_SIZE + key_len..LIST_ENTRY_SIZE + key_len + value_len];
-        visit(ListEntry { version, key, value })?;
+        visit(ListEntry {
+            version,
+            key,
+            value,
+        })?;
         rest = after;
     }
     if !rest.is_empty() {
@@ -632,15 +680,43 @@ impl Info {
     /// Encodes the reply.
     pub fn encode(&self) -> [u8; INFO_SIZE] {
         let mut b = [0u8; INFO_SIZE];
-        put_u32(&mut b, offset_of!(uapi::nfkv_info, abi_version), self.abi_version);
+        put_u32(
+            &mut b,
+            offset_of!(uapi::nfkv_info, abi_version),
+            self.abi_version,
+        );
         put_u32(&mut b, offset_of!(uapi::nfkv_info, optbase), self.optbase);
-        put_u32(&mut b, offset_of!(uapi::nfkv_info, max_key_len), self.max_key_len);
-        put_u32(&mut b, offset_of!(uapi::nfkv_info, max_value_len), self.max_value_len);
-        put_u32(&mut b, offset_of!(uapi::nfkv_info, max_entries), self.max_entries);
-        put_u32(&mut b, offset_of!(uapi::nfkv_info, max_batch_ops), self.max_batch_ops);
+        put_u32(
+            &mut b,
+            offset_of!(uapi::nfkv_info, max_key_len),
+            self.max_key_len,
+        );
+        put_u32(
+            &mut b,
+            offset_of!(uapi::nfkv_info, max_value_len),
+            self.max_value_len,
+        );
+        put_u32(
+            &mut b,
+            offset_of!(uapi::nfkv_info, max_entries),
+            self.max_entries,
+        );
+        put_u32(
+            &mut b,
+            offset_of!(uapi::nfkv_info, max_batch_ops),
+            self.max_batch_ops,
+        );
         put_u32(&mut b, offset_of!(uapi::nfkv_info, entries), self.entries);
-        put_u64(&mut b, offset_of!(uapi::nfkv_info, bytes_used), self.bytes_used);
-        put_u64(&mut b, offset_of!(uapi::nfkv_info, generation), self.generation);
+        put_u64(
+            &mut b,
+            offset_of!(uapi::nfkv_info, bytes_used),
+            self.bytes_used,
+        );
+        put_u64(
+            &mut b,
+            offset_of!(uapi::nfkv_info, generation),
+            self.generation,
+        );
         let v = offset_of!(uapi::nfkv_info, module_version);
         b[v..v + 16].copy_from_slice(&self.module_version);
         b
@@ -668,7 +744,11 @@ impl Info {
 
     /// The module version as text (up to the first NUL).
     pub fn module_version_str(&self) -> &str {
-        let end = self.module_version.iter().position(|&b| b == 0).unwrap_or(16);
+        let end = self
+            .module_version
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(16);
         core::str::from_utf8(&self.module_version[..end]).unwrap_or("?")
     }
 }
@@ -709,7 +789,11 @@ impl Stats {
         for (i, c) in self.set.iter().chain(self.get.iter()).enumerate() {
             let off = counter_offset(i);
             put_u64(&mut b, off + offset_of!(uapi::nfkv_counter, ok), c.ok);
-            put_u64(&mut b, off + offset_of!(uapi::nfkv_counter, failed), c.failed);
+            put_u64(
+                &mut b,
+                off + offset_of!(uapi::nfkv_counter, failed),
+                c.failed,
+            );
         }
         b
     }

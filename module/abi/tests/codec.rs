@@ -17,7 +17,12 @@ fn encode(op: &Op<'_>) -> Vec<u8> {
 }
 
 fn put<'a>(key: &'a [u8], value: &'a [u8]) -> Op<'a> {
-    Op { kind: OpKind::Put, cond: Condition::default(), key, value }
+    Op {
+        kind: OpKind::Put,
+        cond: Condition::default(),
+        key,
+        value,
+    }
 }
 
 #[test]
@@ -38,28 +43,50 @@ fn key_length_edges() {
     let mut zero = encode(&put(&[1], b""));
     zero[offset_of!(uapi::nfkv_op, key_len)] = 0;
     zero.pop();
-    assert_eq!(parse_single(OpKind::Put, &zero, MAX_VALUE), Err(Reject::Invalid));
+    assert_eq!(
+        parse_single(OpKind::Put, &zero, MAX_VALUE),
+        Err(Reject::Invalid)
+    );
     let mut long = encode(&put(&[1; 255], b""));
     long[offset_of!(uapi::nfkv_op, key_len)..][..2].copy_from_slice(&256u16.to_ne_bytes());
     long.push(1);
-    assert_eq!(parse_single(OpKind::Put, &long, MAX_VALUE), Err(Reject::Invalid));
+    assert_eq!(
+        parse_single(OpKind::Put, &long, MAX_VALUE),
+        Err(Reject::Invalid)
+    );
 }
 
 #[test]
 fn value_length_edges() {
     assert!(parse_single(OpKind::Put, &encode(&put(b"k", &[0; MAX_VALUE])), MAX_VALUE).is_ok());
-    assert_eq!(parse_single(OpKind::Put, &encode(&put(b"k", &[0; MAX_VALUE + 1])), MAX_VALUE), Err(Reject::TooBig));
+    assert_eq!(
+        parse_single(
+            OpKind::Put,
+            &encode(&put(b"k", &[0; MAX_VALUE + 1])),
+            MAX_VALUE
+        ),
+        Err(Reject::TooBig)
+    );
 }
 
 #[test]
 fn exact_length_is_required() {
     let req = encode(&put(b"key", b"value"));
     assert!(parse_single(OpKind::Put, &req, MAX_VALUE).is_ok());
-    assert_eq!(parse_single(OpKind::Put, &req[..req.len() - 1], MAX_VALUE), Err(Reject::Invalid));
+    assert_eq!(
+        parse_single(OpKind::Put, &req[..req.len() - 1], MAX_VALUE),
+        Err(Reject::Invalid)
+    );
     let mut longer = req.clone();
     longer.push(0);
-    assert_eq!(parse_single(OpKind::Put, &longer, MAX_VALUE), Err(Reject::Invalid));
-    assert_eq!(parse_single(OpKind::Del, &req, MAX_VALUE), Err(Reject::Invalid));
+    assert_eq!(
+        parse_single(OpKind::Put, &longer, MAX_VALUE),
+        Err(Reject::Invalid)
+    );
+    assert_eq!(
+        parse_single(OpKind::Del, &req, MAX_VALUE),
+        Err(Reject::Invalid)
+    );
 }
 
 #[test]
@@ -74,7 +101,11 @@ fn conditions_must_be_consistent() {
     assert!(at(uapi::NFKV_F_CREATE, 0).unwrap().create_only);
     assert_eq!(at(uapi::NFKV_F_IF_VERSION, 9).unwrap().if_version, Some(9));
     for (flags, version) in [(3, 0), (5, 1), (4, 0), (0, 1), (8, 0), (u32::MAX, 1)] {
-        assert_eq!(at(flags, version), Err(Reject::Invalid), "flags {flags:#x} version {version}");
+        assert_eq!(
+            at(flags, version),
+            Err(Reject::Invalid),
+            "flags {flags:#x} version {version}"
+        );
     }
 }
 
@@ -101,39 +132,82 @@ fn get_and_list_requests_need_room_for_the_reply() {
     let mut buf = [0u8; 64];
     let n = encode_get(&mut buf, b"key");
     assert_eq!(parse_get(&buf[..n], VALUE_SIZE as i32), Ok(&b"key"[..]));
-    assert_eq!(parse_get(&buf[..n], VALUE_SIZE as i32 - 1), Err(Reject::Invalid));
+    assert_eq!(
+        parse_get(&buf[..n], VALUE_SIZE as i32 - 1),
+        Err(Reject::Invalid)
+    );
     assert_eq!(parse_get(&buf[..n], -1), Err(Reject::Invalid));
-    let req = ListRequest { after: b"a", prefix: b"b" };
+    let req = ListRequest {
+        after: b"a",
+        prefix: b"b",
+    };
     let n = req.encode(&mut buf);
-    assert_eq!(ListRequest::parse(&buf[..n], LIST_REPLY_SIZE as i32), Ok(req));
-    assert_eq!(ListRequest::parse(&buf[..n], LIST_REPLY_SIZE as i32 - 1), Err(Reject::Invalid));
+    assert_eq!(
+        ListRequest::parse(&buf[..n], LIST_REPLY_SIZE as i32),
+        Ok(req)
+    );
+    assert_eq!(
+        ListRequest::parse(&buf[..n], LIST_REPLY_SIZE as i32 - 1),
+        Err(Reject::Invalid)
+    );
 }
 
 fn arb_cond() -> impl Strategy<Value = Condition> {
     prop_oneof![
         Just(Condition::default()),
-        Just(Condition { create_only: true, ..Default::default() }),
-        Just(Condition { replace_only: true, ..Default::default() }),
-        (1u64..u64::MAX).prop_map(|v| Condition { if_version: Some(v), ..Default::default() }),
-        (1u64..u64::MAX).prop_map(|v| Condition { replace_only: true, if_version: Some(v), ..Default::default() }),
+        Just(Condition {
+            create_only: true,
+            ..Default::default()
+        }),
+        Just(Condition {
+            replace_only: true,
+            ..Default::default()
+        }),
+        (1u64..u64::MAX).prop_map(|v| Condition {
+            if_version: Some(v),
+            ..Default::default()
+        }),
+        (1u64..u64::MAX).prop_map(|v| Condition {
+            replace_only: true,
+            if_version: Some(v),
+            ..Default::default()
+        }),
     ]
 }
 
 type OwnedOp = (bool, Condition, Vec<u8>, Vec<u8>);
 
 fn arb_op() -> impl Strategy<Value = OwnedOp> {
-    (any::<bool>(), arb_cond(), prop::collection::vec(any::<u8>(), 1..=255), prop::collection::vec(any::<u8>(), 0..300))
+    (
+        any::<bool>(),
+        arb_cond(),
+        prop::collection::vec(any::<u8>(), 1..=255),
+        prop::collection::vec(any::<u8>(), 0..300),
+    )
         .prop_map(|(is_put, cond, key, value)| {
             if is_put {
                 (true, cond, key, value)
             } else {
-                (false, Condition { if_version: cond.if_version, ..Default::default() }, key, Vec::new())
+                (
+                    false,
+                    Condition {
+                        if_version: cond.if_version,
+                        ..Default::default()
+                    },
+                    key,
+                    Vec::new(),
+                )
             }
         })
 }
 
 fn as_op(o: &OwnedOp) -> Op<'_> {
-    Op { kind: if o.0 { OpKind::Put } else { OpKind::Del }, cond: o.1, key: &o.2, value: &o.3 }
+    Op {
+        kind: if o.0 { OpKind::Put } else { OpKind::Del },
+        cond: o.1,
+        key: &o.2,
+        value: &o.3,
+    }
 }
 
 proptest! {

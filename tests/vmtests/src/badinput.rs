@@ -25,6 +25,11 @@ enum Target {
     ReadOnly,
 }
 
+/// Overwrites fields of a valid request.
+type Patch = Box<dyn Fn(&mut Vec<u8>)>;
+/// A named patch and the errno it must produce.
+type FieldCase = (&'static str, Patch, Option<i32>);
+
 struct Case {
     name: String,
     set: bool,
@@ -125,37 +130,102 @@ fn cases(max_value: usize) -> Vec<Case> {
         ("batch", cmd::SET_BATCH, &batch, codec::BATCH_SIZE),
     ] {
         let exact = valid.len();
-        let lens = [0, 1, min - 1, min, min + 1, exact - 1, exact, exact + 1, 4096, max_put, max_put + 1];
+        let lens = [
+            0,
+            1,
+            min - 1,
+            min,
+            min + 1,
+            exact - 1,
+            exact,
+            exact + 1,
+            4096,
+            max_put,
+            max_put + 1,
+        ];
         for len in lens {
             let want = if len == exact { None } else { EINVAL };
-            cases.push(case(format!("set {name} len {len}"), true, c, resized(valid, len), want));
+            cases.push(case(
+                format!("set {name} len {len}"),
+                true,
+                c,
+                resized(valid, len),
+                want,
+            ));
         }
         // Over the request cap: refused before anything is read. An optlen
         // with the top bit set is negative to the socket layer: EINVAL there.
-        for (len, want) in [(huge as i64, E2BIG), (u32::MAX as i64, EINVAL), (1i64 << 31, EINVAL)] {
+        for (len, want) in [
+            (huge as i64, E2BIG),
+            (u32::MAX as i64, EINVAL),
+            (1i64 << 31, EINVAL),
+        ] {
             cases.push(Case {
                 len,
-                ..case(format!("set {name} len {len}"), true, c, valid.to_vec(), want)
+                ..case(
+                    format!("set {name} len {len}"),
+                    true,
+                    c,
+                    valid.to_vec(),
+                    want,
+                )
             });
         }
         let b = valid.to_vec();
-        cases.push(Case { target: Target::Null, ..case(format!("set {name} NULL"), true, c, b.clone(), EFAULT) });
-        cases.push(Case { target: Target::Unmapped, ..case(format!("set {name} unmapped"), true, c, b.clone(), EFAULT) });
-        cases.push(Case { target: Target::ReadOnly, ..case(format!("set {name} read-only"), true, c, b, None) });
+        cases.push(Case {
+            target: Target::Null,
+            ..case(format!("set {name} NULL"), true, c, b.clone(), EFAULT)
+        });
+        cases.push(Case {
+            target: Target::Unmapped,
+            ..case(format!("set {name} unmapped"), true, c, b.clone(), EFAULT)
+        });
+        cases.push(Case {
+            target: Target::ReadOnly,
+            ..case(format!("set {name} read-only"), true, c, b, None)
+        });
     }
 
     // 2. Get commands x lengths (request and reply share the buffer).
     let mut get = vec![0u8; codec::GET_SIZE + 3];
     codec::encode_get(&mut get, b"key");
     let mut list = vec![0u8; codec::LIST_SIZE];
-    ListRequest { after: b"", prefix: b"" }.encode(&mut list);
+    ListRequest {
+        after: b"",
+        prefix: b"",
+    }
+    .encode(&mut list);
     let value_exact = codec::VALUE_SIZE + 3;
     let first_entry = codec::LIST_REPLY_SIZE + codec::list_entry_len(1, 1);
     for (name, c, req, min, fits) in [
-        ("info", cmd::GET_INFO, vec![], codec::INFO_SIZE, codec::INFO_SIZE),
-        ("value", cmd::GET_VALUE, get.clone(), codec::VALUE_SIZE, value_exact),
-        ("list", cmd::GET_LIST, list.clone(), codec::LIST_REPLY_SIZE, first_entry),
-        ("stats", cmd::GET_STATS, vec![], codec::STATS_SIZE, codec::STATS_SIZE),
+        (
+            "info",
+            cmd::GET_INFO,
+            vec![],
+            codec::INFO_SIZE,
+            codec::INFO_SIZE,
+        ),
+        (
+            "value",
+            cmd::GET_VALUE,
+            get.clone(),
+            codec::VALUE_SIZE,
+            value_exact,
+        ),
+        (
+            "list",
+            cmd::GET_LIST,
+            list.clone(),
+            codec::LIST_REPLY_SIZE,
+            first_entry,
+        ),
+        (
+            "stats",
+            cmd::GET_STATS,
+            vec![],
+            codec::STATS_SIZE,
+            codec::STATS_SIZE,
+        ),
     ] {
         for len in [0, 1, min - 1, min, min + 1, fits - 1, fits, fits + 1, 65536] {
             let want = if len < min {
@@ -165,81 +235,252 @@ fn cases(max_value: usize) -> Vec<Case> {
             } else {
                 None
             };
-            cases.push(case(format!("get {name} len {len}"), false, c, resized(&req, len), want));
+            cases.push(case(
+                format!("get {name} len {len}"),
+                false,
+                c,
+                resized(&req, len),
+                want,
+            ));
         }
         for len in [-1i64, i32::MIN as i64] {
-            cases.push(Case { len, ..case(format!("get {name} len {len}"), false, c, resized(&req, 4096), EINVAL) });
+            cases.push(Case {
+                len,
+                ..case(
+                    format!("get {name} len {len}"),
+                    false,
+                    c,
+                    resized(&req, 4096),
+                    EINVAL,
+                )
+            });
         }
         // A length far beyond the real buffer: the module writes only the
         // reply, which fits the real (64 KiB) buffer.
         cases.push(Case {
             len: i32::MAX as i64,
-            ..case(format!("get {name} len INT_MAX"), false, c, resized(&req, 65536), None)
+            ..case(
+                format!("get {name} len INT_MAX"),
+                false,
+                c,
+                resized(&req, 65536),
+                None,
+            )
         });
         let b = resized(&req, 4096);
-        cases.push(Case { target: Target::Null, ..case(format!("get {name} NULL"), false, c, b.clone(), EFAULT) });
-        cases.push(Case { target: Target::Unmapped, ..case(format!("get {name} unmapped"), false, c, b.clone(), EFAULT) });
-        cases.push(Case { target: Target::ReadOnly, ..case(format!("get {name} read-only"), false, c, b, EFAULT) });
+        cases.push(Case {
+            target: Target::Null,
+            ..case(format!("get {name} NULL"), false, c, b.clone(), EFAULT)
+        });
+        cases.push(Case {
+            target: Target::Unmapped,
+            ..case(format!("get {name} unmapped"), false, c, b.clone(), EFAULT)
+        });
+        cases.push(Case {
+            target: Target::ReadOnly,
+            ..case(format!("get {name} read-only"), false, c, b, EFAULT)
+        });
     }
 
     // 3. Unknown commands inside the registered range.
     for c in (cmd::SET_BATCH + 1)..cmd::RANGE {
-        cases.push(case(format!("set unknown +{c}"), true, c, put.clone(), EOPNOTSUPP));
+        cases.push(case(
+            format!("set unknown +{c}"),
+            true,
+            c,
+            put.clone(),
+            EOPNOTSUPP,
+        ));
     }
     for c in (cmd::GET_STATS + 1)..cmd::RANGE {
-        cases.push(case(format!("get unknown +{c}"), false, c, resized(&get, 4096), EOPNOTSUPP));
+        cases.push(case(
+            format!("get unknown +{c}"),
+            false,
+            c,
+            resized(&get, 4096),
+            EOPNOTSUPP,
+        ));
     }
 
     // 4. Fields of struct nfkv_op: reserved, flags, op codes, versions, lengths.
-    let field_cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, Option<i32>)> = vec![
+    let field_cases: Vec<FieldCase> = vec![
         ("reserved 1", Box::new(|b| put32(b, OP_RESERVED, 1)), EINVAL),
-        ("reserved high bit", Box::new(|b| put32(b, OP_RESERVED, 1 << 31)), EINVAL),
+        (
+            "reserved high bit",
+            Box::new(|b| put32(b, OP_RESERVED, 1 << 31)),
+            EINVAL,
+        ),
         ("flag 0x8", Box::new(|b| put32(b, OP_FLAGS, 8)), EINVAL),
-        ("flag 0x80000000", Box::new(|b| put32(b, OP_FLAGS, 1 << 31)), EINVAL),
-        ("flags all ones", Box::new(|b| put32(b, OP_FLAGS, u32::MAX)), EINVAL),
-        ("create+replace", Box::new(|b| put32(b, OP_FLAGS, 3)), EINVAL),
+        (
+            "flag 0x80000000",
+            Box::new(|b| put32(b, OP_FLAGS, 1 << 31)),
+            EINVAL,
+        ),
+        (
+            "flags all ones",
+            Box::new(|b| put32(b, OP_FLAGS, u32::MAX)),
+            EINVAL,
+        ),
+        (
+            "create+replace",
+            Box::new(|b| put32(b, OP_FLAGS, 3)),
+            EINVAL,
+        ),
         ("if-version 0", Box::new(|b| put32(b, OP_FLAGS, 4)), EINVAL),
-        ("version without flag", Box::new(|b| put64(b, OP_VERSION, 5)), EINVAL),
+        (
+            "version without flag",
+            Box::new(|b| put64(b, OP_VERSION, 5)),
+            EINVAL,
+        ),
         ("op 0", Box::new(|b| put16(b, OP_OP, 0)), EINVAL),
         ("op 3", Box::new(|b| put16(b, OP_OP, 3)), EINVAL),
         ("op 0xffff", Box::new(|b| put16(b, OP_OP, u16::MAX)), EINVAL),
         ("key_len 0", Box::new(|b| put16(b, OP_KEY_LEN, 0)), EINVAL),
-        ("key_len 256", Box::new(|b| put16(b, OP_KEY_LEN, 256)), EINVAL),
-        ("key_len 65535", Box::new(|b| put16(b, OP_KEY_LEN, u16::MAX)), EINVAL),
-        ("key_len longer than sent", Box::new(|b| put16(b, OP_KEY_LEN, 5)), EINVAL),
-        ("value_len longer than sent", Box::new(|b| put32(b, OP_VALUE_LEN, 4)), EINVAL),
-        ("value_len max+1", Box::new(move |b| put32(b, OP_VALUE_LEN, max_value as u32 + 1)), E2BIG),
-        ("value_len u32 max", Box::new(|b| put32(b, OP_VALUE_LEN, u32::MAX)), E2BIG),
-        ("value_len 2^31", Box::new(|b| put32(b, OP_VALUE_LEN, 1 << 31)), E2BIG),
+        (
+            "key_len 256",
+            Box::new(|b| put16(b, OP_KEY_LEN, 256)),
+            EINVAL,
+        ),
+        (
+            "key_len 65535",
+            Box::new(|b| put16(b, OP_KEY_LEN, u16::MAX)),
+            EINVAL,
+        ),
+        (
+            "key_len longer than sent",
+            Box::new(|b| put16(b, OP_KEY_LEN, 5)),
+            EINVAL,
+        ),
+        (
+            "value_len longer than sent",
+            Box::new(|b| put32(b, OP_VALUE_LEN, 4)),
+            EINVAL,
+        ),
+        (
+            "value_len max+1",
+            Box::new(move |b| put32(b, OP_VALUE_LEN, max_value as u32 + 1)),
+            E2BIG,
+        ),
+        (
+            "value_len u32 max",
+            Box::new(|b| put32(b, OP_VALUE_LEN, u32::MAX)),
+            E2BIG,
+        ),
+        (
+            "value_len 2^31",
+            Box::new(|b| put32(b, OP_VALUE_LEN, 1 << 31)),
+            E2BIG,
+        ),
     ];
     for (name, f, want) in &field_cases {
-        cases.push(case(format!("put {name}"), true, cmd::SET_PUT, patched(put.clone(), f), *want));
+        cases.push(case(
+            format!("put {name}"),
+            true,
+            cmd::SET_PUT,
+            patched(put.clone(), f),
+            *want,
+        ));
     }
-    cases.push(case("del value_len 1", true, cmd::SET_DEL, patched(del.clone(), |b| put32(b, OP_VALUE_LEN, 1)), EINVAL));
-    cases.push(case("del reserved", true, cmd::SET_DEL, patched(del.clone(), |b| put32(b, OP_RESERVED, 7)), EINVAL));
-    cases.push(case("del key_len 0", true, cmd::SET_DEL, patched(del.clone(), |b| put16(b, OP_KEY_LEN, 0)), EINVAL));
-    cases.push(case("del key_len 256", true, cmd::SET_DEL, patched(del.clone(), |b| put16(b, OP_KEY_LEN, 256)), EINVAL));
-    cases.push(case("del create flag", true, cmd::SET_DEL, patched(del.clone(), |b| put32(b, OP_FLAGS, 1)), EINVAL));
-    cases.push(case("flush flags", true, cmd::SET_FLUSH, patched(flush.clone(), |b| put32(b, 0, 1)), EINVAL));
-    cases.push(case("flush reserved", true, cmd::SET_FLUSH, patched(flush.clone(), |b| put32(b, 4, 1)), EINVAL));
+    cases.push(case(
+        "del value_len 1",
+        true,
+        cmd::SET_DEL,
+        patched(del.clone(), |b| put32(b, OP_VALUE_LEN, 1)),
+        EINVAL,
+    ));
+    cases.push(case(
+        "del reserved",
+        true,
+        cmd::SET_DEL,
+        patched(del.clone(), |b| put32(b, OP_RESERVED, 7)),
+        EINVAL,
+    ));
+    cases.push(case(
+        "del key_len 0",
+        true,
+        cmd::SET_DEL,
+        patched(del.clone(), |b| put16(b, OP_KEY_LEN, 0)),
+        EINVAL,
+    ));
+    cases.push(case(
+        "del key_len 256",
+        true,
+        cmd::SET_DEL,
+        patched(del.clone(), |b| put16(b, OP_KEY_LEN, 256)),
+        EINVAL,
+    ));
+    cases.push(case(
+        "del create flag",
+        true,
+        cmd::SET_DEL,
+        patched(del.clone(), |b| put32(b, OP_FLAGS, 1)),
+        EINVAL,
+    ));
+    cases.push(case(
+        "flush flags",
+        true,
+        cmd::SET_FLUSH,
+        patched(flush.clone(), |b| put32(b, 0, 1)),
+        EINVAL,
+    ));
+    cases.push(case(
+        "flush reserved",
+        true,
+        cmd::SET_FLUSH,
+        patched(flush.clone(), |b| put32(b, 4, 1)),
+        EINVAL,
+    ));
     let long_value = op(OpKind::Put, b"key", &vec![1u8; max_value + 1]);
-    cases.push(case("put value max+1 sent", true, cmd::SET_PUT, long_value, E2BIG));
+    cases.push(case(
+        "put value max+1 sent",
+        true,
+        cmd::SET_PUT,
+        long_value,
+        E2BIG,
+    ));
 
     // 5. Get request fields.
     let gres = offset_of!(uapi::nfkv_get, reserved);
     let gres2 = offset_of!(uapi::nfkv_get, reserved2);
     let gkey = offset_of!(uapi::nfkv_get, key_len);
     for (name, f) in [
-        ("reserved", Box::new(move |b: &mut Vec<u8>| put16(b, gres, 1)) as Box<dyn Fn(&mut Vec<u8>)>),
-        ("reserved2", Box::new(move |b: &mut Vec<u8>| put32(b, gres2, 1))),
-        ("key_len 0", Box::new(move |b: &mut Vec<u8>| put16(b, gkey, 0))),
-        ("key_len 256", Box::new(move |b: &mut Vec<u8>| put16(b, gkey, 256))),
-        ("key_len 65535", Box::new(move |b: &mut Vec<u8>| put16(b, gkey, u16::MAX))),
+        (
+            "reserved",
+            Box::new(move |b: &mut Vec<u8>| put16(b, gres, 1)) as Patch,
+        ),
+        (
+            "reserved2",
+            Box::new(move |b: &mut Vec<u8>| put32(b, gres2, 1)),
+        ),
+        (
+            "key_len 0",
+            Box::new(move |b: &mut Vec<u8>| put16(b, gkey, 0)),
+        ),
+        (
+            "key_len 256",
+            Box::new(move |b: &mut Vec<u8>| put16(b, gkey, 256)),
+        ),
+        (
+            "key_len 65535",
+            Box::new(move |b: &mut Vec<u8>| put16(b, gkey, u16::MAX)),
+        ),
     ] {
-        cases.push(case(format!("get value {name}"), false, cmd::GET_VALUE, patched(resized(&get, 4096), f), EINVAL));
+        cases.push(case(
+            format!("get value {name}"),
+            false,
+            cmd::GET_VALUE,
+            patched(resized(&get, 4096), f),
+            EINVAL,
+        ));
     }
     // A key that reaches past the buffer the caller declared.
-    cases.push(case("get value key past len", false, cmd::GET_VALUE, patched(resized(&get, 16), |b| put16(b, gkey, 200)), EINVAL));
+    cases.push(case(
+        "get value key past len",
+        false,
+        cmd::GET_VALUE,
+        patched(resized(&get, 16), |b| put16(b, gkey, 200)),
+        EINVAL,
+    ));
     let lflags = offset_of!(uapi::nfkv_list, flags);
     let lafter = offset_of!(uapi::nfkv_list, after_len);
     let lprefix = offset_of!(uapi::nfkv_list, prefix_len);
@@ -251,32 +492,96 @@ fn cases(max_value: usize) -> Vec<Case> {
         ("prefix_len 256", lprefix, 256, false),
         ("prefix_len 65535", lprefix, 65535, false),
     ] {
-        let b = patched(resized(&list, 4096), |b| if wide { put32(b, off, v) } else { put16(b, off, v as u16) });
-        cases.push(case(format!("list {name}"), false, cmd::GET_LIST, b, EINVAL));
+        let b = patched(resized(&list, 4096), |b| {
+            if wide {
+                put32(b, off, v)
+            } else {
+                put16(b, off, v as u16)
+            }
+        });
+        cases.push(case(
+            format!("list {name}"),
+            false,
+            cmd::GET_LIST,
+            b,
+            EINVAL,
+        ));
     }
     let past = patched(resized(&list, codec::LIST_REPLY_SIZE), |b| {
         put16(b, lafter, 200);
         put16(b, lprefix, 200);
     });
-    cases.push(case("list keys past len", false, cmd::GET_LIST, past, EINVAL));
+    cases.push(case(
+        "list keys past len",
+        false,
+        cmd::GET_LIST,
+        past,
+        EINVAL,
+    ));
 
     // 6. Batch headers: flags and counts, including ones that overflow
     // 32-bit size arithmetic if multiplied out.
     let bflags = offset_of!(uapi::nfkv_batch, flags);
     let bcount = offset_of!(uapi::nfkv_batch, count);
     for (name, f, want) in [
-        ("flags 2", Box::new(move |b: &mut Vec<u8>| put32(b, bflags, 2)) as Box<dyn Fn(&mut Vec<u8>)>, EINVAL),
-        ("flags all ones", Box::new(move |b: &mut Vec<u8>| put32(b, bflags, u32::MAX)), EINVAL),
-        ("count max+1", Box::new(move |b: &mut Vec<u8>| put32(b, bcount, codec::MAX_BATCH_OPS as u32 + 1)), E2BIG),
-        ("count u32 max", Box::new(move |b: &mut Vec<u8>| put32(b, bcount, u32::MAX)), E2BIG),
-        ("count 2^31", Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 1 << 31)), E2BIG),
-        ("count 2^28+1", Box::new(move |b: &mut Vec<u8>| put32(b, bcount, (1 << 28) + 1)), E2BIG),
-        ("count max, 2 records", Box::new(move |b: &mut Vec<u8>| put32(b, bcount, codec::MAX_BATCH_OPS as u32)), EINVAL),
-        ("count 3, 2 records", Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 3)), EINVAL),
-        ("count 1, 2 records", Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 1)), EINVAL),
-        ("count 0, 2 records", Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 0)), EINVAL),
+        (
+            "flags 2",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bflags, 2)) as Patch,
+            EINVAL,
+        ),
+        (
+            "flags all ones",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bflags, u32::MAX)),
+            EINVAL,
+        ),
+        (
+            "count max+1",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, codec::MAX_BATCH_OPS as u32 + 1)),
+            E2BIG,
+        ),
+        (
+            "count u32 max",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, u32::MAX)),
+            E2BIG,
+        ),
+        (
+            "count 2^31",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 1 << 31)),
+            E2BIG,
+        ),
+        (
+            "count 2^28+1",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, (1 << 28) + 1)),
+            E2BIG,
+        ),
+        (
+            "count max, 2 records",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, codec::MAX_BATCH_OPS as u32)),
+            EINVAL,
+        ),
+        (
+            "count 3, 2 records",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 3)),
+            EINVAL,
+        ),
+        (
+            "count 1, 2 records",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 1)),
+            EINVAL,
+        ),
+        (
+            "count 0, 2 records",
+            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 0)),
+            EINVAL,
+        ),
     ] {
-        cases.push(case(format!("batch {name}"), true, cmd::SET_BATCH, patched(batch.clone(), f), want));
+        cases.push(case(
+            format!("batch {name}"),
+            true,
+            cmd::SET_BATCH,
+            patched(batch.clone(), f),
+            want,
+        ));
     }
 
     // 7. A batch whose Nth record is malformed, for every N.
@@ -291,26 +596,65 @@ fn cases(max_value: usize) -> Vec<Case> {
     let mut records = Vec::new();
     let mut off = codec::BATCH_SIZE;
     for (k, key, value) in &five {
-        let op = Op { kind: *k, cond: Condition::default(), key, value };
+        let op = Op {
+            kind: *k,
+            cond: Condition::default(),
+            key,
+            value,
+        };
         records.push((off, op.wire_len(), *k));
         off += op.record_len();
     }
     let past_end = max_value.min(4000) as u32;
     for (n, &(rec, wire_len, kind)) in records.iter().enumerate() {
         let too_big = if kind == OpKind::Del { EINVAL } else { E2BIG };
-        let corruptions: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>, Option<i32>)> = vec![
-            ("key_len 0", Box::new(move |b| put16(b, rec + OP_KEY_LEN, 0)), EINVAL),
-            ("key_len 256", Box::new(move |b| put16(b, rec + OP_KEY_LEN, 256)), EINVAL),
+        let corruptions: Vec<FieldCase> = vec![
+            (
+                "key_len 0",
+                Box::new(move |b| put16(b, rec + OP_KEY_LEN, 0)),
+                EINVAL,
+            ),
+            (
+                "key_len 256",
+                Box::new(move |b| put16(b, rec + OP_KEY_LEN, 256)),
+                EINVAL,
+            ),
             ("op 9", Box::new(move |b| put16(b, rec + OP_OP, 9)), EINVAL),
-            ("reserved", Box::new(move |b| put32(b, rec + OP_RESERVED, 1)), EINVAL),
-            ("unknown flag", Box::new(move |b| put32(b, rec + OP_FLAGS, 0x10)), EINVAL),
-            ("value_len max+1", Box::new(move |b| put32(b, rec + OP_VALUE_LEN, max_value as u32 + 1)), too_big),
-            ("value_len past end", Box::new(move |b| put32(b, rec + OP_VALUE_LEN, past_end)), EINVAL),
+            (
+                "reserved",
+                Box::new(move |b| put32(b, rec + OP_RESERVED, 1)),
+                EINVAL,
+            ),
+            (
+                "unknown flag",
+                Box::new(move |b| put32(b, rec + OP_FLAGS, 0x10)),
+                EINVAL,
+            ),
+            (
+                "value_len max+1",
+                Box::new(move |b| put32(b, rec + OP_VALUE_LEN, max_value as u32 + 1)),
+                too_big,
+            ),
+            (
+                "value_len past end",
+                Box::new(move |b| put32(b, rec + OP_VALUE_LEN, past_end)),
+                EINVAL,
+            ),
             // Every record of this batch has padding after its value.
-            ("padding not zero", Box::new(move |b| b[rec + wire_len] = 0xaa), EINVAL),
+            (
+                "padding not zero",
+                Box::new(move |b| b[rec + wire_len] = 0xaa),
+                EINVAL,
+            ),
         ];
         for (name, f, want) in corruptions {
-            cases.push(case(format!("batch record {n} {name}"), true, cmd::SET_BATCH, patched(good.clone(), f), want));
+            cases.push(case(
+                format!("batch record {n} {name}"),
+                true,
+                cmd::SET_BATCH,
+                patched(good.clone(), f),
+                want,
+            ));
         }
     }
     cases
@@ -328,10 +672,30 @@ impl Maps {
     fn new() -> Result<Self, String> {
         // SAFETY: anonymous mappings owned by this struct.
         unsafe {
-            let none = libc::mmap(std::ptr::null_mut(), MAP_LEN, libc::PROT_NONE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
-            let ro = libc::mmap(std::ptr::null_mut(), MAP_LEN, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
-            ensure!(none != libc::MAP_FAILED && ro != libc::MAP_FAILED, "mmap failed");
-            Ok(Maps { unmapped: none, read_only: ro })
+            let none = libc::mmap(
+                std::ptr::null_mut(),
+                MAP_LEN,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            let ro = libc::mmap(
+                std::ptr::null_mut(),
+                MAP_LEN,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            ensure!(
+                none != libc::MAP_FAILED && ro != libc::MAP_FAILED,
+                "mmap failed"
+            );
+            Ok(Maps {
+                unmapped: none,
+                read_only: ro,
+            })
         }
     }
 
@@ -339,9 +703,19 @@ impl Maps {
     fn load_read_only(&self, bytes: &[u8]) -> Result<(), String> {
         // SAFETY: the mapping is MAP_LEN bytes; `bytes` is shorter.
         unsafe {
-            ensure!(libc::mprotect(self.read_only, MAP_LEN, libc::PROT_READ | libc::PROT_WRITE) == 0, "mprotect rw");
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.read_only.cast(), bytes.len().min(MAP_LEN));
-            ensure!(libc::mprotect(self.read_only, MAP_LEN, libc::PROT_READ) == 0, "mprotect ro");
+            ensure!(
+                libc::mprotect(self.read_only, MAP_LEN, libc::PROT_READ | libc::PROT_WRITE) == 0,
+                "mprotect rw"
+            );
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.read_only.cast(),
+                bytes.len().min(MAP_LEN),
+            );
+            ensure!(
+                libc::mprotect(self.read_only, MAP_LEN, libc::PROT_READ) == 0,
+                "mprotect ro"
+            );
         }
         Ok(())
     }
@@ -370,7 +744,11 @@ fn send(kv: &Nfkv, maps: &Maps, c: &mut Case) -> Result<io::Result<()>, String> 
             libc::getsockopt(fd, libc::IPPROTO_IP, optname, ptr, &mut len)
         }
     };
-    Ok(if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) })
+    Ok(if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    })
 }
 
 /// The baseline table every case starts from: three entries.
@@ -400,7 +778,10 @@ fn matrix() -> TestResult {
         let got = send(&kv, &maps, c)?;
         let got_errno = got.as_ref().err().and_then(|e| e.raw_os_error());
         if got_errno != c.want {
-            failures.push(format!("{}: got {:?}, want {:?}", c.name, got_errno, c.want));
+            failures.push(format!(
+                "{}: got {:?}, want {:?}",
+                c.name, got_errno, c.want
+            ));
         }
         if got.is_err() {
             errors += 1;
@@ -411,7 +792,18 @@ fn matrix() -> TestResult {
             baseline(&kv)?;
         }
     }
-    println!("     badinput: {} cases, {} refused, {} accepted", cases.len(), errors, cases.len() - errors);
-    ensure!(failures.is_empty(), "{} of {} cases wrong:\n  {}", failures.len(), cases.len(), failures.join("\n  "));
+    println!(
+        "     badinput: {} cases, {} refused, {} accepted",
+        cases.len(),
+        errors,
+        cases.len() - errors
+    );
+    ensure!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n  {}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n  ")
+    );
     Ok(())
 }

@@ -53,7 +53,11 @@ fn put_get_round_trip() -> TestResult {
     put(&kv, b"hello", b"world")?;
     let v = ck("get", kv.get(b"hello"))?;
     ensure!(v.value == b"world", "value {:?}", v.value);
-    ensure!(v.version == g0 + 1, "version {} after generation {g0}", v.version);
+    ensure!(
+        v.version == g0 + 1,
+        "version {} after generation {g0}",
+        v.version
+    );
     let info = ck("info", kv.info())?;
     ensure!(info.entries == 1 && info.bytes_used == 10, "info {info:?}");
     ensure!(info.generation == g0 + 1, "generation {}", info.generation);
@@ -66,7 +70,10 @@ fn overwrite_gives_new_version_and_accounts_bytes() -> TestResult {
     let v1 = ck("get", kv.get(b"k"))?.version;
     put(&kv, b"k", b"three")?;
     let v = ck("get", kv.get(b"k"))?;
-    ensure!(v.value == b"three" && v.version > v1, "{v:?} after version {v1}");
+    ensure!(
+        v.value == b"three" && v.version > v1,
+        "{v:?} after version {v1}"
+    );
     let info = ck("info", kv.info())?;
     ensure!(info.entries == 1 && info.bytes_used == 6, "info {info:?}");
     Ok(())
@@ -91,8 +98,15 @@ fn flush_empties_and_bumps_generation() -> TestResult {
     let g = ck("info", kv.info())?.generation;
     ck("flush", kv.flush())?;
     let d = dump(&kv)?;
-    ensure!(d.entries == 0 && d.bytes_used == 0 && d.contents.is_empty(), "{d:?}");
-    ensure!(d.generation == g + 1, "generation {} after {g}", d.generation);
+    ensure!(
+        d.entries == 0 && d.bytes_used == 0 && d.contents.is_empty(),
+        "{d:?}"
+    );
+    ensure!(
+        d.generation == g + 1,
+        "generation {} after {g}",
+        d.generation
+    );
     Ok(())
 }
 
@@ -119,7 +133,10 @@ fn replace_only() -> TestResult {
     ensure!(dump(&kv)?.entries == 0, "failed replace created an entry");
     put(&kv, b"k", b"1")?;
     ck("replace present", kv.put(b"k", b"2", replace))?;
-    ensure!(ck("get", kv.get(b"k"))?.value == b"2", "replace did not replace");
+    ensure!(
+        ck("get", kv.get(b"k"))?.value == b"2",
+        "replace did not replace"
+    );
     Ok(())
 }
 
@@ -129,7 +146,11 @@ fn if_version_on_put_and_delete() -> TestResult {
         if_version: Some(v),
         ..Default::default()
     };
-    expect_err("if-version on absent", kv.put(b"k", b"x", at(1)), libc::ENOENT)?;
+    expect_err(
+        "if-version on absent",
+        kv.put(b"k", b"x", at(1)),
+        libc::ENOENT,
+    )?;
     put(&kv, b"k", b"1")?;
     let v = ck("get", kv.get(b"k"))?.version;
     let before = dump(&kv)?;
@@ -140,7 +161,11 @@ fn if_version_on_put_and_delete() -> TestResult {
     let v2 = ck("get", kv.get(b"k"))?.version;
     expect_err("old version again", kv.put(b"k", b"3", at(v)), libc::ESTALE)?;
     ck("delete at version", kv.delete(b"k", Some(v2)))?;
-    expect_err("delete absent at version", kv.delete(b"k", Some(v2)), libc::ENOENT)?;
+    expect_err(
+        "delete absent at version",
+        kv.delete(b"k", Some(v2)),
+        libc::ENOENT,
+    )?;
     Ok(())
 }
 
@@ -172,18 +197,54 @@ fn contradictory_flags_are_einval() -> TestResult {
     let flags = offset_of!(uapi::nfkv_op, flags);
     let version = offset_of!(uapi::nfkv_op, version);
     let cases: Vec<(&str, u32, Vec<u8>)> = vec![
-        ("create+replace", cmd::SET_PUT, patched(OpKind::Put, b"k", b"v", |r| set_u32(r, flags, 3))),
-        ("create+if-version", cmd::SET_PUT, patched(OpKind::Put, b"k", b"v", |r| {
-            set_u32(r, flags, 5);
-            set_u64(r, version, 1);
-        })),
-        ("if-version 0", cmd::SET_PUT, patched(OpKind::Put, b"k", b"v", |r| set_u32(r, flags, 4))),
-        ("version without flag", cmd::SET_PUT, patched(OpKind::Put, b"k", b"v", |r| set_u64(r, version, 9))),
-        ("unknown flag", cmd::SET_PUT, patched(OpKind::Put, b"k", b"v", |r| set_u32(r, flags, 8))),
-        ("delete with create", cmd::SET_DEL, patched(OpKind::Del, b"k", b"", |r| set_u32(r, flags, 1))),
-        ("delete with replace", cmd::SET_DEL, patched(OpKind::Del, b"k", b"", |r| set_u32(r, flags, 2))),
-        ("del sent to PUT", cmd::SET_PUT, patched(OpKind::Del, b"k", b"", |_| {})),
-        ("put sent to DEL", cmd::SET_DEL, patched(OpKind::Put, b"k", b"v", |_| {})),
+        (
+            "create+replace",
+            cmd::SET_PUT,
+            patched(OpKind::Put, b"k", b"v", |r| set_u32(r, flags, 3)),
+        ),
+        (
+            "create+if-version",
+            cmd::SET_PUT,
+            patched(OpKind::Put, b"k", b"v", |r| {
+                set_u32(r, flags, 5);
+                set_u64(r, version, 1);
+            }),
+        ),
+        (
+            "if-version 0",
+            cmd::SET_PUT,
+            patched(OpKind::Put, b"k", b"v", |r| set_u32(r, flags, 4)),
+        ),
+        (
+            "version without flag",
+            cmd::SET_PUT,
+            patched(OpKind::Put, b"k", b"v", |r| set_u64(r, version, 9)),
+        ),
+        (
+            "unknown flag",
+            cmd::SET_PUT,
+            patched(OpKind::Put, b"k", b"v", |r| set_u32(r, flags, 8)),
+        ),
+        (
+            "delete with create",
+            cmd::SET_DEL,
+            patched(OpKind::Del, b"k", b"", |r| set_u32(r, flags, 1)),
+        ),
+        (
+            "delete with replace",
+            cmd::SET_DEL,
+            patched(OpKind::Del, b"k", b"", |r| set_u32(r, flags, 2)),
+        ),
+        (
+            "del sent to PUT",
+            cmd::SET_PUT,
+            patched(OpKind::Del, b"k", b"", |_| {}),
+        ),
+        (
+            "put sent to DEL",
+            cmd::SET_DEL,
+            patched(OpKind::Put, b"k", b"v", |_| {}),
+        ),
     ];
     for (name, c, req) in cases {
         expect_errno(name, kv.raw_set(c, &req), libc::EINVAL)?;
@@ -196,19 +257,34 @@ fn key_length_edges() -> TestResult {
     let kv = fresh()?;
     put(&kv, b"a", b"1")?;
     put(&kv, &[b'k'; 255], b"2")?;
-    ensure!(ck("get 255", kv.get(&[b'k'; 255]))?.value == b"2", "255-byte key");
+    ensure!(
+        ck("get 255", kv.get(&[b'k'; 255]))?.value == b"2",
+        "255-byte key"
+    );
     let key_len = offset_of!(uapi::nfkv_op, key_len);
     let zero = patched(OpKind::Put, b"a", b"v", |r| {
         r[key_len..key_len + 2].copy_from_slice(&0u16.to_ne_bytes());
         r.remove(codec::OP_SIZE);
     });
-    expect_errno("key length 0", kv.raw_set(cmd::SET_PUT, &zero), libc::EINVAL)?;
+    expect_errno(
+        "key length 0",
+        kv.raw_set(cmd::SET_PUT, &zero),
+        libc::EINVAL,
+    )?;
     let long = patched(OpKind::Put, &[b'k'; 255], b"v", |r| {
         r[key_len..key_len + 2].copy_from_slice(&256u16.to_ne_bytes());
         r.insert(codec::OP_SIZE, b'k');
     });
-    expect_errno("key length 256", kv.raw_set(cmd::SET_PUT, &long), libc::EINVAL)?;
-    expect_err("client refuses 256", kv.put(&[b'k'; 256], b"v", Condition::default()), libc::EINVAL)?;
+    expect_errno(
+        "key length 256",
+        kv.raw_set(cmd::SET_PUT, &long),
+        libc::EINVAL,
+    )?;
+    expect_err(
+        "client refuses 256",
+        kv.put(&[b'k'; 256], b"v", Condition::default()),
+        libc::EINVAL,
+    )?;
     ensure!(dump(&kv)?.entries == 2, "entry count");
     Ok(())
 }
@@ -219,9 +295,16 @@ fn value_length_edges() -> TestResult {
     put(&kv, b"empty", b"")?;
     ensure!(ck("get", kv.get(b"empty"))?.value.is_empty(), "empty value");
     put(&kv, b"max", &vec![7u8; max])?;
-    ensure!(ck("get", kv.get(b"max"))?.value == vec![7u8; max], "max value");
+    ensure!(
+        ck("get", kv.get(b"max"))?.value == vec![7u8; max],
+        "max value"
+    );
     let before = dump(&kv)?;
-    expect_err("max+1", kv.put(b"big", &vec![7u8; max + 1], Condition::default()), libc::E2BIG)?;
+    expect_err(
+        "max+1",
+        kv.put(b"big", &vec![7u8; max + 1], Condition::default()),
+        libc::E2BIG,
+    )?;
     ensure!(dump(&kv)? == before, "oversized put changed the table");
     Ok(())
 }
@@ -235,7 +318,10 @@ fn binary_keys_and_values() -> TestResult {
     ensure!(ck("get", kv.get(&all[..255]))?.value == all, "all bytes");
     ensure!(ck("get", kv.get(&[0]))?.value == [0, 0, 0], "nul bytes");
     let keys: Vec<Vec<u8>> = dump(&kv)?.contents.into_iter().map(|e| e.key).collect();
-    ensure!(keys == vec![vec![0], all[..255].to_vec(), vec![0xff]], "bytewise order {keys:?}");
+    ensure!(
+        keys == vec![vec![0], all[..255].to_vec(), vec![0xff]],
+        "bytewise order {keys:?}"
+    );
     Ok(())
 }
 
@@ -244,20 +330,38 @@ fn get_with_small_buffer_reports_needed_size() -> TestResult {
     put(&kv, b"k", &[1u8; 100])?;
     let mut buf = vec![0u8; codec::VALUE_SIZE + 10];
     codec::encode_get(&mut buf, b"k");
-    expect_errno("small buffer", kv.raw_get(cmd::GET_VALUE, &mut buf), libc::EMSGSIZE)?;
+    expect_errno(
+        "small buffer",
+        kv.raw_get(cmd::GET_VALUE, &mut buf),
+        libc::EMSGSIZE,
+    )?;
     let h = codec::ValueHeader::decode(&buf).map_err(|_| "header")?;
     ensure!(h.value_len == 100, "reported value_len {}", h.value_len);
     let mut exact = vec![0u8; codec::VALUE_SIZE + 100];
     codec::encode_get(&mut exact, b"k");
-    let n = kv.raw_get(cmd::GET_VALUE, &mut exact).map_err(|e| format!("exact: {e}"))?;
-    ensure!(n == codec::VALUE_SIZE + 100 && exact[codec::VALUE_SIZE..] == [1u8; 100], "exact buffer");
+    let n = kv
+        .raw_get(cmd::GET_VALUE, &mut exact)
+        .map_err(|e| format!("exact: {e}"))?;
+    ensure!(
+        n == codec::VALUE_SIZE + 100 && exact[codec::VALUE_SIZE..] == [1u8; 100],
+        "exact buffer"
+    );
     let mut tiny = vec![0u8; codec::VALUE_SIZE - 1];
     codec::encode_get(&mut tiny, b"k");
-    expect_errno("buffer below header", kv.raw_get(cmd::GET_VALUE, &mut tiny), libc::EINVAL)?;
+    expect_errno(
+        "buffer below header",
+        kv.raw_get(cmd::GET_VALUE, &mut tiny),
+        libc::EINVAL,
+    )?;
     Ok(())
 }
 
-fn fill(kv: &Nfkv, n: u32, key: impl Fn(u32) -> Vec<u8>, value: impl Fn(u32) -> Vec<u8>) -> TestResult {
+fn fill(
+    kv: &Nfkv,
+    n: u32,
+    key: impl Fn(u32) -> Vec<u8>,
+    value: impl Fn(u32) -> Vec<u8>,
+) -> TestResult {
     let mut i = 0;
     while i < n {
         let mut b = Batch::new();
@@ -273,7 +377,8 @@ fn fill(kv: &Nfkv, n: u32, key: impl Fn(u32) -> Vec<u8>, value: impl Fn(u32) -> 
 fn list_pages_over_10k_entries() -> TestResult {
     let mut kv = fresh()?;
     let n = 12_000u32;
-    let key = |i: u32| format!("key{:08}", i.wrapping_mul(2_654_435_761) % 1_000_000_007).into_bytes();
+    let key =
+        |i: u32| format!("key{:08}", i.wrapping_mul(2_654_435_761) % 1_000_000_007).into_bytes();
     let value = |i: u32| vec![i as u8; (i % 50) as usize];
     fill(&kv, n, key, value)?;
     let model: BTreeMap<Vec<u8>, Vec<u8>> = (0..n).map(|i| (key(i), value(i))).collect();
@@ -286,9 +391,17 @@ fn list_pages_over_10k_entries() -> TestResult {
     }
     let pages = list.generations().len();
     ensure!(pages > 50, "only {pages} pages with a 4 KiB buffer");
-    ensure!(list.generations().windows(2).all(|w| w[0] == w[1]), "generation moved");
+    ensure!(
+        list.generations().windows(2).all(|w| w[0] == w[1]),
+        "generation moved"
+    );
     let want: Vec<(Vec<u8>, Vec<u8>)> = model.into_iter().collect();
-    ensure!(got.len() == want.len(), "listed {} of {}", got.len(), want.len());
+    ensure!(
+        got.len() == want.len(),
+        "listed {} of {}",
+        got.len(),
+        want.len()
+    );
     ensure!(got == want, "listing differs from the model");
     Ok(())
 }
@@ -300,13 +413,28 @@ fn list_prefix_and_cursor() -> TestResult {
     }
     let keys = |prefix: &[u8], after: &[u8]| -> Result<Vec<String>, String> {
         let page = ck("list page", kv.list_page(prefix, after))?;
-        Ok(page.entries.into_iter().map(|e| String::from_utf8(e.key).unwrap()).collect())
+        Ok(page
+            .entries
+            .into_iter()
+            .map(|e| String::from_utf8(e.key).unwrap())
+            .collect())
     };
-    ensure!(keys(b"ab", b"")? == ["ab", "abc", "abd"], "prefix ab: {:?}", keys(b"ab", b"")?);
+    ensure!(
+        keys(b"ab", b"")? == ["ab", "abc", "abd"],
+        "prefix ab: {:?}",
+        keys(b"ab", b"")?
+    );
     ensure!(keys(b"ab", b"abc")? == ["abd"], "prefix ab after abc");
-    ensure!(keys(b"ab", b"a")? == ["ab", "abc", "abd"], "after below prefix");
+    ensure!(
+        keys(b"ab", b"a")? == ["ab", "abc", "abd"],
+        "after below prefix"
+    );
     ensure!(keys(b"ab", b"b")?.is_empty(), "after beyond prefix");
-    ensure!(keys(b"", b"b")? == ["ba", "c"], "after b: {:?}", keys(b"", b"b")?);
+    ensure!(
+        keys(b"", b"b")? == ["ba", "c"],
+        "after b: {:?}",
+        keys(b"", b"b")?
+    );
     ensure!(keys(b"", b"bb")? == ["c"], "after absent key");
     ensure!(keys(b"z", b"")?.is_empty(), "no match");
     ensure!(keys(b"", b"")?.len() == 7, "all");
@@ -317,18 +445,34 @@ fn list_with_tiny_buffer_reports_needed_size() -> TestResult {
     let kv = fresh()?;
     put(&kv, b"key", &[9u8; 300])?;
     let mut buf = vec![0u8; codec::LIST_REPLY_SIZE + 16];
-    let req = codec::ListRequest { after: b"", prefix: b"" };
+    let req = codec::ListRequest {
+        after: b"",
+        prefix: b"",
+    };
     req.encode(&mut buf);
-    expect_errno("tiny list buffer", kv.raw_get(cmd::GET_LIST, &mut buf), libc::EMSGSIZE)?;
+    expect_errno(
+        "tiny list buffer",
+        kv.raw_get(cmd::GET_LIST, &mut buf),
+        libc::EMSGSIZE,
+    )?;
     let h = codec::ListReplyHeader::decode(&buf).map_err(|_| "header")?;
     let needed = codec::LIST_REPLY_SIZE + codec::list_entry_len(3, 300);
-    ensure!(h.size as usize == needed && h.count == 0, "reported {h:?}, expected size {needed}");
+    ensure!(
+        h.size as usize == needed && h.count == 0,
+        "reported {h:?}, expected size {needed}"
+    );
     let mut exact = vec![0u8; needed];
     req.encode(&mut exact);
-    let n = kv.raw_get(cmd::GET_LIST, &mut exact).map_err(|e| format!("exact: {e}"))?;
+    let n = kv
+        .raw_get(cmd::GET_LIST, &mut exact)
+        .map_err(|e| format!("exact: {e}"))?;
     ensure!(n == needed, "reply {n} bytes");
     let mut below = vec![0u8; codec::LIST_REPLY_SIZE - 1];
-    expect_errno("below header", kv.raw_get(cmd::GET_LIST, &mut below), libc::EINVAL)?;
+    expect_errno(
+        "below header",
+        kv.raw_get(cmd::GET_LIST, &mut below),
+        libc::EINVAL,
+    )?;
     Ok(())
 }
 
@@ -350,13 +494,22 @@ fn batch_is_all_or_nothing() -> TestResult {
             }
         }
         expect_err(&format!("op {failing} fails"), kv.apply(&b), libc::EEXIST)?;
-        ensure!(dump(&kv)? == before, "failed batch (op {failing}) changed the table");
+        ensure!(
+            dump(&kv)? == before,
+            "failed batch (op {failing}) changed the table"
+        );
     }
     let mut ok = Batch::new();
-    ok.put(b"a", b"1", Condition::default()).delete(b"exists", None).put(b"b", b"2", create);
+    ok.put(b"a", b"1", Condition::default())
+        .delete(b"exists", None)
+        .put(b"b", b"2", create);
     ck("good batch", kv.apply(&ok))?;
     let after = dump(&kv)?;
-    ensure!(after.generation == before.generation + 3, "generation {}", after.generation);
+    ensure!(
+        after.generation == before.generation + 3,
+        "generation {}",
+        after.generation
+    );
     let keys: Vec<&[u8]> = after.contents.iter().map(|e| e.key.as_slice()).collect();
     ensure!(keys == [b"a" as &[u8], b"b"], "{keys:?}");
     Ok(())
@@ -397,15 +550,28 @@ fn batch_flush_is_atomic() -> TestResult {
     put(&kv, b"old", b"1")?;
     let before = dump(&kv)?;
     let mut bad = Batch::new();
-    bad.flush().put(b"new", b"2", Condition::default()).delete(b"old", None);
-    expect_err("flush then delete flushed key", kv.apply(&bad), libc::ENOENT)?;
+    bad.flush()
+        .put(b"new", b"2", Condition::default())
+        .delete(b"old", None);
+    expect_err(
+        "flush then delete flushed key",
+        kv.apply(&bad),
+        libc::ENOENT,
+    )?;
     ensure!(dump(&kv)? == before, "failed flush batch changed the table");
     let mut good = Batch::new();
     good.flush().put(b"new", b"2", Condition::default());
     ck("flush batch", kv.apply(&good))?;
     let d = dump(&kv)?;
-    ensure!(d.contents.len() == 1 && d.contents[0].key == b"new", "{d:?}");
-    ensure!(d.generation == before.generation + 2, "generation {}", d.generation);
+    ensure!(
+        d.contents.len() == 1 && d.contents[0].key == b"new",
+        "{d:?}"
+    );
+    ensure!(
+        d.generation == before.generation + 2,
+        "generation {}",
+        d.generation
+    );
     Ok(())
 }
 
@@ -415,14 +581,21 @@ fn max_entries_gives_enospc() -> TestResult {
         let kv = fresh()?;
         fill(&kv, 100, |i| i.to_be_bytes().to_vec(), |_| b"v".to_vec())?;
         let before = dump(&kv)?;
-        expect_err("101st", kv.put(b"one more", b"", Condition::default()), libc::ENOSPC)?;
+        expect_err(
+            "101st",
+            kv.put(b"one more", b"", Condition::default()),
+            libc::ENOSPC,
+        )?;
         let mut b = Batch::new();
-        b.delete(&0u32.to_be_bytes(), None).put(b"x", b"", Condition::default()).put(b"y", b"", Condition::default());
+        b.delete(&0u32.to_be_bytes(), None)
+            .put(b"x", b"", Condition::default())
+            .put(b"y", b"", Condition::default());
         expect_err("batch over the limit", kv.apply(&b), libc::ENOSPC)?;
         ensure!(dump(&kv)? == before, "ENOSPC changed the table");
         put(&kv, &5u32.to_be_bytes(), b"overwrite is fine")?;
         let mut swap = Batch::new();
-        swap.delete(&0u32.to_be_bytes(), None).put(b"x", b"", Condition::default());
+        swap.delete(&0u32.to_be_bytes(), None)
+            .put(b"x", b"", Condition::default());
         ck("delete then insert", kv.apply(&swap))?;
         ensure!(ck("info", kv.info())?.entries == 100, "entries");
         Ok(())
@@ -435,9 +608,17 @@ fn max_value_len_parameter() -> TestResult {
     reload("max_value_len=16")?;
     let r = (|| {
         let kv = fresh()?;
-        ensure!(kv.limits().max_value_len == 16, "info says {}", kv.limits().max_value_len);
+        ensure!(
+            kv.limits().max_value_len == 16,
+            "info says {}",
+            kv.limits().max_value_len
+        );
         put(&kv, b"k", &[1; 16])?;
-        expect_err("17 bytes", kv.put(b"k", &[1; 17], Condition::default()), libc::E2BIG)?;
+        expect_err(
+            "17 bytes",
+            kv.put(b"k", &[1; 17], Condition::default()),
+            libc::E2BIG,
+        )?;
         Ok(())
     })();
     reload("")?;
@@ -445,9 +626,15 @@ fn max_value_len_parameter() -> TestResult {
 }
 
 fn bad_module_parameters_refuse_to_load() -> TestResult {
-    for params in ["max_value_len=65537", "max_entries=0", "optbase=0", "optbase=2147483647"] {
+    for params in [
+        "max_value_len=65537",
+        "max_entries=0",
+        "optbase=0",
+        "optbase=2147483647",
+    ] {
         ensure!(reload(params).is_err(), "insmod with {params} succeeded");
-        sh("dmesg | tail -n 3 | grep -q 'nfkv: '").map_err(|_| format!("no dmesg line for {params}"))?;
+        sh("dmesg | tail -n 3 | grep -q 'nfkv: '")
+            .map_err(|_| format!("no dmesg line for {params}"))?;
     }
     reload("")
 }
@@ -461,10 +648,18 @@ fn stats_count_outcomes() -> TestResult {
     let s1 = ck("stats", kv.stats())?;
     let (p, d) = (cmd::SET_PUT as usize, cmd::SET_DEL as usize);
     let g = cmd::GET_VALUE as usize;
-    ensure!(s1.set[p].ok == s0.set[p].ok + 1, "put ok {:?} -> {:?}", s0.set[p], s1.set[p]);
+    ensure!(
+        s1.set[p].ok == s0.set[p].ok + 1,
+        "put ok {:?} -> {:?}",
+        s0.set[p],
+        s1.set[p]
+    );
     ensure!(s1.set[d].failed == s0.set[d].failed + 1, "del failed");
     ensure!(s1.get[g].failed == s0.get[g].failed + 1, "get failed");
-    ensure!(s1.get[cmd::GET_STATS as usize].ok == s0.get[cmd::GET_STATS as usize].ok + 1, "stats ok");
+    ensure!(
+        s1.get[cmd::GET_STATS as usize].ok == s0.get[cmd::GET_STATS as usize].ok + 1,
+        "stats ok"
+    );
     Ok(())
 }
 
@@ -472,11 +667,19 @@ fn unknown_command_in_range() -> TestResult {
     let kv = fresh()?;
     let before = dump(&kv)?;
     for c in (cmd::SET_BATCH + 1)..cmd::RANGE {
-        expect_errno(&format!("set +{c}"), kv.raw_set(c, &[0u8; 64]), libc::EOPNOTSUPP)?;
+        expect_errno(
+            &format!("set +{c}"),
+            kv.raw_set(c, &[0u8; 64]),
+            libc::EOPNOTSUPP,
+        )?;
     }
     for c in (cmd::GET_STATS + 1)..cmd::RANGE {
         let mut buf = [0u8; 64];
-        expect_errno(&format!("get +{c}"), kv.raw_get(c, &mut buf), libc::EOPNOTSUPP)?;
+        expect_errno(
+            &format!("get +{c}"),
+            kv.raw_get(c, &mut buf),
+            libc::EOPNOTSUPP,
+        )?;
     }
     ensure!(dump(&kv)? == before, "unknown commands changed the table");
     Ok(())
@@ -489,13 +692,19 @@ fn network_namespaces_are_isolated() -> TestResult {
         unshare(libc::CLONE_NEWNET)?;
         let kv = connect()?;
         let d = dump(&kv)?;
-        ensure!(d.entries == 0 && d.generation == 0, "new namespace sees {d:?}");
+        ensure!(
+            d.entries == 0 && d.generation == 0,
+            "new namespace sees {d:?}"
+        );
         put(&kv, b"guest", b"2")?;
         ensure!(dump(&kv)?.entries == 1, "guest put");
         Ok(())
     })?;
     let d = dump(&kv)?;
-    ensure!(d.contents.len() == 1 && d.contents[0].key == b"host", "host table {d:?}");
+    ensure!(
+        d.contents.len() == 1 && d.contents[0].key == b"host",
+        "host table {d:?}"
+    );
     Ok(())
 }
 
@@ -525,7 +734,11 @@ fn every_command_fails(fd: &std::os::fd::OwnedFd, optbase: u32, want: i32) -> Te
         ("flush", cmd::SET_FLUSH, &flush[..]),
         ("batch", cmd::SET_BATCH, &batch[..]),
     ] {
-        expect_errno(&format!("set {name} on fd {}", fd_no(fd)), nfkv::raw_set(fd, optbase + c, req), want)?;
+        expect_errno(
+            &format!("set {name} on fd {}", fd_no(fd)),
+            nfkv::raw_set(fd, optbase + c, req),
+            want,
+        )?;
     }
     for (name, c) in [
         ("info", cmd::GET_INFO),
@@ -536,9 +749,17 @@ fn every_command_fails(fd: &std::os::fd::OwnedFd, optbase: u32, want: i32) -> Te
         let mut buf = vec![0u8; 4096];
         codec::encode_get(&mut buf, b"k");
         if c == cmd::GET_LIST {
-            codec::ListRequest { after: b"", prefix: b"" }.encode(&mut buf);
+            codec::ListRequest {
+                after: b"",
+                prefix: b"",
+            }
+            .encode(&mut buf);
         }
-        expect_errno(&format!("get {name} on fd {}", fd_no(fd)), nfkv::raw_get(fd, optbase + c, &mut buf), want)?;
+        expect_errno(
+            &format!("get {name} on fd {}", fd_no(fd)),
+            nfkv::raw_get(fd, optbase + c, &mut buf),
+            want,
+        )?;
     }
     Ok(())
 }
@@ -551,9 +772,11 @@ fn nobody_gets_eperm_on_every_command() -> TestResult {
     in_child(|| {
         // The raw socket is opened while still root (it needs CAP_NET_RAW);
         // the UDP one after dropping privileges: both must meet the gate.
-        let raw = nfkv::open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| e.to_string())?;
+        let raw =
+            nfkv::open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| e.to_string())?;
         become_nobody()?;
-        let udp = nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
+        let udp =
+            nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
         every_command_fails(&raw, optbase, libc::EPERM)?;
         every_command_fails(&udp, optbase, libc::EPERM)?;
         match Nfkv::open() {
@@ -579,7 +802,8 @@ fn user_namespace_root_gets_its_own_table() -> TestResult {
     let before = dump(&kv)?;
     let optbase = kv.optbase();
     in_child(|| {
-        let host_udp = nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
+        let host_udp =
+            nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
         enter_user_and_net_namespace()?;
         // Root of the new user namespace: its own empty table...
         let kv = connect()?;
@@ -590,7 +814,10 @@ fn user_namespace_root_gets_its_own_table() -> TestResult {
         // ...and no way into the initial namespace's table.
         every_command_fails(&host_udp, optbase, libc::EPERM)
     })?;
-    ensure!(dump(&kv)? == before, "the user namespace changed the host table");
+    ensure!(
+        dump(&kv)? == before,
+        "the user namespace changed the host table"
+    );
     Ok(())
 }
 
@@ -598,15 +825,22 @@ fn socket_keeps_its_namespace_after_unshare() -> TestResult {
     let kv = fresh()?;
     let optbase = kv.optbase();
     in_child(|| {
-        let old = nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
+        let old =
+            nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
         unshare(libc::CLONE_NEWNET)?;
         let old = Nfkv::from_fd(old, optbase).map_err(|e| e.to_string())?;
         put(&old, b"via-old-socket", b"1")?;
         let new = connect()?;
-        ensure!(dump(&new)?.entries == 0, "new namespace saw the old socket's write");
+        ensure!(
+            dump(&new)?.entries == 0,
+            "new namespace saw the old socket's write"
+        );
         Ok(())
     })?;
-    ensure!(ck("get", kv.get(b"via-old-socket"))?.value == b"1", "write did not land in the socket's namespace");
+    ensure!(
+        ck("get", kv.get(b"via-old-socket"))?.value == b"1",
+        "write did not land in the socket's namespace"
+    );
     Ok(())
 }
 
@@ -614,7 +848,11 @@ fn optbase_relocates_the_range() -> TestResult {
     reload("optbase=3000")?;
     let r = (|| {
         let kv = connect()?;
-        ensure!(kv.optbase() == 3000 && kv.limits().optbase == 3000, "optbase {}", kv.optbase());
+        ensure!(
+            kv.optbase() == 3000 && kv.limits().optbase == 3000,
+            "optbase {}",
+            kv.optbase()
+        );
         put(&kv, b"k", b"v")?;
         match Nfkv::open_at(uapi::NFKV_BASE_CTL) {
             Err(nfkv::Error::NotLoaded { .. }) => Ok(()),

@@ -41,14 +41,26 @@ fn baseline(kv: &Nfkv) -> TestResult {
     let mut b = Batch::new();
     b.flush();
     for i in 0..20u32 {
-        b.put(format!("base{i:02}").as_bytes(), &[i as u8; 100], Condition::default());
+        b.put(
+            format!("base{i:02}").as_bytes(),
+            &[i as u8; 100],
+            Condition::default(),
+        );
     }
     ck("baseline", kv.apply(&b))
 }
 
+type KeyValue = (Vec<u8>, Vec<u8>);
+/// One write under test.
+type Write = Box<dyn Fn(&Nfkv) -> nfkv::Result<()>>;
+
 /// Contents without versions and generation, which differ run to run.
-fn contents(kv: &Nfkv) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
-    Ok(dump(kv)?.contents.into_iter().map(|e| (e.key, e.value)).collect())
+fn contents(kv: &Nfkv) -> Result<Vec<KeyValue>, String> {
+    Ok(dump(kv)?
+        .contents
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect())
 }
 
 #[derive(Default, Debug)]
@@ -60,14 +72,22 @@ struct Counts {
 }
 
 /// Fails fault point 1, 2, ... of `write` until it completes untouched.
-fn each_fault_point(kv: &Nfkv, fail_nth: &File, name: &str, write: &dyn Fn(&Nfkv) -> nfkv::Result<()>, counts: &mut Counts) -> TestResult {
+fn each_fault_point(
+    kv: &Nfkv,
+    fail_nth: &File,
+    name: &str,
+    write: &dyn Fn(&Nfkv) -> nfkv::Result<()>,
+    counts: &mut Counts,
+) -> TestResult {
     baseline(kv)?;
     write(kv).map_err(|e| format!("{name} without faults: {e}"))?;
     let done = contents(kv)?;
     for n in 1..10_000u32 {
         baseline(kv)?;
         let before = dump(kv)?;
-        fail_nth.write_at(n.to_string().as_bytes(), 0).map_err(|e| format!("fail-nth: {e}"))?;
+        fail_nth
+            .write_at(n.to_string().as_bytes(), 0)
+            .map_err(|e| format!("fail-nth: {e}"))?;
         let result = write(kv);
         let mut left = [0u8; 16];
         // If the command had fewer fault points, the read's own user copy
@@ -78,25 +98,43 @@ fn each_fault_point(kv: &Nfkv, fail_nth: &File, name: &str, write: &dyn Fn(&Nfkv
             Err(e) if e.raw_os_error() == Some(libc::EFAULT) => false,
             Err(e) => return Err(format!("fail-nth read: {e}")),
         };
-        fail_nth.write_at(b"0", 0).map_err(|e| format!("fail-nth reset: {e}"))?;
+        fail_nth
+            .write_at(b"0", 0)
+            .map_err(|e| format!("fail-nth reset: {e}"))?;
         if !injected {
-            ensure!(result.is_ok(), "{name}: failed without an injected fault: {result:?}");
-            ensure!(contents(kv)? == done, "{name}: untouched run left another table");
+            ensure!(
+                result.is_ok(),
+                "{name}: failed without an injected fault: {result:?}"
+            );
+            ensure!(
+                contents(kv)? == done,
+                "{name}: untouched run left another table"
+            );
             return Ok(());
         }
         counts.injected += 1;
         match result {
             Ok(()) => {
                 counts.recovered += 1;
-                ensure!(contents(kv)? == done, "{name}: fault {n} recovered but the write is incomplete");
+                ensure!(
+                    contents(kv)? == done,
+                    "{name}: fault {n} recovered but the write is incomplete"
+                );
             }
             Err(e) => {
                 match e.errno() {
                     Some(libc::ENOMEM) => counts.enomem += 1,
                     Some(libc::EFAULT) => counts.efault += 1,
-                    _ => return Err(format!("{name}: fault {n}: {e} (expected ENOMEM or EFAULT)")),
+                    _ => {
+                        return Err(format!(
+                            "{name}: fault {n}: {e} (expected ENOMEM or EFAULT)"
+                        ))
+                    }
                 }
-                ensure!(dump(kv)? == before, "{name}: fault {n} failed the call but changed the table");
+                ensure!(
+                    dump(kv)? == before,
+                    "{name}: fault {n} failed the call but changed the table"
+                );
             }
         }
     }
@@ -113,11 +151,32 @@ fn every_fault_point_of_every_write() -> TestResult {
         .map_err(|e| format!("/proc/thread-self/fail-nth: {e}"))?;
     let mut counts = Counts::default();
     let big = vec![0x5a; kv.limits().max_value_len as usize];
-    let writes: Vec<(&str, Box<dyn Fn(&Nfkv) -> nfkv::Result<()>>)> = vec![
-        ("put insert", Box::new(|kv| kv.put(b"new", b"value", Condition::default()))),
-        ("put overwrite", Box::new(|kv| kv.put(b"base07", b"other value", Condition::default()))),
-        ("put overwrite, largest value", Box::new(move |kv| kv.put(b"base03", &big, Condition::default()))),
-        ("put create", Box::new(|kv| kv.put(b"fresh", b"v", Condition { create_only: true, ..Default::default() }))),
+    let writes: Vec<(&str, Write)> = vec![
+        (
+            "put insert",
+            Box::new(|kv| kv.put(b"new", b"value", Condition::default())),
+        ),
+        (
+            "put overwrite",
+            Box::new(|kv| kv.put(b"base07", b"other value", Condition::default())),
+        ),
+        (
+            "put overwrite, largest value",
+            Box::new(move |kv| kv.put(b"base03", &big, Condition::default())),
+        ),
+        (
+            "put create",
+            Box::new(|kv| {
+                kv.put(
+                    b"fresh",
+                    b"v",
+                    Condition {
+                        create_only: true,
+                        ..Default::default()
+                    },
+                )
+            }),
+        ),
         ("delete", Box::new(|kv| kv.delete(b"base11", None))),
         ("flush", Box::new(|kv| kv.flush())),
         (
@@ -125,9 +184,15 @@ fn every_fault_point_of_every_write() -> TestResult {
             Box::new(|kv| {
                 let mut b = Batch::new();
                 for i in 0..6u32 {
-                    b.put(format!("batch{i}").as_bytes(), &[7; 50], Condition::default());
+                    b.put(
+                        format!("batch{i}").as_bytes(),
+                        &[7; 50],
+                        Condition::default(),
+                    );
                 }
-                b.put(b"base01", b"overwritten", Condition::default()).delete(b"base02", None).delete(b"batch0", None);
+                b.put(b"base01", b"overwritten", Condition::default())
+                    .delete(b"base02", None)
+                    .delete(b"batch0", None);
                 kv.apply(&b)
             }),
         ),

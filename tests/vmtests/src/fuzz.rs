@@ -17,7 +17,10 @@ pub fn suite() -> Vec<Test> {
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// A valid request of command `c`, for mutation.
@@ -25,14 +28,35 @@ fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
     let key = rng.blob(1, 8);
     let value = rng.blob(0, 64);
     let cond = match rng.below(4) {
-        0 => Condition { create_only: true, ..Default::default() },
-        1 => Condition { replace_only: true, ..Default::default() },
-        2 => Condition { if_version: Some(1 + rng.below(50)), ..Default::default() },
+        0 => Condition {
+            create_only: true,
+            ..Default::default()
+        },
+        1 => Condition {
+            replace_only: true,
+            ..Default::default()
+        },
+        2 => Condition {
+            if_version: Some(1 + rng.below(50)),
+            ..Default::default()
+        },
         _ => Condition::default(),
     };
     let op = |kind, key: &[u8], value: &[u8], cond: Condition| {
-        let cond = if kind == OpKind::Del { Condition { if_version: cond.if_version, ..Default::default() } } else { cond };
-        nfkv::encode_op(&Op { kind, cond, key, value })
+        let cond = if kind == OpKind::Del {
+            Condition {
+                if_version: cond.if_version,
+                ..Default::default()
+            }
+        } else {
+            cond
+        };
+        nfkv::encode_op(&Op {
+            kind,
+            cond,
+            key,
+            value,
+        })
     };
     match (set, c) {
         (true, cmd::SET_PUT) => op(OpKind::Put, &key, &value, cond),
@@ -61,7 +85,10 @@ fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
         (false, cmd::GET_LIST) => {
             let after = rng.blob(0, 3);
             let prefix = rng.blob(0, 2);
-            let req = ListRequest { after: &after, prefix: &prefix };
+            let req = ListRequest {
+                after: &after,
+                prefix: &prefix,
+            };
             let mut buf = vec![0u8; req.wire_len()];
             req.encode(&mut buf);
             buf
@@ -85,7 +112,8 @@ fn mutate(rng: &mut Rng, req: &mut Vec<u8>) {
             2 if req.len() >= 4 => {
                 // A length or count field set to an extreme value.
                 let i = (rng.below(req.len() as u64 / 2) * 2) as usize;
-                let v: u32 = [0, 1, 255, 256, 65535, 65536, u32::MAX, 1 << 31][rng.below(8) as usize];
+                let v: u32 =
+                    [0, 1, 255, 256, 65535, 65536, u32::MAX, 1 << 31][rng.below(8) as usize];
                 let n = (req.len() - i).min(4);
                 req[i..i + n].copy_from_slice(&v.to_ne_bytes()[..n]);
             }
@@ -100,7 +128,13 @@ fn mutate(rng: &mut Rng, req: &mut Vec<u8>) {
 }
 
 /// One worker: `iterations` requests from `seed`; returns (sent, accepted).
-fn worker(kv: &Nfkv, seed: u64, iterations: u64, deadline: Instant, done: &AtomicU64) -> (u64, u64) {
+fn worker(
+    kv: &Nfkv,
+    seed: u64,
+    iterations: u64,
+    deadline: Instant,
+    done: &AtomicU64,
+) -> (u64, u64) {
     let mut rng = Rng::new(seed);
     let mut accepted = 0;
     let mut sent = 0;
@@ -111,7 +145,11 @@ fn worker(kv: &Nfkv, seed: u64, iterations: u64, deadline: Instant, done: &Atomi
         }
         let set = rng.below(2) == 0;
         // Mostly real commands, sometimes the unknown rest of the range.
-        let c = if rng.below(16) == 0 { rng.below(u64::from(cmd::RANGE)) as u32 } else { rng.below(4) as u32 };
+        let c = if rng.below(16) == 0 {
+            rng.below(u64::from(cmd::RANGE)) as u32
+        } else {
+            rng.below(4) as u32
+        };
         let mut req = if rng.below(8) == 0 {
             rng.blob(0, 96)
         } else {
@@ -159,29 +197,66 @@ fn random_and_mutated_requests() -> TestResult {
                 let done = &done;
                 s.spawn(move || {
                     let kv = Nfkv::open().expect("open");
-                    worker(&kv, seed.wrapping_add(t.wrapping_mul(0x9e37_79b9_7f4a_7c15)), iterations / threads, deadline, done)
+                    worker(
+                        &kv,
+                        seed.wrapping_add(t.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                        iterations / threads,
+                        deadline,
+                        done,
+                    )
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("fuzz worker")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("fuzz worker"))
+            .collect()
     });
     let sent: u64 = results.iter().map(|r| r.0).sum();
     let accepted: u64 = results.iter().map(|r| r.1).sum();
     let secs = start.elapsed().as_secs_f64();
-    println!("     fuzz: {sent} requests in {secs:.0} s ({:.0}/s), {accepted} accepted", sent as f64 / secs);
+    println!(
+        "     fuzz: {sent} requests in {secs:.0} s ({:.0}/s), {accepted} accepted",
+        sent as f64 / secs
+    );
 
     // The table must still work and its accounting must match its contents.
     let kv = connect()?;
     let d = dump(&kv)?;
-    let bytes: u64 = d.contents.iter().map(|e| (e.key.len() + e.value.len()) as u64).sum();
-    ensure!(d.entries as usize == d.contents.len(), "info says {} entries, listing has {}", d.entries, d.contents.len());
-    ensure!(d.bytes_used == bytes, "info says {} bytes, listing has {bytes}", d.bytes_used);
-    ck("put after fuzz", kv.put(b"after-fuzz", b"ok", Condition::default()))?;
-    ensure!(ck("get after fuzz", kv.get(b"after-fuzz"))?.value == b"ok", "table broken after fuzzing");
-    ensure!(sent >= iterations, "only {sent} of {iterations} requests within {seconds} s");
+    let bytes: u64 = d
+        .contents
+        .iter()
+        .map(|e| (e.key.len() + e.value.len()) as u64)
+        .sum();
+    ensure!(
+        d.entries as usize == d.contents.len(),
+        "info says {} entries, listing has {}",
+        d.entries,
+        d.contents.len()
+    );
+    ensure!(
+        d.bytes_used == bytes,
+        "info says {} bytes, listing has {bytes}",
+        d.bytes_used
+    );
+    ck(
+        "put after fuzz",
+        kv.put(b"after-fuzz", b"ok", Condition::default()),
+    )?;
+    ensure!(
+        ck("get after fuzz", kv.get(b"after-fuzz"))?.value == b"ok",
+        "table broken after fuzzing"
+    );
+    ensure!(
+        sent >= iterations,
+        "only {sent} of {iterations} requests within {seconds} s"
+    );
     Ok(())
 }
 
 fn now_nanos() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
 }

@@ -89,7 +89,10 @@ pub struct Dump {
 pub fn dump(kv: &Nfkv) -> Result<Dump, String> {
     let info = kv.info().map_err(|e| format!("info: {e}"))?;
     let (generation, contents) = kv.snapshot(b"", 10).map_err(|e| format!("snapshot: {e}"))?;
-    ensure!(generation == info.generation, "generation moved under a quiet table");
+    ensure!(
+        generation == info.generation,
+        "generation moved under a quiet table"
+    );
     Ok(Dump {
         generation,
         entries: info.entries,
@@ -191,7 +194,11 @@ pub fn become_nobody() -> TestResult {
             | libc::setresgid(65534, 65534, 65534)
             | libc::setresuid(65534, 65534, 65534)
     };
-    ensure!(rc == 0, "dropping privileges: {}", io::Error::last_os_error());
+    ensure!(
+        rc == 0,
+        "dropping privileges: {}",
+        io::Error::last_os_error()
+    );
     // Changing uid made us non-dumpable, which locks /proc/self/*_map.
     // SAFETY: plain prctl on this process.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 1) };
@@ -201,7 +208,11 @@ pub fn become_nobody() -> TestResult {
 /// `unshare(flags)`.
 pub fn unshare(flags: i32) -> TestResult {
     // SAFETY: plain syscall.
-    ensure!(unsafe { libc::unshare(flags) } == 0, "unshare: {}", io::Error::last_os_error());
+    ensure!(
+        unsafe { libc::unshare(flags) } == 0,
+        "unshare: {}",
+        io::Error::last_os_error()
+    );
     Ok(())
 }
 
@@ -212,7 +223,11 @@ pub fn write_proc(path: &str, data: &str) -> TestResult {
 
 /// Runs a shell command; fails unless it succeeds.
 pub fn sh(cmd: &str) -> TestResult {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().map_err(|e| format!("{cmd}: {e}"))?;
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .output()
+        .map_err(|e| format!("{cmd}: {e}"))?;
     ensure!(
         out.status.success(),
         "`{cmd}` failed: {}{}",
@@ -225,7 +240,9 @@ pub fn sh(cmd: &str) -> TestResult {
 /// Reloads nfkv.ko (from $NFKV_KO) with module parameters `params`.
 pub fn reload(params: &str) -> TestResult {
     let ko = std::env::var("NFKV_KO").map_err(|_| "NFKV_KO is not set".to_string())?;
-    sh(&format!("(! grep -q '^nfkv ' /proc/modules || rmmod nfkv) && insmod {ko} {params}"))
+    sh(&format!(
+        "(! grep -q '^nfkv ' /proc/modules || rmmod nfkv) && insmod {ko} {params}"
+    ))
 }
 
 /// The socket's descriptor number, for error messages.

@@ -7,14 +7,21 @@ use crate::harness::*;
 use nfkv::{Batch, Condition};
 
 pub fn suite() -> Vec<Test> {
-    crate::tests![insmod_rmmod_cycles_with_data, namespaces_created_filled_destroyed]
+    crate::tests![
+        insmod_rmmod_cycles_with_data,
+        namespaces_created_filled_destroyed
+    ]
 }
 
 fn fill(prefix: &str, n: u32) -> TestResult {
     let kv = connect()?;
     let mut b = Batch::new();
     for i in 0..n {
-        b.put(format!("{prefix}{i}").as_bytes(), &[i as u8; 64], Condition::default());
+        b.put(
+            format!("{prefix}{i}").as_bytes(),
+            &[i as u8; 64],
+            Condition::default(),
+        );
     }
     ck("fill", kv.apply(&b))?;
     ensure!(ck("info", kv.info())?.entries == n, "entries after fill");
@@ -22,7 +29,10 @@ fn fill(prefix: &str, n: u32) -> TestResult {
 }
 
 fn insmod_rmmod_cycles_with_data() -> TestResult {
-    let cycles = std::env::var("NFKV_LIFECYCLE_CYCLES").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let cycles = std::env::var("NFKV_LIFECYCLE_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     for cycle in 0..cycles {
         reload("").map_err(|e| format!("cycle {cycle}: {e}"))?;
         fill("cycle", 100).map_err(|e| format!("cycle {cycle}: {e}"))?;

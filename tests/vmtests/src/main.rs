@@ -12,8 +12,18 @@ mod stress;
 
 use harness::{run_suite, Test};
 
-fn suites() -> Vec<(&'static str, fn() -> Vec<Test>)> {
-    vec![("core", core::suite), ("badinput", badinput::suite), ("fuzz", fuzz::suite), ("stress", stress::suite), ("faults", faults::suite), ("lifecycle", lifecycle::suite)]
+/// A suite: its name and the function listing its tests.
+type Suite = (&'static str, fn() -> Vec<Test>);
+
+fn suites() -> Vec<Suite> {
+    vec![
+        ("core", core::suite),
+        ("badinput", badinput::suite),
+        ("fuzz", fuzz::suite),
+        ("stress", stress::suite),
+        ("faults", faults::suite),
+        ("lifecycle", lifecycle::suite),
+    ]
 }
 
 fn main() {

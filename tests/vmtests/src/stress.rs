@@ -16,7 +16,10 @@ pub fn suite() -> Vec<Test> {
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// What a thread knows of its own keys: value and, once read, version.
@@ -39,7 +42,14 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
         match (&got, ok) {
             (Ok(()), true) => Ok(()),
             (Err(e), false) if e.errno() == Some(err) => Ok(()),
-            _ => Err(format!("thread {t}: {what}: got {got:?}, model expected {}", if ok { "success".into() } else { format!("errno {err}") })),
+            _ => Err(format!(
+                "thread {t}: {what}: got {got:?}, model expected {}",
+                if ok {
+                    "success".into()
+                } else {
+                    format!("errno {err}")
+                }
+            )),
         }
     };
     for n in 0..ops {
@@ -49,12 +59,33 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
             0..=29 => {
                 let value = rng.blob(0, 40);
                 let (cond, ok, err) = match (rng.below(4), &known) {
-                    (0, k) => (Condition { create_only: true, ..Default::default() }, k.is_none(), libc::EEXIST),
-                    (1, k) => (Condition { replace_only: true, ..Default::default() }, k.is_some(), libc::ENOENT),
+                    (0, k) => (
+                        Condition {
+                            create_only: true,
+                            ..Default::default()
+                        },
+                        k.is_none(),
+                        libc::EEXIST,
+                    ),
+                    (1, k) => (
+                        Condition {
+                            replace_only: true,
+                            ..Default::default()
+                        },
+                        k.is_some(),
+                        libc::ENOENT,
+                    ),
                     (2, Some((_, Some(v)))) => {
                         let stale = rng.below(3) == 0;
                         let want = if stale { v + 1_000_000 } else { *v };
-                        (Condition { if_version: Some(want), ..Default::default() }, !stale, libc::ESTALE)
+                        (
+                            Condition {
+                                if_version: Some(want),
+                                ..Default::default()
+                            },
+                            !stale,
+                            libc::ESTALE,
+                        )
                     }
                     _ => (Condition::default(), true, 0),
                 };
@@ -65,19 +96,34 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
             }
             30..=54 => match (kv.get(&key), known) {
                 (Ok(v), Some((value, version))) => {
-                    ensure!(v.value == value, "thread {t}: get {key:?}: {:?}, model {:?}", v.value, value);
-                    ensure!(version.is_none_or(|old| old == v.version), "thread {t}: version moved without a write");
+                    ensure!(
+                        v.value == value,
+                        "thread {t}: get {key:?}: {:?}, model {:?}",
+                        v.value,
+                        value
+                    );
+                    ensure!(
+                        version.is_none_or(|old| old == v.version),
+                        "thread {t}: version moved without a write"
+                    );
                     model.insert(key, (value, Some(v.version)));
                 }
                 (Err(Error::NotFound), None) => {}
-                (got, want) => return Err(format!("thread {t}: get {key:?}: {got:?}, model {want:?}")),
+                (got, want) => {
+                    return Err(format!("thread {t}: get {key:?}: {got:?}, model {want:?}"))
+                }
             },
             55..=69 => {
                 let cas = match &known {
                     Some((_, Some(v))) if rng.below(2) == 0 => Some(*v),
                     _ => None,
                 };
-                expect("delete", kv.delete(&key, cas), known.is_some(), libc::ENOENT)?;
+                expect(
+                    "delete",
+                    kv.delete(&key, cas),
+                    known.is_some(),
+                    libc::ENOENT,
+                )?;
                 model.remove(&key);
             }
             70..=79 => {
@@ -95,7 +141,14 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
                     } else {
                         let create = rng.below(4) == 0;
                         let v = rng.blob(0, 24);
-                        b.put(&k, &v, Condition { create_only: create, ..Default::default() });
+                        b.put(
+                            &k,
+                            &v,
+                            Condition {
+                                create_only: create,
+                                ..Default::default()
+                            },
+                        );
                         if create && after.contains_key(&k) && fails.is_none() {
                             fails = Some(libc::EEXIST);
                         }
@@ -109,21 +162,42 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
             }
             80..=87 => {
                 let page = ck("list", kv.list_page(&prefix, b""))?;
-                let listed: Vec<(&[u8], &[u8])> = page.entries.iter().map(|e| (e.key.as_slice(), e.value.as_slice())).collect();
-                let modeled: Vec<(&[u8], &[u8])> = model.iter().map(|(k, (v, _))| (k.as_slice(), v.as_slice())).collect();
-                ensure!(listed == modeled, "thread {t}: listing of own prefix differs from the model");
+                let listed: Vec<(&[u8], &[u8])> = page
+                    .entries
+                    .iter()
+                    .map(|e| (e.key.as_slice(), e.value.as_slice()))
+                    .collect();
+                let modeled: Vec<(&[u8], &[u8])> = model
+                    .iter()
+                    .map(|(k, (v, _))| (k.as_slice(), v.as_slice()))
+                    .collect();
+                ensure!(
+                    listed == modeled,
+                    "thread {t}: listing of own prefix differs from the model"
+                );
             }
             88..=92 => loop {
                 // Shared counter: compare-and-swap increment.
                 let (current, version) = match kv.get(b"shared/counter") {
-                    Ok(v) => (u64::from_str_radix(&String::from_utf8_lossy(&v.value), 10).unwrap_or(0), Some(v.version)),
+                    Ok(v) => (
+                        String::from_utf8_lossy(&v.value)
+                            .parse::<u64>()
+                            .unwrap_or(0),
+                        Some(v.version),
+                    ),
                     Err(Error::NotFound) => (0, None),
                     Err(e) => return Err(format!("counter get: {e}")),
                 };
                 let next = (current + 1).to_string();
                 let cond = match version {
-                    Some(v) => Condition { if_version: Some(v), ..Default::default() },
-                    None => Condition { create_only: true, ..Default::default() },
+                    Some(v) => Condition {
+                        if_version: Some(v),
+                        ..Default::default()
+                    },
+                    None => Condition {
+                        create_only: true,
+                        ..Default::default()
+                    },
                 };
                 match kv.put(b"shared/counter", next.as_bytes(), cond) {
                     Ok(()) => {
@@ -137,7 +211,10 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
             93..=95 => {
                 let key = key_of(rng.below(48));
                 let r = kv.get(&key).map(|_| ());
-                ensure!(r.is_ok() == model.contains_key(&key), "thread {t}: get {key:?}: {r:?}");
+                ensure!(
+                    r.is_ok() == model.contains_key(&key),
+                    "thread {t}: get {key:?}: {r:?}"
+                );
             }
             _ => {
                 if t == 0 && n % 2 == 0 {
@@ -145,7 +222,11 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
                     let mut b = Batch::new();
                     let v = n.to_string();
                     for i in 0..INVARIANT_KEYS {
-                        b.put(format!("inv/{i}").as_bytes(), v.as_bytes(), Condition::default());
+                        b.put(
+                            format!("inv/{i}").as_bytes(),
+                            v.as_bytes(),
+                            Condition::default(),
+                        );
                     }
                     ck("invariant batch", kv.apply(&b))?;
                 } else {
@@ -169,8 +250,13 @@ fn threads_against_a_model() -> TestResult {
     let start = Instant::now();
     let results: Vec<Result<(Model, u64), String>> = std::thread::scope(|s| {
         let torn = &torn;
-        let handles: Vec<_> = (0..threads).map(|t| s.spawn(move || hammer(t, ops, seed + t as u64, torn))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into()))).collect()
+        let handles: Vec<_> = (0..threads)
+            .map(|t| s.spawn(move || hammer(t, ops, seed + t as u64, torn)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("thread panicked".into())))
+            .collect()
     });
     let secs = start.elapsed().as_secs_f64();
     let mut expected = BTreeMap::new();
@@ -184,14 +270,33 @@ fn threads_against_a_model() -> TestResult {
         "     stress: {threads} threads x {ops} ops in {secs:.0} s ({:.0} ops/s), {increments} CAS increments",
         (threads as u64 * ops) as f64 / secs
     );
-    ensure!(torn.load(Ordering::Relaxed) == 0, "{} torn consistent snapshots", torn.load(Ordering::Relaxed));
+    ensure!(
+        torn.load(Ordering::Relaxed) == 0,
+        "{} torn consistent snapshots",
+        torn.load(Ordering::Relaxed)
+    );
     let d = dump(&kv)?;
-    let mut actual: BTreeMap<Vec<u8>, Vec<u8>> = d.contents.into_iter().map(|e| (e.key, e.value)).collect();
+    let mut actual: BTreeMap<Vec<u8>, Vec<u8>> =
+        d.contents.into_iter().map(|e| (e.key, e.value)).collect();
     let counter = actual.remove(&b"shared/counter"[..]).unwrap_or_default();
-    ensure!(counter == increments.to_string().into_bytes(), "counter {:?}, {increments} increments", String::from_utf8_lossy(&counter));
-    let inv: Vec<Vec<u8>> = (0..INVARIANT_KEYS).filter_map(|i| actual.remove(format!("inv/{i}").as_bytes())).collect();
-    ensure!(inv.windows(2).all(|w| w[0] == w[1]), "invariant keys differ at rest");
-    ensure!(actual == expected, "final table differs from the model ({} vs {} entries)", actual.len(), expected.len());
+    ensure!(
+        counter == increments.to_string().into_bytes(),
+        "counter {:?}, {increments} increments",
+        String::from_utf8_lossy(&counter)
+    );
+    let inv: Vec<Vec<u8>> = (0..INVARIANT_KEYS)
+        .filter_map(|i| actual.remove(format!("inv/{i}").as_bytes()))
+        .collect();
+    ensure!(
+        inv.windows(2).all(|w| w[0] == w[1]),
+        "invariant keys differ at rest"
+    );
+    ensure!(
+        actual == expected,
+        "final table differs from the model ({} vs {} entries)",
+        actual.len(),
+        expected.len()
+    );
     Ok(())
 }
 
@@ -210,11 +315,17 @@ fn rmmod_races_live_clients() -> TestResult {
                     while !stop.load(Ordering::Relaxed) {
                         i += 1;
                         let key = format!("race{t}/{}", i % 32);
-                        let r = if i % 2 == 0 { kv.put(key.as_bytes(), b"v", Condition::default()) } else { kv.get(key.as_bytes()).map(|_| ()) };
+                        let r = if i.is_multiple_of(2) {
+                            kv.put(key.as_bytes(), b"v", Condition::default())
+                        } else {
+                            kv.get(key.as_bytes()).map(|_| ())
+                        };
                         match r {
                             Ok(()) | Err(Error::NotFound) if !unloaded => {}
                             Err(Error::NotLoaded { .. }) => unloaded = true,
-                            other => return Err(format!("worker {t} (unloaded: {unloaded}): {other:?}")),
+                            other => {
+                                return Err(format!("worker {t} (unloaded: {unloaded}): {other:?}"))
+                            }
                         }
                         ops.fetch_add(1, Ordering::Relaxed);
                     }
