@@ -4,7 +4,7 @@
 //! Safe Rust; the caller has checked CAP_NET_ADMIN and copied set requests in.
 
 use crate::codec::{self, cmd, Batch, ListPageWriter, ListRequest, OpKind, Reject};
-use crate::table::{self, Key, Limits, NetTable, PreparedOp, GFP};
+use crate::table::{self, Limits, NetTable, PreparedOp, GFP};
 use kernel::prelude::*;
 use kernel::uaccess::{UserPtr, UserSlice};
 
@@ -128,8 +128,9 @@ pub(crate) fn get(net: &NetTable, info: &codec::Info, cmd: u32, buf: &GetBuffer)
 
 fn get_value(net: &NetTable, buf: &GetBuffer) -> Result<usize> {
     let mut req = [0u8; codec::GET_REQUEST_MAX];
-    let key = Key::copy_from(codec::parse_get(buf.read_request(&mut req)?, buf.len)?)?;
-    let (version, value) = net.table.lock().get(&key)?;
+    let key = codec::parse_get(buf.read_request(&mut req)?, buf.len)?;
+    let (version, value) = net.table.lock().get(key)?;
+    let value = value.as_slice();
     let header = codec::ValueHeader {
         version,
         value_len: value.len() as u32,
@@ -140,26 +141,18 @@ fn get_value(net: &NetTable, buf: &GetBuffer) -> Result<usize> {
         buf.write_reply(&[&header])?;
         return Err(emsgsize());
     }
-    buf.write_reply(&[&header, &value])?;
+    buf.write_reply(&[&header, value])?;
     Ok(needed)
 }
 
 fn list(net: &NetTable, buf: &GetBuffer) -> Result<usize> {
     let mut req = [0u8; codec::LIST_REQUEST_MAX];
     let req = ListRequest::parse(buf.read_request(&mut req)?, buf.len)?;
-    let copy = |k: &[u8]| -> Result<Option<Key>> {
-        Ok(if k.is_empty() {
-            None
-        } else {
-            Some(Key::copy_from(k)?)
-        })
-    };
-    let (after, prefix) = (copy(req.after)?, copy(req.prefix)?);
     let mut page = KVVec::from_elem(0u8, (buf.len as usize).min(LIST_PAGE_MAX), GFP)?;
     let mut writer = ListPageWriter::new(&mut page)?;
     let (generation, (more, needed)) = {
         let mut table = net.table.lock();
-        let page = table.list_page(&req, after.as_ref(), prefix.as_ref(), &mut writer);
+        let page = table.list_page(&req, &mut writer)?;
         (table.usage().2, page)
     };
     if let (0, Some(needed)) = (writer.count(), needed) {

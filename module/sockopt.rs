@@ -7,8 +7,9 @@
 use crate::bindings_nf as nf;
 use crate::codec;
 use crate::commands::{self, GetBuffer};
-use crate::table::{Family, Limits, NetTable, GFP};
+use crate::table::{Family, Limits, NetTable, Table, GFP};
 use core::ffi::{c_int, c_uint, c_void};
+use core::mem::MaybeUninit;
 use core::ptr;
 use kernel::bindings;
 use kernel::error::to_result;
@@ -92,6 +93,9 @@ impl Params {
     }
 }
 
+/// Set requests up to this size are copied onto the stack.
+const SMALL_REQUEST: usize = 512;
+
 /// The table of `sk`'s network namespace.
 ///
 /// # Safety
@@ -137,13 +141,26 @@ unsafe extern "C" fn set_handler(
         if len > codec::MAX_REQUEST_LEN {
             return Err(E2BIG);
         }
-        let mut req = KVVec::from_elem(0u8, len, GFP)?;
-        // SAFETY: `req` owns `len` writable bytes; `arg` is the caller's
-        // buffer of `len` bytes, which the shim copies with
-        // copy_from_sockptr(): checked user access for user pointers, and
-        // kernel pointers are valid for `len` bytes by nf_setsockopt's contract.
-        to_result(unsafe { nf::nfkv_copy_from_sockptr(req.as_mut_ptr().cast(), arg, len) })?;
-        commands::set(net, &params().limits, cmd, &req)
+        // Small requests (every PUT/DEL of a short value) stay on the stack;
+        // neither buffer is zeroed first, the copy fills it.
+        let mut small = MaybeUninit::<[u8; SMALL_REQUEST]>::uninit();
+        let mut large: KVVec<u8>;
+        let dst: *mut u8 = if len <= SMALL_REQUEST {
+            small.as_mut_ptr().cast()
+        } else {
+            large = KVVec::with_capacity(len, GFP)?;
+            large.as_mut_ptr()
+        };
+        // SAFETY: `dst` has room for `len` bytes (the stack buffer or the
+        // vector's capacity); `arg` is the caller's buffer of `len` bytes,
+        // which the shim copies with copy_from_sockptr(): checked user access
+        // for user pointers, and kernel pointers are valid for `len` bytes by
+        // nf_setsockopt's contract.
+        to_result(unsafe { nf::nfkv_copy_from_sockptr(dst.cast(), arg, len) })?;
+        // SAFETY: the copy succeeded, so the first `len` bytes at `dst` are
+        // initialised, and they stay borrowed from `small` or `large` only.
+        let req = unsafe { core::slice::from_raw_parts(dst, len) };
+        commands::set(net, &params().limits, cmd, req)
     })();
     net.stats.count(Family::Set, cmd, result.is_ok());
     match result {
@@ -200,7 +217,7 @@ unsafe extern "C" fn get_handler(
 /// Called by the pernet core with a namespace being set up, whose slot of
 /// `ops.size` (one pointer) bytes is allocated and zeroed.
 unsafe extern "C" fn net_init(net: *mut bindings::net) -> c_int {
-    let table = match KBox::pin_init(NetTable::new(), GFP_KERNEL) {
+    let table = match Table::new().and_then(|t| KBox::pin_init(NetTable::new(t), GFP_KERNEL)) {
         Ok(table) => table,
         Err(e) => return e.to_errno(),
     };

@@ -25,20 +25,59 @@ pub(crate) fn estale() -> Error {
     Error::from_errno(-(kernel::bindings::ESTALE as i32))
 }
 
-/// A key: 1..=255 bytes, ordered bytewise.
-pub(crate) struct Key(KVec<u8>);
+/// A key, 1..=255 bytes, ordered bytewise; stored entries carry their
+/// value in the same allocation, right after the key, so an entry costs one
+/// allocation besides its tree node.
+pub(crate) struct Key {
+    bytes: KVec<u8>,
+    key_len: usize,
+}
 
 impl Key {
-    /// Copies `bytes` into a new key.
-    pub(crate) fn copy_from(bytes: &[u8]) -> Result<Self> {
-        let mut v = KVec::with_capacity(bytes.len(), GFP)?;
-        v.extend_from_slice(bytes, GFP)?;
-        Ok(Key(v))
+    /// Copies `key` and `value` into one allocation.
+    pub(crate) fn with_value(key: &[u8], value: &[u8]) -> Result<Self> {
+        let mut bytes = KVec::with_capacity(key.len() + value.len(), GFP)?;
+        bytes.extend_from_slice(key, GFP)?;
+        bytes.extend_from_slice(value, GFP)?;
+        Ok(Key {
+            bytes,
+            key_len: key.len(),
+        })
+    }
+
+    /// A reusable key with room for the longest key, for lookups that must
+    /// not allocate.
+    fn probe() -> Result<Self> {
+        Ok(Key {
+            bytes: KVec::from_elem(0, codec::MAX_KEY_LEN, GFP)?,
+            key_len: 0,
+        })
+    }
+
+    /// Makes this probe hold `key` (at most `MAX_KEY_LEN` bytes, as the
+    /// codec guarantees); the bytes after it are not part of the probe.
+    fn set(&mut self, key: &[u8]) -> Result {
+        self.bytes
+            .get_mut(..key.len())
+            .ok_or(EINVAL)?
+            .copy_from_slice(key);
+        self.key_len = key.len();
+        Ok(())
     }
 
     /// The key's bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes[..self.key_len]
+    }
+
+    /// The value stored with the key.
+    pub(crate) fn value(&self) -> &[u8] {
+        &self.bytes[self.key_len..]
+    }
+
+    /// Key and value bytes together, as `bytes_used` counts them.
+    fn stored_len(&self) -> u64 {
+        self.bytes.len() as u64
     }
 }
 
@@ -62,10 +101,37 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
-/// A stored value and the version its last write gave it.
-pub(crate) struct Entry {
-    pub(crate) value: KVec<u8>,
-    pub(crate) version: u64,
+/// Values up to this size are copied out of the table onto the stack.
+const INLINE_VALUE: usize = 256;
+
+/// A value copied out of the table for a reply: on the stack when small, so
+/// reading a small value allocates nothing. (The size difference between the
+/// variants is the point: it lives briefly on the stack.)
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum ValueCopy {
+    Inline([u8; INLINE_VALUE], usize),
+    Heap(KVec<u8>),
+}
+
+impl ValueCopy {
+    fn of(value: &[u8]) -> Result<Self> {
+        if value.len() <= INLINE_VALUE {
+            let mut buf = [0u8; INLINE_VALUE];
+            buf[..value.len()].copy_from_slice(value);
+            return Ok(ValueCopy::Inline(buf, value.len()));
+        }
+        let mut v = KVec::with_capacity(value.len(), GFP)?;
+        v.extend_from_slice(value, GFP)?;
+        Ok(ValueCopy::Heap(v))
+    }
+
+    /// The value's bytes.
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            ValueCopy::Inline(buf, len) => &buf[..*len],
+            ValueCopy::Heap(v) => v,
+        }
+    }
 }
 
 /// Limits fixed at module load.
@@ -79,34 +145,31 @@ pub(crate) struct Limits {
 pub(crate) struct PreparedOp {
     kind: OpKind,
     cond: Condition,
+    /// The key, and for a put its value.
     key: Key,
-    /// For a put: the value and the tree node it will live in.
-    put: Option<(KVec<u8>, RBTreeNodeReservation<Key, Entry>)>,
+    /// For a put: the tree node it will live in.
+    node: Option<RBTreeNodeReservation<Key, u64>>,
     /// The previous op of the same write on the same key.
     prev_same_key: Option<usize>,
     /// The planned state of the key after this op: its version, or absent.
     planned: Option<u64>,
     /// What this op displaced, freed after the lock is dropped.
-    retired: Option<(Key, Entry)>,
+    retired: Option<Key>,
 }
 
 impl PreparedOp {
     /// Allocates what `op` needs, so applying it cannot fail.
     pub(crate) fn new(op: &Op<'_>) -> Result<Self> {
-        let key = Key::copy_from(op.key)?;
-        let put = match op.kind {
-            OpKind::Put => {
-                let mut value = KVec::with_capacity(op.value.len(), GFP)?;
-                value.extend_from_slice(op.value, GFP)?;
-                Some((value, RBTreeNodeReservation::new(GFP)?))
-            }
+        let key = Key::with_value(op.key, op.value)?;
+        let node = match op.kind {
+            OpKind::Put => Some(RBTreeNodeReservation::new(GFP)?),
             OpKind::Del => None,
         };
         Ok(PreparedOp {
             kind: op.kind,
             cond: op.cond,
             key,
-            put,
+            node,
             prev_same_key: None,
             planned: None,
             retired: None,
@@ -131,7 +194,10 @@ pub(crate) fn link_same_keys(ops: &mut [PreparedOp], order: &mut [usize]) {
 
 /// The table proper; always used under [`NetTable::table`].
 pub(crate) struct Table {
-    tree: RBTree<Key, Entry>,
+    /// Key (with value) -> version.
+    tree: RBTree<Key, u64>,
+    /// Scratch key for lookups by borrowed bytes.
+    probe: Key,
     entries: usize,
     bytes_used: u64,
     /// Last version given out; also the table's generation.
@@ -139,16 +205,18 @@ pub(crate) struct Table {
 }
 
 /// What displaced entries a write leaves to be freed outside the lock.
-pub(crate) type Retired = Option<RBTree<Key, Entry>>;
+pub(crate) type Retired = Option<RBTree<Key, u64>>;
 
 impl Table {
-    fn new() -> Self {
-        Table {
+    /// An empty table.
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Table {
             tree: RBTree::new(),
+            probe: Key::probe()?,
             entries: 0,
             bytes_used: 0,
             generation: 0,
-        }
+        })
     }
 
     /// Entries, key + value bytes and generation.
@@ -176,18 +244,20 @@ impl Table {
         };
         for op in ops.iter_mut() {
             self.generation += 1;
-            let key = core::mem::replace(&mut op.key, Key(KVec::new()));
-            let key_len = key.as_bytes().len() as u64;
-            let old = match op.put.take() {
-                Some((value, reservation)) => {
-                    self.bytes_used += key_len + value.len() as u64;
-                    let entry = Entry {
-                        value,
-                        version: self.generation,
-                    };
-                    self.tree.insert(reservation.into_node(key, entry))
+            let old = match op.node.take() {
+                Some(reservation) => {
+                    let key = core::mem::replace(
+                        &mut op.key,
+                        Key {
+                            bytes: KVec::new(),
+                            key_len: 0,
+                        },
+                    );
+                    self.bytes_used += key.stored_len();
+                    self.tree
+                        .insert(reservation.into_node(key, self.generation))
                 }
-                None => self.tree.remove_node(&key),
+                None => self.tree.remove_node(&op.key),
             };
             match (&old, op.kind) {
                 (None, OpKind::Put) => self.entries += 1,
@@ -195,9 +265,9 @@ impl Table {
                 _ => {}
             }
             if let Some(node) = old {
-                let (k, e) = node.to_key_value();
-                self.bytes_used -= k.as_bytes().len() as u64 + e.value.len() as u64;
-                op.retired = Some((k, e));
+                let (k, _) = node.to_key_value();
+                self.bytes_used -= k.stored_len();
+                op.retired = Some(k);
             }
         }
         Ok(retired)
@@ -213,7 +283,7 @@ impl Table {
             let before = match ops[i].prev_same_key {
                 Some(prev) => ops[prev].planned,
                 None if flush => None,
-                None => self.tree.get(&ops[i].key).map(|e| e.version),
+                None => self.tree.get(&ops[i].key).copied(),
             };
             let op = &mut ops[i];
             match (op.kind, before) {
@@ -243,48 +313,53 @@ impl Table {
     }
 
     /// Copies the value of `key` with its version.
-    pub(crate) fn get(&self, key: &Key) -> Result<(u64, KVec<u8>)> {
-        let entry = self.tree.get(key).ok_or(ENOENT)?;
-        let mut value = KVec::with_capacity(entry.value.len(), GFP)?;
-        value.extend_from_slice(&entry.value, GFP)?;
-        Ok((entry.version, value))
+    pub(crate) fn get(&mut self, key: &[u8]) -> Result<(u64, ValueCopy)> {
+        self.probe.set(key)?;
+        let cursor = self.tree.cursor_lower_bound(&self.probe).ok_or(ENOENT)?;
+        let (stored, version) = cursor.current();
+        if stored.as_bytes() != key {
+            return Err(ENOENT);
+        }
+        Ok((*version, ValueCopy::of(stored.value())?))
     }
 
-    /// Fills `page` with the entries `req` asks for, in key order. `after`
-    /// and `prefix` are `req`'s keys, copied. Returns whether more entries
-    /// match, and, when the next one did not fit, the page bytes it needs.
+    /// Fills `page` with the entries `req` asks for, in key order. Returns
+    /// whether more entries match, and, when the next one did not fit, the
+    /// page bytes it needs.
     pub(crate) fn list_page(
         &mut self,
         req: &ListRequest<'_>,
-        after: Option<&Key>,
-        prefix: Option<&Key>,
         page: &mut ListPageWriter<'_>,
-    ) -> (bool, Option<usize>) {
-        let start = match (after, prefix) {
-            (Some(a), Some(p)) => Some(if a >= p { a } else { p }),
-            (a, p) => a.or(p),
+    ) -> Result<(bool, Option<usize>)> {
+        // Start at the larger of `after` and the prefix; empty means none.
+        let start = if req.after > req.prefix {
+            req.after
+        } else {
+            req.prefix
         };
-        let mut cursor = match start {
-            Some(k) => self.tree.cursor_lower_bound(k),
-            None => self.tree.cursor_front(),
+        self.probe.set(start)?;
+        let mut cursor = if start.is_empty() {
+            self.tree.cursor_front()
+        } else {
+            self.tree.cursor_lower_bound(&self.probe)
         };
         while let Some(c) = cursor {
-            let (key, entry) = c.current();
-            if Some(key) == after {
+            let (key, version) = c.current();
+            if !req.after.is_empty() && key.as_bytes() == req.after {
                 cursor = c.move_next();
                 continue;
             }
             if !key.as_bytes().starts_with(req.prefix) {
-                return (false, None);
+                return Ok((false, None));
             }
-            if !page.push(entry.version, key.as_bytes(), &entry.value) {
+            if !page.push(*version, key.as_bytes(), key.value()) {
                 let needed = codec::LIST_REPLY_SIZE
-                    + codec::list_entry_len(key.as_bytes().len(), entry.value.len());
-                return (true, Some(needed));
+                    + codec::list_entry_len(key.as_bytes().len(), key.value().len());
+                return Ok((true, Some(needed)));
             }
             cursor = c.move_next();
         }
-        (false, None)
+        Ok((false, None))
     }
 }
 
@@ -341,10 +416,10 @@ pub(crate) struct NetTable {
 }
 
 impl NetTable {
-    /// An empty table.
-    pub(crate) fn new() -> impl PinInit<Self> {
+    /// The state of a namespace, around `table`.
+    pub(crate) fn new(table: Table) -> impl PinInit<Self> {
         pin_init!(NetTable {
-            table <- new_mutex!(Table::new(), "nfkv_table"),
+            table <- new_mutex!(table, "nfkv_table"),
             stats: Stats::new(),
         })
     }

@@ -150,46 +150,64 @@ fn main() {
                 .collect()
         };
 
-    for entries in [1u64, 1_000, 100_000] {
+    // Requests are built before timing and sent raw, so every variant
+    // (and the floor) pays the same userspace cost.
+    let get_reqs: Vec<Vec<u8>> = (0..1024)
+        .map(|j| {
+            let mut r = vec![0u8; codec::VALUE_SIZE + VALUE_LEN];
+            codec::encode_get(&mut r, &key(j));
+            r
+        })
+        .collect();
+    for (label, entries) in [("1", 1u64), ("1k", 1_000), ("100k", 100_000)] {
         let setup = move |kv: &Nfkv| {
             if kv.info().ok().map(|i| i.entries as u64) != Some(entries) {
                 fill(kv, entries);
             }
         };
+        let mut reply = vec![0u8; codec::VALUE_SIZE + VALUE_LEN];
+        let reply = std::cell::RefCell::new(&mut reply);
         let r = measure(
             &setup,
             &|kv, j| {
-                kv.get(&key(j * 7919 % entries)).expect("get");
+                let req = &get_reqs[(j % entries.min(1024)) as usize];
+                let mut buf = reply.borrow_mut();
+                buf.copy_from_slice(&req[..]);
+                kv.raw_get(cmd::GET_VALUE, &mut buf[..]).expect("get");
             },
             n,
         );
-        row(&format!("get hit @{entries}"), r);
+        row(&format!("get hit @{label}"), r);
     }
-    let r = measure(
-        &|kv| fill(kv, 1),
-        &|kv, _| {
-            kv.put(&key(0), &value(1), Condition::default())
-                .expect("put")
-        },
-        n,
-    );
+    let put_req = nfkv::encode_op(&codec::Op { kind: codec::OpKind::Put, cond: Condition::default(), key: &key(0), value: &value(1) });
+    let r = measure(&|kv| fill(kv, 1), &|kv, _| kv.raw_set(cmd::SET_PUT, &put_req).expect("put"), n);
     row("put overwrite @1", r);
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..1024u64)
+        .map(|j| {
+            let k = format!("new{j:013}").into_bytes();
+            let put = nfkv::encode_op(&codec::Op { kind: codec::OpKind::Put, cond: Condition::default(), key: &k, value: &value(j) });
+            let del = nfkv::encode_op(&codec::Op { kind: codec::OpKind::Del, cond: Condition::default(), key: &k, value: &[] });
+            (put, del)
+        })
+        .collect();
     let r = measure(
         &|kv| fill(kv, 1_000),
         &|kv, j| {
-            let k = format!("new{j:013}").into_bytes();
-            kv.put(&k, &value(j), Condition::default()).expect("insert");
-            kv.delete(&k, None).expect("delete");
+            let (put, del) = &pairs[(j % 1024) as usize];
+            kv.raw_set(cmd::SET_PUT, put).expect("insert");
+            kv.raw_set(cmd::SET_DEL, del).expect("delete");
         },
         n / 2,
     );
     row("put insert + delete @1k", r);
+    let single_reqs: Vec<Vec<u8>> = (0..64)
+        .map(|i| nfkv::encode_op(&codec::Op { kind: codec::OpKind::Put, cond: Condition::default(), key: &key(i), value: &value(i) }))
+        .collect();
     let singles = measure(
         &|kv| fill(kv, 64),
         &|kv, _| {
-            for i in 0..64 {
-                kv.put(&key(i), &value(i), Condition::default())
-                    .expect("put");
+            for req in &single_reqs {
+                kv.raw_set(cmd::SET_PUT, req).expect("put");
             }
         },
         n / 64,
@@ -200,11 +218,11 @@ fn main() {
         for i in 0..64 {
             b.put(&key(i), &value(i), Condition::default());
         }
-        b
+        b.encode().expect("batch")
     };
     let batched = measure(
         &|kv| fill(kv, 64),
-        &|kv, _| kv.apply(&batch).expect("batch"),
+        &|kv, _| kv.raw_set(cmd::SET_BATCH, &batch).expect("batch"),
         n / 64,
     );
     row("batch of 64 puts", batched);
