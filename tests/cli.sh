@@ -38,7 +38,7 @@ t batch_is_atomic bash -c "printf 'put atom1 x\nput k y create\n' | nfkv batch; 
 t batch_bad_line_is_usage bash -c "printf 'put a\nfrob b\n' > $tmp/bad; [ \"\$(status nfkv batch $tmp/bad)\" = 2 ] && nfkv batch $tmp/bad 2>&1 | grep -q 'line 2'"
 t quiet_into_head bash -c 'err=$(nfkv list 2>&1 >/dev/null | head -c0; nfkv list 2>&1 | head -n 1 >/dev/null); [ -z "$err" ] && [ -z "$(nfkv list 2>&1 | head -n 1 | grep -i "broken pipe")" ]'
 t json_is_json bash -c 'for c in info stats "list" "get k"; do nfkv --json $c | python3 -c "import json,sys; json.load(sys.stdin)" || exit 1; done'
-t save_restore_round_trip bash -c "nfkv save > $tmp/saved && nfkv flush && nfkv restore $tmp/saved && nfkv save > $tmp/again && diff <(grep -v '^#' $tmp/saved) <(grep -v '^#' $tmp/again) && [ \$(grep -c '^put' $tmp/saved) -gt 300 ]"
+t save_rmmod_insmod_restore_round_trip bash -c "nfkv save > $tmp/saved && rmmod nfkv && insmod \$NFKV_KO && [ \"\$(nfkv list | wc -l)\" = 0 ] && nfkv restore $tmp/saved && nfkv save > $tmp/again && diff <(grep -v '^#' $tmp/saved) <(grep -v '^#' $tmp/again) && [ \$(grep -c '^put' $tmp/saved) -gt 300 ] && grep -q '^put \\\\x00\\\\xff\\\\x10 ' $tmp/saved"
 t restore_flush_replaces bash -c "printf 'put only one\n' | nfkv restore --flush && [ \"\$(nfkv list)\" = 'only one' ]"
 t version_shows_module bash -c 'nfkv --version | grep -q "^module 0" && nfkv --version | grep -q "ABI 1"'
 t c_example_uses_only_the_header bash -c 'nfkv flush && out=$(nfkv-example) && echo "$out" | grep -q "get c-example/07 = value 7, from C" && echo "$out" | grep -q "too small, value needs" && echo "$out" | grep -Eq "listed 10 entries in [3-9] pages"'
