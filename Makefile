@@ -19,7 +19,7 @@ CARGO_STATIC = RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -
 BIN := $(CURDIR)/target/$(TARGET)/release
 SHARE := $(BIN)/share
 
-.PHONY: all module client install setup kernel demo check bench clean
+.PHONY: all module client install setup kernel demo check bench lint clean
 all: module
 
 module:
@@ -64,6 +64,15 @@ check: setup
 
 bench: setup
 	tests/bench/run
+
+# Style gates: kernel clippy (Debian's clippy-driver, matching the kernel's
+# rustc), the kernel's rustfmt config for the module, cargo clippy/fmt for
+# the userspace crates.
+lint:
+	@$(kdir); $(KMAKE) CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver modules 2>&1 | tee /dev/stderr | (! grep -q '^warning\|^error')
+	/usr/bin/rustfmt --edition 2021 --check module/nfkv.rs
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 clean:
 	-@$(kdir); $(KMAKE) clean

@@ -179,14 +179,33 @@ fn main() {
         );
         row(&format!("get hit @{label}"), r);
     }
-    let put_req = nfkv::encode_op(&codec::Op { kind: codec::OpKind::Put, cond: Condition::default(), key: &key(0), value: &value(1) });
-    let r = measure(&|kv| fill(kv, 1), &|kv, _| kv.raw_set(cmd::SET_PUT, &put_req).expect("put"), n);
+    let put_req = nfkv::encode_op(&codec::Op {
+        kind: codec::OpKind::Put,
+        cond: Condition::default(),
+        key: &key(0),
+        value: &value(1),
+    });
+    let r = measure(
+        &|kv| fill(kv, 1),
+        &|kv, _| kv.raw_set(cmd::SET_PUT, &put_req).expect("put"),
+        n,
+    );
     row("put overwrite @1", r);
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..1024u64)
         .map(|j| {
             let k = format!("new{j:013}").into_bytes();
-            let put = nfkv::encode_op(&codec::Op { kind: codec::OpKind::Put, cond: Condition::default(), key: &k, value: &value(j) });
-            let del = nfkv::encode_op(&codec::Op { kind: codec::OpKind::Del, cond: Condition::default(), key: &k, value: &[] });
+            let put = nfkv::encode_op(&codec::Op {
+                kind: codec::OpKind::Put,
+                cond: Condition::default(),
+                key: &k,
+                value: &value(j),
+            });
+            let del = nfkv::encode_op(&codec::Op {
+                kind: codec::OpKind::Del,
+                cond: Condition::default(),
+                key: &k,
+                value: &[],
+            });
             (put, del)
         })
         .collect();
@@ -201,7 +220,14 @@ fn main() {
     );
     row("put insert + delete @1k", r);
     let single_reqs: Vec<Vec<u8>> = (0..64)
-        .map(|i| nfkv::encode_op(&codec::Op { kind: codec::OpKind::Put, cond: Condition::default(), key: &key(i), value: &value(i) }))
+        .map(|i| {
+            nfkv::encode_op(&codec::Op {
+                kind: codec::OpKind::Put,
+                cond: Condition::default(),
+                key: &key(i),
+                value: &value(i),
+            })
+        })
         .collect();
     let singles = measure(
         &|kv| fill(kv, 64),
