@@ -102,10 +102,10 @@ const SMALL_REQUEST: usize = 512;
 ///
 /// `sk` must point to a live socket.
 unsafe fn net_table<'a>(sk: *const bindings::sock) -> Option<&'a NetTable> {
+    // `net_exit` frees the table only once the namespace is dying, after every
+    // user socket in it (each holds a reference on the namespace) is gone.
     // SAFETY: `sk` is live (caller), so its namespace is alive and its pernet
-    // slot holds what `net_init` stored: null or a pinned `NetTable` that
-    // `net_exit` frees only once the namespace is dying, after every user
-    // socket in it (each holds a reference on the namespace) is gone.
+    // slot holds what `net_init` stored: null or a pinned `NetTable`.
     unsafe { (*nf::nfkv_sock_net_slot(sk)).cast::<NetTable>().as_ref() }
 }
 
@@ -151,11 +151,11 @@ unsafe extern "C" fn set_handler(
             large = KVVec::with_capacity(len, GFP)?;
             large.as_mut_ptr()
         };
-        // SAFETY: `dst` has room for `len` bytes (the stack buffer or the
-        // vector's capacity); `arg` is the caller's buffer of `len` bytes,
-        // which the shim copies with copy_from_sockptr(): checked user access
-        // for user pointers, and kernel pointers are valid for `len` bytes by
+        // The shim copies with copy_from_sockptr(): checked user access for
+        // user pointers; kernel pointers are valid for `len` bytes by
         // nf_setsockopt's contract.
+        // SAFETY: `dst` has room for `len` bytes (stack buffer or capacity);
+        // `arg` is the caller's buffer of `len` bytes.
         to_result(unsafe { nf::nfkv_copy_from_sockptr(dst.cast(), arg, len) })?;
         // SAFETY: the copy succeeded, so the first `len` bytes at `dst` are
         // initialised, and they stay borrowed from `small` or `large` only.
