@@ -2,14 +2,18 @@
 # built on first use), `make client` the CLI; `make demo` and `make check` are
 # the README's two commands. See README.md.
 
-KERNEL ?= base
+# KERNEL names a test kernel (scripts/lib.sh): 6.12, 6.12-debug, 7.3,
+# 7.3-debug (`base`/`debug`: 6.12). KDIR=/any/rust/tree overrides it.
+KERNEL ?= 6.12
 KDIR ?=
 KERNEL_RUSTC ?= /usr/bin/rustc
 # The kernel tree: KDIR, or the cached test kernel $(KERNEL), built if missing.
 kdir = kdir="$(KDIR)"; [ -n "$$kdir" ] || kdir=$$($(CURDIR)/scripts/build-kernel $(KERNEL)) || exit 1
-KMAKE = $(MAKE) -C "$$kdir" M=$(CURDIR) LLVM=1 RUSTC=$(KERNEL_RUSTC)
-# Where the module built for kernel $(KERNEL) is kept, so base and debug
-# builds can sit side by side.
+# make in that tree with the LLVM and rustc that built it, on the module's
+# own object directory for that tree (scripts/module-tree).
+KMAKE = obj=$$($(CURDIR)/scripts/module-tree "$$kdir") && KERNEL_RUSTC_OVERRIDE=$(KERNEL_RUSTC) \
+	flock "$$obj/.lock" $(CURDIR)/scripts/kmake "$$kdir" M="$$obj"
+# Where the module built for kernel $(KERNEL) is kept.
 OUT := $(CURDIR)/out/$(KERNEL)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
@@ -23,8 +27,8 @@ SHARE := $(BIN)/share
 all: module
 
 module:
-	@$(kdir); $(CURDIR)/scripts/check-kdir "$$kdir" $(KERNEL_RUSTC) && $(KMAKE) modules
-	@mkdir -p $(OUT) && cp nfkv.ko $(OUT)/nfkv.ko
+	@$(kdir); $(CURDIR)/scripts/check-kdir "$$kdir" $(KERNEL_RUSTC) && $(KMAKE) modules && \
+	mkdir -p $(OUT) && cp "$$obj/nfkv.ko" $(OUT)/nfkv.ko
 
 client:
 	$(CARGO_STATIC) --workspace --bins
@@ -70,6 +74,7 @@ bench: setup
 # the userspace crates.
 lint:
 	@$(kdir); $(KMAKE) CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver modules 2>&1 | tee /dev/stderr | (! grep -q '^warning\|^error')
+	@$(kdir); $(KMAKE) clean >/dev/null
 	/usr/bin/rustfmt --edition 2021 --check module/nfkv.rs
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -3,7 +3,6 @@
 
 NFKV_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NFKV_CACHE=${NFKV_CACHE:-$HOME/.cache/nfkv}
-KERNEL_PKG=linux-source-6.12
 BINDGEN_VERSION=0.72.1
 VIRTME_NG_VERSION=1.42
 # Debian's rustc-web carries the rust-src the kernel needs; rustup's rustc does not.
@@ -13,40 +12,96 @@ export PATH="$HOME/.cargo/bin:$NFKV_CACHE/venv/bin:$PATH"
 die() { echo "nfkv: $*" >&2; exit 1; }
 say() { echo "==> $*" >&2; }
 
-kernel_pkg_version() {
-    dpkg-query -W -f '${Version}' "$KERNEL_PKG" 2>/dev/null ||
-        die "$KERNEL_PKG is not installed: run scripts/setup"
+# --- The kernels nfkv supports: the one table of per-version facts. ---------
+# Test kernels are named VERSION or VERSION-FLAVOR (flavor base, the default,
+# or debug); `base` and `debug` alone mean the 6.12 ones.
+SUPPORTED_KERNELS="6.12 7.3"
+DEFAULT_KERNEL=6.12
+
+# kernel_facts VERSION: sets KF_PKG (Debian source package), KF_SUITE (the
+# Debian suite it comes from when it is not the machine's own release, else
+# empty) and KF_LLVM (the LLVM major version that builds it: clang, lld and the
+# libclang bindgen loads all come from that one version).
+kernel_facts() {
+    case $1 in
+        6.12) KF_PKG=linux-source-6.12 KF_SUITE= KF_LLVM=14 ;;
+        # 7.3 needs LLVM >= 17.0.1 (its scripts/min-tool-version.sh).
+        7.3) KF_PKG=linux-source-7.3 KF_SUITE=trixie-backports KF_LLVM=19 ;;
+        *) die "unknown kernel version '$1' (supported: $SUPPORTED_KERNELS)" ;;
+    esac
 }
 
-# The unpacked Debian kernel source, shared by every kernel we build.
-kernel_src() { echo "$NFKV_CACHE/src/$KERNEL_PKG-$(kernel_pkg_version)"; }
+# parse_kernel NAME: sets KVERSION and KFLAVOR from a test kernel's name.
+parse_kernel() {
+    case $1 in
+        base | debug) KVERSION=$DEFAULT_KERNEL KFLAVOR=$1 ;;
+        *-base | *-debug) KVERSION=${1%-*} KFLAVOR=${1##*-} ;;
+        *) KVERSION=$1 KFLAVOR=base ;;
+    esac
+    kernel_facts "$KVERSION"
+}
 
-# Fragments making up kernel NAME: base for everything, plus NAME.config.
+
+# The LLVM major version a kernel build tree was configured with.
+kdir_llvm() {
+    local v
+    v=$(sed -n 's/^CONFIG_CLANG_VERSION=\([0-9]*\)$/\1/p' "$1/.config" 2>/dev/null)
+    [ -n "$v" ] && [ "$v" != 0 ] || return 1
+    echo $((v / 10000))
+}
+
+# The source tarball of kernel VERSION (fetched on first use).
+kernel_tarball() { "$NFKV_ROOT/scripts/fetch-kernel-source" "$1"; }
+
+kernel_pkg_version() {
+    kernel_facts "$1"
+    if [ -n "$KF_SUITE" ]; then
+        cat "$NFKV_CACHE/debs/$KF_PKG/version" 2>/dev/null || echo unfetched
+    else
+        dpkg-query -W -f '${Version}' "$KF_PKG" 2>/dev/null ||
+            die "$KF_PKG is not installed: run scripts/setup"
+    fi
+}
+
+# The unpacked Debian kernel source of VERSION, shared by its flavors.
+kernel_src() { kernel_facts "$1"; echo "$NFKV_CACHE/src/$KF_PKG-$(kernel_pkg_version "$1")"; }
+
+# Fragments making up kernel NAME: base.config, then VERSION.config (what one
+# kernel version needs differently, with the reason next to it), then
+# debug.config for the debug flavor.
 kernel_fragments() {
-    local name=$1
-    echo "$NFKV_ROOT/tests/kernel/base.config"
-    [ "$name" = base ] || echo "$NFKV_ROOT/tests/kernel/$name.config"
+    parse_kernel "$1"
+    local d="$NFKV_ROOT/tests/kernel" f
+    for f in base "$KVERSION" "$KFLAVOR"; do
+        [ -f "$d/$f.config" ] && echo "$d/$f.config"
+    done | awk '!seen[$0]++'
+}
+
+# The option lines of FRAGMENTS, the last one of each option winning.
+effective_options() {
+    awk '/^CONFIG_[A-Za-z0-9_]+=/ { sym = $0; sub(/=.*/, "", sym) }
+         /^# CONFIG_[A-Za-z0-9_]+ is not set$/ { sym = $2 }
+         sym != "" { if (!(sym in line)) order[n++] = sym; line[sym] = $0; sym = "" }
+         END { for (i = 0; i < n; i++) print line[order[i]] }' "$@"
 }
 
 # Build directory of kernel NAME, keyed by fragment contents, source package
 # version and toolchain (what decides the kernel's contents), so an unchanged
 # configuration is never rebuilt.
 kernel_dir() {
-    local name=$1 key
-    [ -f "$NFKV_ROOT/tests/kernel/$name.config" ] || die "no kernel config tests/kernel/$name.config"
+    local key
+    parse_kernel "$1"
     key=$( {
-        kernel_pkg_version
-        cat $(kernel_fragments "$name")
+        echo "$KF_PKG $(kernel_pkg_version "$KVERSION")"
+        cat $(kernel_fragments "$1")
         "$KERNEL_RUSTC" --version
-        clang --version | head -n1
+        "clang-$KF_LLVM" --version 2>/dev/null | head -n1
     } | sha256sum | cut -c1-16)
-    echo "$NFKV_CACHE/kernel/$name-$key"
+    echo "$NFKV_CACHE/kernel/$KVERSION-$KFLAVOR-$key"
 }
 
-kernel_make_flags() { echo "LLVM=1 RUSTC=$KERNEL_RUSTC"; }
-
 # What in a guest's dmesg counts as a kernel report (tests/vm/run fails on it).
-DMESG_REPORT_PATTERN='BUG:|WARNING:|Oops|KASAN:|UBSAN:|general protection fault|Kernel panic|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|INFO: task .* blocked|unreferenced object|suspected memory leak|list_add corruption|list_del corruption|Call Trace:'
+DMESG_REPORT_PATTERN='BUG:|WARNING:|Oops|KASAN:|UBSAN:|KCSAN:|general protection fault|Kernel panic|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|INFO: task .* blocked|unreferenced object|suspected memory leak|list_add corruption|list_del corruption|Call Trace:'
 
 # KVM is broken on these machines: use it only when a probe boot succeeds
 # (remembered per host boot), else TCG.
@@ -54,7 +109,7 @@ kvm_works() {
     [ -w /dev/kvm ] || return 1
     local stamp="$NFKV_CACHE/kvm-probe-$(cat /proc/sys/kernel/random/boot_id)"
     if [ ! -f "$stamp" ]; then
-        if timeout 20 vng -r "$(kernel_dir base)/arch/x86/boot/bzImage" -- true </dev/null >/dev/null 2>&1; then
+        if timeout 20 vng -r "$1/arch/x86/boot/bzImage" -- true </dev/null >/dev/null 2>&1; then
             echo yes > "$stamp"
         else
             echo no > "$stamp"
