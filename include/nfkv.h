@@ -27,7 +27,9 @@
  * [optbase, optbase + NFKV_SO_RANGE). In-tree PF_INET users avoided:
  * the IP_* options of do_ip_{set,get}sockopt (< 64), ip_tables (64..67),
  * SO_ORIGINAL_DST (80), ip_set (83), arp_tables (96..99), ebtables (128..131),
- * ip_mroute MRT_* (200..212) and IPVS (1152..1168).
+ * ip_mroute MRT_* (200..212) and IPVS (1152..1168). The module refuses an
+ * optbase whose range overlaps 0..63 or 200..255: the IP layer answers those
+ * optnames itself, so nf_sockopt would never see them.
  */
 #define NFKV_BASE_CTL		2048
 #define NFKV_SO_RANGE		16
@@ -78,7 +80,10 @@
  * op == NFKV_OP_DEL, value_len == 0, flags only NFKV_F_IF_VERSION.
  * NFKV_F_CREATE excludes NFKV_F_REPLACE and NFKV_F_IF_VERSION.
  * Every successful write gives the entry a new version, and the table a new
- * generation (both from one per-table counter, starting at 1).
+ * generation (both from one per-table counter). A new table's counter starts
+ * at the wall-clock time of its creation in ns since the Unix epoch, so
+ * versions never repeat across rmmod/insmod, flushes, restores or namespaces
+ * (see docs/ABI.md).
  */
 struct nfkv_op {
 	__u16 op;		/* NFKV_OP_PUT or NFKV_OP_DEL */
@@ -223,7 +228,8 @@ struct nfkv_stats {
  *   ENOENT      key absent (GET_VALUE, DEL, PUT with REPLACE or IF_VERSION)
  *   EEXIST      PUT with CREATE on a present key
  *   ESTALE      IF_VERSION and the entry has another version
- *   ENOSPC      the table holds max_entries entries already
+ *   ENOSPC      over max_entries, max_bytes_mib, or the budget shared by the
+ *               namespaces of non-initial user namespaces (docs/ABI.md)
  *   EMSGSIZE    getsockopt buffer too small for the reply (size reported)
  *   ENOMEM      out of memory; the table is unchanged
  * A module that is not loaded shows as ENOPROTOOPT.

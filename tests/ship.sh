@@ -51,6 +51,19 @@ refuses kdir_without_rust_metadata "no Rust metadata" make -s module KDIR="$tmp/
 refuses kdir_with_other_rustc "KERNEL_RUSTC" make -s module KDIR="$kdir" KERNEL_RUSTC="$(command -v rustup >/dev/null && rustup which rustc 2>/dev/null || echo /nonexistent/rustc)"
 refuses kdir_not_a_kernel "not a configured kernel" make -s module KDIR="$tmp"
 
+# The version string must fit nfkv_info.module_version: a 16-byte one is a
+# compile-time error, never a panic in GET_INFO.
+mkdir -p "$tmp/longver/module" && cp -r Kbuild Cargo.toml include "$tmp/longver/" &&
+    cp -r module/*.rs module/*.c module/kernel_ext module/abi "$tmp/longver/module/" &&
+    sed -i 's/^version = .*/version = "0.1.0-123456789a"/' "$tmp/longver/Cargo.toml"
+if out=$(scripts/kmake "$kdir" M="$tmp/longver" modules 2>&1); then
+    failed=$((failed + 1)); echo "FAIL ship::version_over_15_bytes_does_not_build: it built"
+elif echo "$out" | grep -q 'must fit nfkv_info.module_version'; then
+    passed=$((passed + 1)); echo "ok   ship::version_over_15_bytes_does_not_build"
+else
+    failed=$((failed + 1)); echo "FAIL ship::version_over_15_bytes_does_not_build: $(echo "$out" | grep -m3 error)"
+fi
+
 # DKMS, as a distribution would use it, against the test kernel tree.
 src=/usr/src/nfkv-$version
 dkms remove -m nfkv -v "$version" --all >/dev/null 2>&1

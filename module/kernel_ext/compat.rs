@@ -48,6 +48,26 @@ pub(crate) unsafe fn vec_inc_len<T, A: kernel::alloc::Allocator>(
     };
 }
 
+/// Initialises `slot` with `init` (the raw step under `KBox::pin_init` and
+/// friends, for memory the kernel allocated).
+///
+/// 6.12: `PinInit::__pinned_init`. 7.3: pin-init is its own crate and the
+/// method is `PinInit::__init`.
+///
+/// # Safety
+///
+/// `PinInit`'s: `slot` is valid for a `T` and uninitialised, it is not
+/// touched but to free it when this fails, and it never moves afterwards.
+pub(crate) unsafe fn pin_init_at<T, E>(init: impl PinInit<T, E>, slot: *mut T) -> Result<(), E> {
+    #[cfg(kext_pin_init_crate)]
+    // SAFETY: the caller's contract is `__init`'s.
+    let r = unsafe { init.__init(slot) };
+    #[cfg(not(kext_pin_init_crate))]
+    // SAFETY: the caller's contract is `__pinned_init`'s.
+    let r = unsafe { init.__pinned_init(slot) };
+    r
+}
+
 /// `kernel::module!` with one author.
 ///
 /// 6.12: `author: "..."`. 7.3: `authors: ["..."]` (several allowed).

@@ -163,7 +163,7 @@ unsafe extern "C" fn net_init<T: PernetData>(net: *mut bindings::net) -> c_int {
     // registration against kmalloc's minimum alignment), owned by this
     // namespace and freed by the pernet core only after `net_exit`; it never
     // moves, so `T` stays pinned. On error `__pinned_init` leaves nothing to drop.
-    match unsafe { T::init(net).__pinned_init(slot) } {
+    match unsafe { super::compat::pin_init_at(T::init(net), slot) } {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }

@@ -8,7 +8,7 @@ use crate::ensure;
 use crate::harness::*;
 use nfkv::{Batch, Condition, Error};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub fn suite() -> Vec<Test> {
@@ -22,6 +22,54 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Evidence that the threads ran at the same time on different CPUs: ops
+/// per CPU, and how many ops began while a thread on another CPU was inside
+/// an op.
+struct Concurrency {
+    per_cpu: Vec<AtomicU64>,
+    inside: Vec<AtomicU32>,
+    cross_cpu: AtomicU64,
+}
+
+/// One op in progress on `cpu`.
+struct InOp<'a> {
+    c: &'a Concurrency,
+    cpu: usize,
+}
+
+impl Concurrency {
+    fn new(cpus: usize) -> Self {
+        Concurrency {
+            per_cpu: (0..cpus).map(|_| AtomicU64::new(0)).collect(),
+            inside: (0..cpus).map(|_| AtomicU32::new(0)).collect(),
+            cross_cpu: AtomicU64::new(0),
+        }
+    }
+
+    fn enter(&self) -> InOp<'_> {
+        // SAFETY: sched_getcpu has no preconditions.
+        let cpu =
+            usize::try_from(unsafe { libc::sched_getcpu() }).unwrap_or(0) % self.per_cpu.len();
+        self.per_cpu[cpu].fetch_add(1, Ordering::Relaxed);
+        self.inside[cpu].fetch_add(1, Ordering::SeqCst);
+        let others = self
+            .inside
+            .iter()
+            .enumerate()
+            .any(|(c, n)| c != cpu && n.load(Ordering::SeqCst) > 0);
+        if others {
+            self.cross_cpu.fetch_add(1, Ordering::Relaxed);
+        }
+        InOp { c: self, cpu }
+    }
+}
+
+impl Drop for InOp<'_> {
+    fn drop(&mut self) {
+        self.c.inside[self.cpu].fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// What a thread knows of its own keys: value and, once read, version.
 type Model = BTreeMap<Vec<u8>, (Vec<u8>, Option<u64>)>;
 
@@ -29,7 +77,13 @@ const INVARIANT_KEYS: usize = 10;
 
 /// Runs `ops` operations of thread `t` on keys `t{t}/...`; returns the
 /// thread's model and its successful shared-counter increments.
-fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64), String> {
+fn hammer(
+    t: usize,
+    ops: u64,
+    seed: u64,
+    torn: &AtomicU64,
+    conc: &Concurrency,
+) -> Result<(Model, u64), String> {
     let kv = connect()?;
     let mut snap = connect()?;
     snap.set_page_bytes(128); // three entries per page: consistency rests on the generation check
@@ -53,6 +107,7 @@ fn hammer(t: usize, ops: u64, seed: u64, torn: &AtomicU64) -> Result<(Model, u64
         }
     };
     for n in 0..ops {
+        let _in_op = conc.enter();
         let key = key_of(rng.below(48));
         let known = model.get(&key).cloned();
         match rng.below(100) {
@@ -247,11 +302,17 @@ fn threads_against_a_model() -> TestResult {
     let ops = env_u64("NFKV_STRESS_OPS", 100_000);
     let seed = env_u64("NFKV_STRESS_SEED", 0x5eed);
     let torn = AtomicU64::new(0);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    ensure!(
+        cpus >= 2,
+        "the guest runs {cpus} CPU: nothing would run concurrently"
+    );
+    let conc = Concurrency::new(cpus);
     let start = Instant::now();
     let results: Vec<Result<(Model, u64), String>> = std::thread::scope(|s| {
-        let torn = &torn;
+        let (torn, conc) = (&torn, &conc);
         let handles: Vec<_> = (0..threads)
-            .map(|t| s.spawn(move || hammer(t, ops, seed + t as u64, torn)))
+            .map(|t| s.spawn(move || hammer(t, ops, seed + t as u64, torn, conc)))
             .collect();
         handles
             .into_iter()
@@ -269,6 +330,17 @@ fn threads_against_a_model() -> TestResult {
     println!(
         "     stress: {threads} threads x {ops} ops in {secs:.0} s ({:.0} ops/s), {increments} CAS increments",
         (threads as u64 * ops) as f64 / secs
+    );
+    let per_cpu: Vec<u64> = conc
+        .per_cpu
+        .iter()
+        .map(|n| n.load(Ordering::Relaxed))
+        .collect();
+    let cross = conc.cross_cpu.load(Ordering::Relaxed);
+    println!("     stress: ops per CPU {per_cpu:?}; {cross} ops began while another CPU was inside an op");
+    ensure!(
+        per_cpu.iter().filter(|&&n| n > 0).count() >= 2 && cross > 0,
+        "the threads never ran on two CPUs at once (per CPU {per_cpu:?}, overlaps {cross})"
     );
     ensure!(
         torn.load(Ordering::Relaxed) == 0,
