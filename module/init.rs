@@ -10,8 +10,9 @@ use crate::kernel_ext::pernet::{NetRef, PernetData, PernetId, PernetRegistration
 use crate::kernel_ext::sockopt::{
     Caller, GetBuffer, SetRequest, SockoptHandler, SockoptRegistration,
 };
+use crate::policy;
 use crate::table::{Family, Limits, NetTable};
-use core::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use kernel::prelude::*;
 
 /// The module's version, shown by `NFKV_SO_GET_INFO` and `modinfo`.
@@ -35,12 +36,15 @@ const MRT_OPTNAMES: core::ops::Range<i32> = 200..256;
 pub(crate) struct Config {
     pub(crate) optbase: i32,
     pub(crate) limits: Limits,
+    /// Bytes shared by the tables of non-initial user namespaces.
+    pub(crate) userns_budget: u64,
 }
 
 /// The first optname, set at load before the optnames are registered.
 static OPTBASE: AtomicI32 = AtomicI32::new(0);
 static MAX_VALUE_LEN: AtomicUsize = AtomicUsize::new(0);
 static MAX_ENTRIES: AtomicUsize = AtomicUsize::new(0);
+static MAX_BYTES: AtomicU64 = AtomicU64::new(0);
 
 impl Config {
     /// Reads and checks the module parameters; a refusal says why in dmesg.
@@ -50,6 +54,8 @@ impl Config {
         let optbase = get(c"optbase")?;
         let max_value_len = get(c"max_value_len")? as usize;
         let max_entries = get(c"max_entries")? as usize;
+        let max_bytes = u64::from(get(c"max_bytes_mib")?) << 20;
+        let userns_budget = u64::from(get(c"userns_budget_mib")?) << 20;
         let range = codec::cmd::RANGE as i32;
         let optbase = match i32::try_from(optbase) {
             Ok(b) if b.checked_add(range).is_some() => b,
@@ -103,7 +109,9 @@ impl Config {
             limits: Limits {
                 max_value_len,
                 max_entries,
+                max_bytes,
             },
+            userns_budget,
         })
     }
 
@@ -112,6 +120,8 @@ impl Config {
         OPTBASE.store(self.optbase, Ordering::Relaxed);
         MAX_VALUE_LEN.store(self.limits.max_value_len, Ordering::Relaxed);
         MAX_ENTRIES.store(self.limits.max_entries, Ordering::Relaxed);
+        MAX_BYTES.store(self.limits.max_bytes, Ordering::Relaxed);
+        policy::USERNS_BUDGET.set_limit(self.userns_budget);
     }
 
     /// The configuration published at load. The registrations that make
@@ -123,7 +133,9 @@ impl Config {
             limits: Limits {
                 max_value_len: MAX_VALUE_LEN.load(Ordering::Relaxed),
                 max_entries: MAX_ENTRIES.load(Ordering::Relaxed),
+                max_bytes: MAX_BYTES.load(Ordering::Relaxed),
             },
+            userns_budget: policy::USERNS_BUDGET.limit(),
         }
     }
 
@@ -157,8 +169,8 @@ impl PernetData for NetTable {
         &NET_ID
     }
 
-    fn init(_net: NetRef<'_>) -> impl PinInit<Self, Error> {
-        NetTable::new()
+    fn init(net: NetRef<'_>) -> impl PinInit<Self, Error> {
+        NetTable::new(policy::budget_for(net))
     }
 }
 

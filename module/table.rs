@@ -9,6 +9,8 @@
 //! leaves the table exactly as it was, whatever the reason.
 
 use crate::codec::{self, Condition, ListPageWriter, ListRequest, Op, OpKind};
+use crate::kernel_ext::compat;
+use crate::policy::{self, SharedBudget};
 use core::cmp::Ordering;
 use core::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use kernel::alloc::Flags;
@@ -139,6 +141,8 @@ impl ValueCopy {
 pub(crate) struct Limits {
     pub(crate) max_value_len: usize,
     pub(crate) max_entries: usize,
+    /// Most key + value bytes per table.
+    pub(crate) max_bytes: u64,
 }
 
 /// One write of a PUT, DEL or BATCH, with everything it needs allocated.
@@ -153,6 +157,8 @@ pub(crate) struct PreparedOp {
     prev_same_key: Option<usize>,
     /// The planned state of the key after this op: its version, or absent.
     planned: Option<u64>,
+    /// The key + value bytes the key holds after this op (0: absent).
+    planned_len: u64,
     /// What this op displaced, freed after the lock is dropped.
     retired: Option<Key>,
 }
@@ -172,6 +178,7 @@ impl PreparedOp {
             node,
             prev_same_key: None,
             planned: None,
+            planned_len: 0,
             retired: None,
         })
     }
@@ -202,21 +209,30 @@ pub(crate) struct Table {
     bytes_used: u64,
     /// Last version given out; also the table's generation.
     generation: u64,
+    /// The shared budget this table is charged to, if any.
+    budget: Option<&'static SharedBudget>,
 }
 
 /// What displaced entries a write leaves to be freed outside the lock.
 pub(crate) type Retired = Option<RBTree<Key, u64>>;
 
 impl Table {
-    /// An empty table.
-    pub(crate) fn new() -> Result<Self> {
+    /// An empty table, charged to `budget` if given; its versions start
+    /// above every version an earlier table gave (see [`policy`]).
+    pub(crate) fn new(budget: Option<&'static SharedBudget>) -> Result<Self> {
         Ok(Table {
             tree: RBTree::new(),
             probe: Key::probe()?,
             entries: 0,
             bytes_used: 0,
-            generation: 0,
+            generation: policy::first_generation(),
+            budget,
         })
+    }
+
+    /// What this table is charged to a shared budget for.
+    fn charge(&self) -> u64 {
+        policy::charge_of(self.entries as u64, self.bytes_used)
     }
 
     /// Entries, key + value bytes and generation.
@@ -233,7 +249,15 @@ impl Table {
         ops: &mut [PreparedOp],
         limits: &Limits,
     ) -> Result<Retired> {
-        self.plan(flush, ops, limits)?;
+        let (entries, bytes) = self.plan(flush, ops, limits)?;
+        // The whole write's growth is charged before anything changes;
+        // what it frees is given back after.
+        let (before, after) = (self.charge(), policy::charge_of(entries as u64, bytes));
+        if let Some(budget) = self.budget {
+            if after > before {
+                budget.try_charge(after - before)?;
+            }
+        }
         let retired = if flush {
             self.generation += 1;
             self.bytes_used = 0;
@@ -270,20 +294,32 @@ impl Table {
                 op.retired = Some(k);
             }
         }
+        if let Some(budget) = self.budget {
+            if after < before {
+                budget.uncharge(before - after);
+            }
+        }
         Ok(retired)
     }
 
-    /// Checks every op's conditions and the entry limit against the table
-    /// as the earlier ops of the write will have left it. Changes nothing
-    /// but the ops' planning fields.
-    fn plan(&self, flush: bool, ops: &mut [PreparedOp], limits: &Limits) -> Result {
+    /// Checks every op's conditions and the entry and byte limits against
+    /// the table as the earlier ops of the write will have left it. Changes
+    /// nothing but the ops' planning fields. Returns the entries and bytes
+    /// the table will hold.
+    fn plan(
+        &mut self,
+        flush: bool,
+        ops: &mut [PreparedOp],
+        limits: &Limits,
+    ) -> Result<(usize, u64)> {
         let mut entries = if flush { 0 } else { self.entries };
+        let mut bytes = if flush { 0 } else { self.bytes_used };
         let mut version = self.generation + u64::from(flush);
         for i in 0..ops.len() {
-            let before = match ops[i].prev_same_key {
-                Some(prev) => ops[prev].planned,
-                None if flush => None,
-                None => self.tree.get(&ops[i].key).copied(),
+            let (before, before_len) = match ops[i].prev_same_key {
+                Some(prev) => (ops[prev].planned, ops[prev].planned_len),
+                None if flush => (None, 0),
+                None => self.stored(ops[i].key.as_bytes())?,
             };
             let op = &mut ops[i];
             match (op.kind, before) {
@@ -298,9 +334,9 @@ impl Table {
                 _ => {}
             }
             version += 1;
-            op.planned = match op.kind {
-                OpKind::Put => Some(version),
-                OpKind::Del => None,
+            (op.planned, op.planned_len) = match op.kind {
+                OpKind::Put => (Some(version), op.key.stored_len()),
+                OpKind::Del => (None, 0),
             };
             match (op.kind, before) {
                 (OpKind::Put, None) if entries >= limits.max_entries => return Err(ENOSPC),
@@ -308,8 +344,24 @@ impl Table {
                 (OpKind::Del, _) => entries -= 1,
                 _ => {}
             }
+            bytes = bytes - before_len + op.planned_len;
+            if bytes > limits.max_bytes {
+                return Err(ENOSPC);
+            }
         }
-        Ok(())
+        Ok((entries, bytes))
+    }
+
+    /// The version and key + value bytes of the entry of `key`, if any.
+    fn stored(&mut self, key: &[u8]) -> Result<(Option<u64>, u64)> {
+        self.probe.set(key)?;
+        Ok(match self.tree.cursor_lower_bound(&self.probe) {
+            Some(c) if c.current().0.as_bytes() == key => {
+                let (stored, version) = c.current();
+                (Some(*version), stored.stored_len())
+            }
+            _ => (None, 0),
+        })
     }
 
     /// Copies the value of `key` with its version.
@@ -339,9 +391,9 @@ impl Table {
         };
         self.probe.set(start)?;
         let mut cursor = if start.is_empty() {
-            self.tree.cursor_front()
+            compat::walk_front(&mut self.tree)
         } else {
-            self.tree.cursor_lower_bound(&self.probe)
+            compat::walk_from(&mut self.tree, &self.probe)
         };
         while let Some(c) = cursor {
             let (key, version) = c.current();
@@ -360,6 +412,16 @@ impl Table {
             cursor = c.move_next();
         }
         Ok((false, None))
+    }
+}
+
+impl Drop for Table {
+    /// Gives back the table's charge and records how far its versions got.
+    fn drop(&mut self) {
+        if let Some(budget) = self.budget {
+            budget.uncharge(self.charge());
+        }
+        policy::retire_generation(self.generation);
     }
 }
 
@@ -416,10 +478,10 @@ pub(crate) struct NetTable {
 }
 
 impl NetTable {
-    /// The state of a new namespace: an empty table.
-    pub(crate) fn new() -> impl PinInit<Self, Error> {
+    /// The state of a new namespace: an empty table, charged to `budget`.
+    pub(crate) fn new(budget: Option<&'static SharedBudget>) -> impl PinInit<Self, Error> {
         try_pin_init!(NetTable {
-            table <- new_mutex!(Table::new()?, "nfkv_table"),
+            table <- new_mutex!(Table::new(budget)?, "nfkv_table"),
             stats: Stats::new(),
         }? Error)
     }

@@ -33,11 +33,6 @@ bool kext_net_owned_by_init_user_ns(const struct net *net)
 	return net->user_ns == &init_user_ns;
 }
 
-bool kext_net_is_init_net(const struct net *net)
-{
-	return net_eq(net, &init_net);
-}
-
 /* copy_from_sockptr_offset() for user and kernel pointers alike; 0 or -EFAULT. */
 int kext_copy_from_sockptr_offset(void *dst, sockptr_t src, size_t offset, size_t size)
 {

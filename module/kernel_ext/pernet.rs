@@ -55,11 +55,7 @@ impl NetRef<'_> {
         // SAFETY: the namespace is live; `user_ns` is set for its lifetime.
         unsafe { b::kext_net_owned_by_init_user_ns(self.as_ptr()) }
     }
-
-    /// Whether it is the initial network namespace.
-    pub(crate) fn is_init_net(&self) -> bool {
-        // SAFETY: only compares addresses.
-        unsafe { b::kext_net_is_init_net(self.as_ptr()) }
+}
     }
 }
 

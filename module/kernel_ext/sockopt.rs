@@ -121,11 +121,6 @@ pub(crate) struct Caller<'a> {
 }
 
 impl Caller<'_> {
-    /// The socket's network namespace.
-    pub(crate) fn net(&self) -> NetRef<'_> {
-        self.net
-    }
-
     /// CAP_NET_ADMIN over the user namespace owning the socket's network
     /// namespace, as ip_tables and IPVS require.
     pub(crate) fn net_admin(&self) -> bool {
