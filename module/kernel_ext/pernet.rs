@@ -56,8 +56,6 @@ impl NetRef<'_> {
         unsafe { b::kext_net_owned_by_init_user_ns(self.as_ptr()) }
     }
 }
-    }
-}
 
 /// What each network namespace gets one of.
 pub(crate) trait PernetData: Send + Sync + Sized + 'static {
