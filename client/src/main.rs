@@ -543,7 +543,7 @@ fn restore(ctx: &Ctx, file: Option<&std::path::Path>, flush: bool) -> Result<(),
             };
             let raced = i == 0
                 && attempt < 10
-                && generation.is_some_and(|g| kv.info().map_or(false, |info| info.generation != g));
+                && generation.is_some_and(|g| kv.info().is_ok_and(|info| info.generation != g));
             if raced {
                 attempt += 1;
                 continue 'retry;
