@@ -150,6 +150,12 @@ fn get_and_list_requests_need_room_for_the_reply() {
         ListRequest::parse(&buf[..n], LIST_REPLY_SIZE as i32 - 1),
         Err(Reject::Invalid)
     );
+    // Negative lengths never come from userspace (the socket layer refuses
+    // them first, see badinput::matrix); an in-kernel caller's are refused.
+    for len in [-1, i32::MIN] {
+        assert_eq!(ListRequest::parse(&buf[..n], len), Err(Reject::Invalid));
+        assert_eq!(parse_get(&buf[..n], len), Err(Reject::Invalid));
+    }
 }
 
 fn arb_cond() -> impl Strategy<Value = Condition> {
