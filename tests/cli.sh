@@ -34,14 +34,110 @@ t too_large_value bash -c 'head -c 5000 /dev/zero | nfkv put big 2>&1; [ "$(head
 t key_too_long_is_refused bash -c "[ \"\$(status nfkv put $(printf 'k%.0s' $(seq 256)) v)\" = 1 ]"
 for i in $(seq 1 300); do echo "put pipe$i $i"; done > "$tmp/many"
 t batch_from_stdin bash -c "nfkv batch < $tmp/many && [ \$(nfkv list --prefix pipe --keys | wc -l) = 300 ]"
-t batch_is_atomic bash -c "printf 'put atom1 x\nput k y create\n' | nfkv batch; [ \$? = 4 ] && [ \"\$(status nfkv get atom1)\" = 3 ]"
+t batch_is_atomic bash -c "printf 'put atom1 x\nput --create k y\n' | nfkv batch; [ \$? = 4 ] && [ \"\$(status nfkv get atom1)\" = 3 ]"
+t batch_old_flag_syntax_is_refused bash -c "printf 'put k y create\n' > $tmp/old; [ \"\$(status nfkv batch $tmp/old)\" = 2 ] && nfkv batch $tmp/old 2>&1 | grep -q 'options go before the key' && [ \"\$(nfkv get k)\" = new ]"
 t batch_bad_line_is_usage bash -c "printf 'put a\nfrob b\n' > $tmp/bad; [ \"\$(status nfkv batch $tmp/bad)\" = 2 ] && nfkv batch $tmp/bad 2>&1 | grep -q 'line 2'"
 t quiet_into_head bash -c 'err=$(nfkv list 2>&1 >/dev/null | head -c0; nfkv list 2>&1 | head -n 1 >/dev/null); [ -z "$err" ] && [ -z "$(nfkv list 2>&1 | head -n 1 | grep -i "broken pipe")" ]'
 t json_is_json bash -c 'for c in info stats "list" "get k"; do nfkv --json $c | python3 -c "import json,sys; json.load(sys.stdin)" || exit 1; done'
 t save_rmmod_insmod_restore_round_trip bash -c "nfkv save > $tmp/saved && rmmod nfkv && insmod \$NFKV_KO && [ \"\$(nfkv list | wc -l)\" = 0 ] && nfkv restore $tmp/saved && nfkv save > $tmp/again && diff <(grep -v '^#' $tmp/saved) <(grep -v '^#' $tmp/again) && [ \$(grep -c '^put' $tmp/saved) -gt 300 ] && grep -q '^put \\\\x00\\\\xff\\\\x10 ' $tmp/saved"
 t restore_flush_replaces bash -c "printf 'put only one\n' | nfkv restore --flush && [ \"\$(nfkv list)\" = 'only one' ]"
+
+# Save/restore must reproduce every byte of every key and value, whatever
+# the bytes spell (flag words, option-like tokens, comment marks, escapes),
+# in every encoding, with restore reading the encoding from the file.
+flag_words() {
+    python3 - "$1" <<'PY'
+import sys
+words = [b"create", b"replace", b"if-version=3", b"--create", b"--", b"-", b"-x",
+         b"flush", b"put", b"del", b"#c", b"a\\b", b"\\x41", b"sp ace", bytes(range(256))[:255]]
+values = words + [b"", bytes(range(256))]
+with open(sys.argv[1], "w") as f:
+    for i, k in enumerate(words):
+        for j in range(len(values)):
+            key = k if j == 0 else k[:250] + b".%d" % j
+            f.write("put %s %s\n" % (key.hex(), values[(i + j) % len(values)].hex()))
+PY
+}
+save_restore_exact() { # save_restore_exact ENCODING-FLAG...
+    nfkv flush && nfkv --hex batch "$tmp/words" && nfkv --hex list > "$tmp/before" &&
+    [ "$(wc -l < "$tmp/before")" = 255 ] &&
+    nfkv "$@" save > "$tmp/saved" && nfkv put extra x &&
+    nfkv restore --flush "$tmp/saved" && nfkv --hex list > "$tmp/after" &&
+    diff "$tmp/before" "$tmp/after"
+}
+flag_words "$tmp/words"
+t save_restore_flag_words_text save_restore_exact
+t save_restore_flag_words_hex save_restore_exact --hex
+t save_restore_flag_words_base64 save_restore_exact --base64
+t restore_refuses_a_conflicting_encoding bash -c "nfkv --hex save > $tmp/h && [ \"\$(status nfkv --base64 restore $tmp/h)\" = 2 ] && nfkv --base64 restore $tmp/h 2>&1 | grep -q 'encoding hex'"
+prefix_restore() {
+    nfkv flush && printf 'put a/1 1\nput a/2 2\nput b/1 3\n' | nfkv batch &&
+    nfkv save --prefix a/ > "$tmp/pre" && nfkv put a/3 new && nfkv del a/1 && nfkv put a/2 changed &&
+    nfkv restore --flush "$tmp/pre" &&
+    [ "$(nfkv list | tr '\n' ' ')" = "a/1 1 a/2 2 b/1 3 " ]
+}
+t prefix_save_flush_restore_keeps_other_keys prefix_restore
+escapes_typed_back() {
+    nfkv flush && nfkv put 'a\x20b' v1 && nfkv put 'back\\slash' v2 && nfkv put -- -dash v3 &&
+    [ "$(nfkv get 'a b')" = v1 ] &&
+    for key in $(nfkv list --keys); do nfkv get "$key" > /dev/null || exit 1; done &&
+    [ "$(nfkv list --keys --prefix 'a\x20')" = 'a\x20b' ] &&
+    nfkv del "$(nfkv list --keys --prefix 'a\x20')" && [ "$(status nfkv get 'a b')" = 3 ] &&
+    nfkv list --keys | grep -qxF 'back\\slash' && nfkv list --keys | grep -qxF '\x2ddash' &&
+    nfkv del '\x2ddash' && [ "$(status nfkv put 'C:\dir' x)" = 2 ]
+}
+t arguments_take_the_escapes_list_prints escapes_typed_back
+v1_file() {
+    nfkv flush &&
+    printf '# nfkv save: 3 entries, generation 5, encoding text\nput create v1\nput k replace\nput e \n' > "$tmp/v1" &&
+    nfkv restore "$tmp/v1" && [ "$(nfkv get create)" = v1 ] && [ "$(nfkv get k)" = replace ] &&
+    [ -z "$(nfkv get e)" ] && [ "$(nfkv list --keys | wc -l)" = 3 ] &&
+    [ "$(status nfkv restore --flush "$tmp/v1")" = 2 ] && nfkv restore --flush "$tmp/v1" 2>&1 | grep -q 'first save format'
+}
+t first_format_save_files_restore_as_written v1_file
 t version_shows_module bash -c 'nfkv --version | grep -q "^module 0" && nfkv --version | grep -q "ABI 1"'
 t c_example_uses_only_the_header bash -c 'nfkv flush && out=$(nfkv-example) && echo "$out" | grep -q "get c-example/07 = value 7, from C" && echo "$out" | grep -q "too small, value needs" && echo "$out" | grep -Eq "listed 10 entries in [3-9] pages"'
+
+# Restores bigger than one BATCH (65536 records or 64 MiB): applied in
+# several batches; a failure says what the table holds.
+big_restore_bytes() {
+    rmmod nfkv && insmod "$NFKV_KO" max_value_len=65536 max_entries=2000 &&
+    python3 -c '
+import sys
+print("# nfkv save v2 encoding=text prefix= entries=1040 generation=1")
+v = "v" * 65536
+for i in range(1040):
+    print("put big%05d %s" % (i, v))' > "$tmp/big" &&
+    nfkv put outside x && nfkv restore --flush "$tmp/big" &&
+    [ "$(nfkv --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"])')" = 1040 ] &&
+    nfkv save | tail -n +2 > "$tmp/big.again" && tail -n +2 "$tmp/big" | cmp - "$tmp/big.again"
+}
+t restore_over_64_mib_in_several_batches big_restore_bytes
+rm -f "$tmp/big" "$tmp/big.again"
+entries() { nfkv --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"])'; }
+many() { python3 -c "
+for i in range($1): print('put m%06d %d' % (i, i))"; }
+big_restore_records() {
+    rmmod nfkv && insmod "$NFKV_KO" max_entries=66000 || return 1
+    many 66000 > "$tmp/many66" && nfkv restore --flush "$tmp/many66" && [ "$(entries)" = 66000 ] || return 1
+    [ "$(nfkv --hex save | tail -n +2 | wc -l)" = 66000 ] || return 1
+    # Without --flush, into a table with one more key: the second batch hits max_entries.
+    nfkv flush && nfkv put zzz x || return 1
+    nfkv restore "$tmp/many66" 2> "$tmp/err" && return 1
+    cat "$tmp/err"
+    grep -qF 'restore stopped at batch 2 of 2 (records 65537..66000 of 66000, lines 65537..66000): table full' "$tmp/err" &&
+    grep -qF 'the table holds records 1..65536 of the file besides what it held before' "$tmp/err" &&
+    [ "$(entries)" = 65537 ] && [ "$(nfkv get zzz)" = x ] && [ "$(status nfkv get m065536)" = 3 ] || return 1
+    # With --flush: flushed, then the same failure.
+    many 66001 > "$tmp/many66" || return 1
+    nfkv restore --flush "$tmp/many66" 2> "$tmp/err" && return 1
+    cat "$tmp/err"
+    grep -qF 'the table was flushed and holds records 1..65536 of the file and nothing else' "$tmp/err" &&
+    [ "$(entries)" = 65536 ] && [ "$(status nfkv get zzz)" = 3 ]
+}
+t restore_over_65536_records_and_its_failure_report big_restore_records
+rmmod nfkv && insmod "$NFKV_KO"
+
 rmmod nfkv
 t exit_5_not_loaded bash -c '[ "$(status nfkv info)" = 5 ] && nfkv get k 2>&1 | grep -q "insmod nfkv.ko"'
 t version_without_module bash -c 'nfkv --version | grep -q "module: nfkv.ko is not loaded"'

@@ -11,11 +11,11 @@ use nfkv_abi::codec::{self, cmd, ListRequest, Op, OpKind, Reject, ValueHeader};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-pub use nfkv_abi::codec::{Condition, Counter, Info, Stats, MAX_KEY_LEN};
+pub use nfkv_abi::codec::{Condition, Counter, Info, Stats, MAX_KEY_LEN, VALUE_LEN_CAP};
 pub use nfkv_abi::uapi::{NFKV_ABI_VERSION as ABI_VERSION, NFKV_BASE_CTL as DEFAULT_OPTBASE};
 
 mod text;
-pub use text::{decode_text, encode_text, Encoding};
+pub use text::{decode_escaped, decode_text, encode_text, Encoding};
 
 /// Where the module says which optname range it registered.
 pub const OPTBASE_PARAM: &str = "/sys/module/nfkv/parameters/optbase";
@@ -260,14 +260,7 @@ impl Nfkv {
 
     /// Stores `value` under `key` if `cond` holds.
     pub fn put(&self, key: &[u8], value: &[u8], cond: Condition) -> Result<()> {
-        Self::check_key(key)?;
-        let op = Op {
-            kind: OpKind::Put,
-            cond,
-            key,
-            value,
-        };
-        self.set("put", cmd::SET_PUT, &encode_op(&op))
+        self.set("put", cmd::SET_PUT, &put_request(key, value, cond)?)
     }
 
     /// Removes `key`, if its version is `if_version` when given.
@@ -320,7 +313,7 @@ impl Nfkv {
                 Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
                     let h = ValueHeader::decode(&buf).map_err(|_| Error::BadReply("get"))?;
                     let needed = codec::VALUE_SIZE + h.value_len as usize;
-                    if needed <= size {
+                    if needed <= size || h.value_len as usize > VALUE_LEN_CAP {
                         return Err(Error::BadReply("get"));
                     }
                     size = needed;
@@ -335,10 +328,12 @@ impl Nfkv {
         let req = ListRequest { after, prefix };
         if after.len() > MAX_KEY_LEN || prefix.len() > MAX_KEY_LEN {
             return Err(Error::Invalid(format!(
-                "prefix longer than {MAX_KEY_LEN} bytes"
+                "prefix and cursor must be at most {MAX_KEY_LEN} bytes, not {} and {}",
+                prefix.len(),
+                after.len()
             )));
         }
-        let mut size = self.page_bytes;
+        let mut size = list_buffer_len(self.page_bytes, &req);
         loop {
             let mut buf = vec![0u8; size];
             req.encode(&mut buf);
@@ -366,7 +361,7 @@ impl Nfkv {
                     if h.size as usize <= size {
                         return Err(Error::BadReply("list"));
                     }
-                    size = h.size as usize;
+                    size = list_buffer_len(h.size as usize, &req);
                 }
                 Err(e) => return Err(self.error("list", e)),
             }
@@ -466,11 +461,43 @@ impl Iterator for List<'_> {
     }
 }
 
+/// The buffer a LIST call needs: at least `page_bytes`, and always room for
+/// the request itself (header, cursor, prefix) and the reply header.
+fn list_buffer_len(page_bytes: usize, req: &ListRequest<'_>) -> usize {
+    page_bytes.max(req.wire_len()).max(codec::LIST_REPLY_SIZE)
+}
+
+/// Checks a put and encodes its request: the key's length, and a value no
+/// module accepts (over [`VALUE_LEN_CAP`]) is refused here, before its
+/// length could be truncated to the 32 bits of the wire format.
+pub fn put_request(key: &[u8], value: &[u8], cond: Condition) -> Result<Vec<u8>> {
+    Nfkv::check_key(key)?;
+    check_value(value)?;
+    Ok(encode_op(&Op {
+        kind: OpKind::Put,
+        cond,
+        key,
+        value,
+    }))
+}
+
+fn check_value(value: &[u8]) -> Result<()> {
+    if value.len() > VALUE_LEN_CAP {
+        return Err(Error::TooLarge(format!(
+            "value of {} bytes (no module accepts more than {VALUE_LEN_CAP})",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
 /// A sequence of puts and deletes applied all or nothing by [`Nfkv::apply`].
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     flush: bool,
     ops: Vec<(OpKind, Condition, Vec<u8>, Vec<u8>)>,
+    /// Bytes of the encoded request, header included (once non-empty).
+    bytes: usize,
 }
 
 impl Batch {
@@ -487,6 +514,7 @@ impl Batch {
 
     /// Adds a put.
     pub fn put(&mut self, key: &[u8], value: &[u8], cond: Condition) -> &mut Self {
+        self.bytes = self.bytes.saturating_add(Self::record_len(key, value));
         self.ops
             .push((OpKind::Put, cond, key.to_vec(), value.to_vec()));
         self
@@ -498,8 +526,32 @@ impl Batch {
             if_version,
             ..Default::default()
         };
+        self.bytes = self.bytes.saturating_add(Self::record_len(key, b""));
         self.ops.push((OpKind::Del, cond, key.to_vec(), Vec::new()));
         self
+    }
+
+    /// Bytes a record of `key` and `value` takes in a batch request.
+    pub fn record_len(key: &[u8], value: &[u8]) -> usize {
+        (codec::OP_SIZE + key.len())
+            .saturating_add(value.len())
+            .saturating_add(codec::ALIGN - 1)
+            & !(codec::ALIGN - 1)
+    }
+
+    /// Bytes of the encoded request ([`Batch::encode`]), header included.
+    pub fn encoded_len(&self) -> usize {
+        codec::BATCH_SIZE.saturating_add(self.bytes)
+    }
+
+    /// Whether the batch empties the table first.
+    pub fn flushes(&self) -> bool {
+        self.flush
+    }
+
+    /// Whether it holds no put or delete (it may still flush).
+    pub fn is_empty_of_ops(&self) -> bool {
+        self.ops.is_empty()
     }
 
     /// Number of operations.
@@ -524,9 +576,17 @@ impl Batch {
                     codec::MAX_BATCH_OPS
                 ))
             })?;
+        if self.encoded_len() > codec::MAX_REQUEST_LEN {
+            return Err(Error::TooLarge(format!(
+                "batch of {} bytes (max {})",
+                self.encoded_len(),
+                codec::MAX_REQUEST_LEN
+            )));
+        }
         let mut out = codec::encode_batch_header(self.flush, count).to_vec();
         for (kind, cond, key, value) in &self.ops {
             Nfkv::check_key(key)?;
+            check_value(value)?;
             let op = Op {
                 kind: *kind,
                 cond: *cond,
@@ -568,8 +628,12 @@ pub fn open_socket(ty: i32, proto: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `setsockopt(fd, IPPROTO_IP, optname, req)`.
+/// `setsockopt(fd, IPPROTO_IP, optname, req)`. A request longer than the
+/// `int` optlen can say fails with E2BIG here instead of being truncated.
 pub fn raw_set(fd: &OwnedFd, optname: u32, req: &[u8]) -> io::Result<()> {
+    if i32::try_from(req.len()).is_err() {
+        return Err(io::Error::from_raw_os_error(libc::E2BIG));
+    }
     // SAFETY: `req` is valid for `req.len()` bytes for the call.
     let rc = unsafe {
         libc::setsockopt(
@@ -586,9 +650,11 @@ pub fn raw_set(fd: &OwnedFd, optname: u32, req: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// `getsockopt(fd, IPPROTO_IP, optname, buf)`; returns the reply length.
+/// `getsockopt(fd, IPPROTO_IP, optname, buf)`; returns the reply length. A
+/// buffer longer than the `int` optlen can say is offered as `i32::MAX`
+/// bytes; a reply length beyond the buffer is refused (EMSGSIZE).
 pub fn raw_get(fd: &OwnedFd, optname: u32, buf: &mut [u8]) -> io::Result<usize> {
-    let mut len = buf.len() as libc::socklen_t;
+    let mut len = buf.len().min(i32::MAX as usize) as libc::socklen_t;
     // SAFETY: `buf` is valid for `len` bytes and `len` for writing.
     let rc = unsafe {
         libc::getsockopt(
@@ -602,5 +668,111 @@ pub fn raw_get(fd: &OwnedFd, optname: u32, buf: &mut [u8]) -> io::Result<usize> 
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
+    if len as usize > buf.len() {
+        return Err(io::Error::other(format!(
+            "getsockopt reported a {len}-byte reply in a {}-byte buffer",
+            buf.len()
+        )));
+    }
     Ok(len as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `len` zero bytes that cost no memory: a private anonymous mapping
+    /// with MAP_NORESERVE, never touched (reads would see zeros).
+    struct Sparse {
+        ptr: *mut libc::c_void,
+        len: usize,
+    }
+
+    impl Sparse {
+        fn new(len: usize) -> Sparse {
+            // SAFETY: a fresh anonymous mapping, owned by the result.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(ptr, libc::MAP_FAILED, "mmap of {len} bytes");
+            Sparse { ptr, len }
+        }
+
+        fn bytes(&self) -> &[u8] {
+            // SAFETY: the mapping is readable for `len` bytes while `self` lives.
+            unsafe { std::slice::from_raw_parts(self.ptr.cast(), self.len) }
+        }
+    }
+
+    impl Drop for Sparse {
+        fn drop(&mut self) {
+            // SAFETY: unmapping our own mapping.
+            unsafe { libc::munmap(self.ptr, self.len) };
+        }
+    }
+
+    #[test]
+    fn values_of_4_gib_and_more_are_refused_not_truncated() {
+        // 2^32 + 5 bytes would go on the wire as value_len 5.
+        let huge = Sparse::new((1 << 32) + 5);
+        match put_request(b"k", huge.bytes(), Condition::default()) {
+            Err(Error::TooLarge(m)) => assert!(m.contains("4294967301 bytes"), "{m}"),
+            other => panic!("4 GiB + 5 value: {:?}", other.map(|r| r.len())),
+        }
+        let over = vec![0u8; VALUE_LEN_CAP + 1];
+        assert!(matches!(
+            put_request(b"k", &over, Condition::default()),
+            Err(Error::TooLarge(_))
+        ));
+        let mut b = Batch::new();
+        b.put(b"k", &over, Condition::default());
+        assert!(matches!(b.encode(), Err(Error::TooLarge(_))));
+        let max = vec![0u8; VALUE_LEN_CAP];
+        assert_eq!(
+            put_request(b"k", &max, Condition::default()).unwrap().len(),
+            codec::OP_SIZE + 1 + VALUE_LEN_CAP
+        );
+    }
+
+    #[test]
+    fn raw_set_refuses_lengths_optlen_cannot_carry() {
+        let fd = open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).unwrap();
+        for len in [1usize << 31, (1 << 32) + 24] {
+            let req = Sparse::new(len);
+            let e = raw_set(&fd, DEFAULT_OPTBASE, req.bytes()).unwrap_err();
+            assert_eq!(e.raw_os_error(), Some(libc::E2BIG), "{len}: {e}");
+        }
+    }
+
+    #[test]
+    fn list_buffers_always_hold_the_request() {
+        let key = [b'k'; MAX_KEY_LEN];
+        for page_bytes in [0, 1, codec::LIST_REPLY_SIZE, 300, LIST_PAGE_BYTES] {
+            for (after, prefix) in [(&key[..], &key[..]), (&key[..1], &key[..0])] {
+                let req = ListRequest { after, prefix };
+                let mut buf = vec![0u8; list_buffer_len(page_bytes, &req)];
+                assert!(buf.len() >= page_bytes && buf.len() >= codec::LIST_REPLY_SIZE);
+                let n = req.encode(&mut buf);
+                assert_eq!(ListRequest::parse(&buf[..n], buf.len() as i32), Ok(req));
+            }
+        }
+    }
+
+    #[test]
+    fn batch_lengths_are_exact() {
+        let mut b = Batch::new();
+        assert_eq!(b.encoded_len(), b.encode().unwrap().len());
+        b.put(b"key", b"value", Condition::default())
+            .delete(b"k", Some(3))
+            .put(&[7; 255], &[1; 1000], Condition::default());
+        assert_eq!(b.encoded_len(), b.encode().unwrap().len());
+        assert!(!b.flushes() && !b.is_empty_of_ops());
+    }
 }

@@ -4,7 +4,9 @@
 //! failed (exists / version mismatch), 5 module not loaded, 6 permission denied.
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use nfkv::{decode_text, encode_text, Batch, Condition, Encoding, Error, Nfkv};
+mod batchfile;
+
+use nfkv::{decode_escaped, decode_text, encode_text, Condition, Encoding, Error, Nfkv};
 use serde_json::{json, Value as Json};
 use std::ffi::OsString;
 use std::io::{self, BufRead, Read, Write};
@@ -12,13 +14,31 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use nfkv_abi::codec::{MAX_BATCH_OPS, MAX_REQUEST_LEN};
+
+/// The man page's and `--help`'s closing sections.
+const LONG_HELP: &str = "\
+KEYS AND VALUES
+  Keys are 1-255 bytes, values 0-max_value_len bytes, both binary. With --hex or --base64 every key, value and prefix, in arguments and output, is lowercase hexadecimal or padded base64. In the default text encoding, output prints printable ASCII as is, a backslash as \\\\, a leading '-' as \\x2d and every other byte as \\xNN, so one key or value is one blank-free token. Arguments (KEY, VALUE, --prefix) take the same escapes: \\xNN is the byte NN, \\\\ a backslash, any other byte stands for itself; a backslash starting anything else is an error. So whatever list prints can be typed back: nfkv del 'a\\x20b' removes the key \"a b\". A value read with --file or from standard input is taken as is. get prints a value's raw bytes (text encoding) or its encoded form.
+
+BATCH AND SAVE FILES
+  One record per line; blank lines and lines starting with # are comments:
+    put [--create | --replace | --if-version=N]... [--] KEY [VALUE]
+    del [--if-version=N] [--] KEY
+    flush                     (first line only: empty the table first)
+  Options come only between the command and the key; KEY and VALUE are single tokens in the file's encoding (no VALUE: the empty value). In the text encoding a token never starts with '-' (\\x2d), so no key or value is ever read as an option, whatever its bytes spell. save writes a header line first: '# nfkv save v2 encoding=E prefix=P entries=N generation=G', then one 'put KEY [VALUE]' per entry in key order. batch and restore honour the header's encoding (an explicit --hex or --base64 that disagrees with it is an error) and restore its prefix. Files of the first save format (header '# nfkv save: N entries, ...') are read as they were written, every line a plain put; restore --flush refuses them, as they do not record their prefix.
+
+ATOMICITY OF batch AND restore
+  batch applies its file in one BATCH request, all or nothing, or refuses it when it exceeds one request (65536 records or 64 MiB encoded). restore applies a file that fits one request atomically too: with --flush the table is replaced in one step. A larger file is applied in several requests, in file order (with --flush the first one empties the table); if one fails, restore stops, exits non-zero and says which records were applied and what the table holds. A save of a --prefix, restored with --flush, replaces only the keys under that prefix: the keys under it that the file does not write are deleted in the same request as the file's records (or first, when it takes several requests); keys outside the prefix are untouched.";
+
 #[derive(Parser)]
 #[command(
     name = "nfkv",
     about = "Store and read key/value entries in the nfkv kernel module"
 )]
 #[command(
-    after_help = "Exit status: 0 success, 1 error, 2 usage, 3 key not found, 4 condition failed (exists or version mismatch), 5 nfkv.ko not loaded, 6 permission denied."
+    after_help = "Exit status: 0 success, 1 error, 2 usage, 3 key not found, 4 condition failed (exists or version mismatch), 5 nfkv.ko not loaded, 6 permission denied.",
+    after_long_help = LONG_HELP
 )]
 #[command(disable_version_flag = true)]
 struct Cli {
@@ -79,19 +99,19 @@ enum Command {
     /// Show per-command counters
     Stats,
     /// Apply operations from FILE (or stdin) all or nothing, one per line:
-    /// `put KEY VALUE [create|replace|if-version=N]`, `del KEY [if-version=N]`,
-    /// `flush`; tokens in the chosen encoding (default: text escapes \\ and \xNN)
+    /// `put [--create|--replace|--if-version=N] KEY [VALUE]`,
+    /// `del [--if-version=N] KEY`, `flush` (see BATCH AND SAVE FILES)
     Batch { file: Option<PathBuf> },
-    /// Print every entry as a batch file that `restore` reads back
+    /// Print every entry as a batch file that `restore` reads back exactly
     Save {
         /// Only keys starting with this
         #[arg(long, short = 'p')]
         prefix: Option<OsString>,
     },
-    /// Apply a `save` file all or nothing
+    /// Apply a `save` file: atomically when it fits one batch (see ATOMICITY)
     Restore {
         file: Option<PathBuf>,
-        /// Empty the table first, in the same atomic batch
+        /// Empty the table first (only the saved prefix, for a `save --prefix`)
         #[arg(long)]
         flush: bool,
     },
@@ -160,6 +180,8 @@ fn usage(message: impl Into<String>) -> Failure {
 
 struct Ctx {
     enc: Encoding,
+    /// The encoding was asked for (--hex, --base64).
+    explicit: bool,
     json: bool,
     optbase: Option<u32>,
 }
@@ -172,10 +194,13 @@ impl Ctx {
         })
     }
 
-    /// A key or value given on the command line: raw bytes in text mode.
+    /// A key or value given on the command line: in text mode its bytes,
+    /// with the escapes text output uses (`\xNN`, `\\`) resolved.
     fn arg_bytes(&self, what: &str, arg: OsString) -> Result<Vec<u8>, Failure> {
         match self.enc {
-            Encoding::Text => Ok(arg.into_vec()),
+            Encoding::Text => {
+                decode_escaped(&arg.into_vec()).map_err(|e| usage(format!("{what}: {e}")))
+            }
             enc => {
                 let s = arg
                     .into_string()
@@ -213,6 +238,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } else {
             Encoding::Text
         },
+        explicit: cli.hex || cli.base64,
         json: cli.json,
         optbase: cli.optbase,
     };
@@ -239,14 +265,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => list(&ctx, &mut out, prefix, consistent, keys),
         Command::Stats => stats(&ctx, &mut out),
         Command::Batch { file } => {
-            let batch = read_batch(&ctx, file.as_deref(), false)?;
-            Ok(ctx.open()?.apply(&batch)?)
+            let batch = read_file(&ctx, file.as_deref())?.to_batch(false);
+            let kv = ctx.open()?;
+            if batch.len() > MAX_BATCH_OPS || batch.encoded_len() > MAX_REQUEST_LEN {
+                return Err(Failure {
+                    code: 1,
+                    message: format!(
+                        "too large: {} records, {} bytes do not fit one atomic batch (at most {MAX_BATCH_OPS} records and {MAX_REQUEST_LEN} bytes); nothing was applied",
+                        batch.len(),
+                        batch.encoded_len()
+                    ),
+                });
+            }
+            Ok(kv.apply(&batch)?)
         }
         Command::Save { prefix } => save(&ctx, &mut out, prefix),
-        Command::Restore { file, flush } => {
-            let batch = read_batch(&ctx, file.as_deref(), flush)?;
-            Ok(ctx.open()?.apply(&batch)?)
-        }
+        Command::Restore { file, flush } => restore(&ctx, file.as_deref(), flush),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "nfkv", &mut out);
             Ok(())
@@ -446,88 +480,92 @@ fn save(ctx: &Ctx, out: &mut impl Write, prefix: Option<OsString>) -> Result<(),
     let (generation, entries) = ctx.open()?.snapshot(&prefix, 1000)?;
     writeln!(
         out,
-        "# nfkv save: {} entries, generation {generation}, encoding {}",
-        entries.len(),
-        ctx.enc.name()
+        "{}",
+        batchfile::header(ctx.enc, &prefix, entries.len(), generation)
     )?;
     for e in &entries {
-        writeln!(out, "put {} {}", ctx.text(&e.key), ctx.text(&e.value))?;
+        writeln!(out, "{}", batchfile::put_line(&e.key, &e.value, ctx.enc))?;
     }
     Ok(())
 }
 
-/// Reads a batch file; `flush` asks for an atomic flush before its ops.
-fn read_batch(ctx: &Ctx, file: Option<&std::path::Path>, flush: bool) -> Result<Batch, Failure> {
-    let reader: Box<dyn BufRead> = match file {
-        Some(p) if p.as_os_str() != "-" => {
+/// Reads and parses a batch or save file (`-` or none: standard input).
+fn read_file(ctx: &Ctx, file: Option<&std::path::Path>) -> Result<batchfile::File, Failure> {
+    let (name, reader): (String, Box<dyn BufRead>) = match file {
+        Some(p) if p.as_os_str() != "-" => (
+            p.display().to_string(),
             Box::new(io::BufReader::new(std::fs::File::open(p).map_err(|e| {
                 io::Error::new(e.kind(), format!("{}: {e}", p.display()))
-            })?))
-        }
-        _ => Box::new(io::stdin().lock()),
+            })?)),
+        ),
+        _ => ("standard input".into(), Box::new(io::stdin().lock())),
     };
-    let mut batch = Batch::new();
-    if flush {
-        batch.flush();
-    }
-    for (n, line) in reader.lines().enumerate() {
-        let line = line?;
-        parse_batch_line(ctx, &line, &mut batch)
-            .map_err(|e| usage(format!("line {}: {e}", n + 1)))?;
-    }
-    Ok(batch)
+    batchfile::read(reader, ctx.enc, ctx.explicit)
+        .map_err(|(line, e)| usage(format!("{name}, line {line}: {e}")))
 }
 
-/// One line of a batch file.
-fn parse_batch_line(ctx: &Ctx, line: &str, batch: &mut Batch) -> Result<(), String> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
+/// Restores a file: one atomic batch when it fits, else several in file
+/// order, stopping at the first failure with a report of the table's state.
+fn restore(ctx: &Ctx, file: Option<&std::path::Path>, flush: bool) -> Result<(), Failure> {
+    use batchfile::Flush;
+    let file = read_file(ctx, file)?;
+    let prefix = file.header.as_ref().and_then(|h| h.prefix.clone());
+    if flush && !file.flush && file.header.as_ref().is_some_and(|h| h.prefix.is_none()) {
+        return Err(usage(
+            "restore --flush: this file is in the first save format, which does not record the --prefix it was saved with; restore it without --flush (after `nfkv flush`, if it holds the whole table)",
+        ));
+    }
+    let kv = ctx.open()?;
+    let limits = kv.limits();
+    let max_ops = match limits.max_batch_ops as usize {
+        0 => MAX_BATCH_OPS,
+        n => n.min(MAX_BATCH_OPS),
+    };
+    // Retries only when a prefix flush raced another writer: the batch that
+    // deletes the keys under the prefix failed and the table had changed.
+    let mut attempt = 0;
+    'retry: loop {
+        let (mode, generation) = match &prefix {
+            _ if file.flush => (Flush::All, None),
+            Some(p) if flush && !p.is_empty() => {
+                let (generation, entries) = kv.snapshot(p, 1000)?;
+                let keys = entries.into_iter().map(|e| e.key).collect();
+                let deletes = batchfile::prefix_deletes(&file, keys);
+                (Flush::Prefix(p.clone(), deletes), Some(generation))
+            }
+            _ if flush => (Flush::All, None),
+            _ => (Flush::None, None),
+        };
+        let steps = batchfile::plan(&file, &mode, max_ops, MAX_REQUEST_LEN);
+        for (i, step) in steps.iter().enumerate() {
+            let Err(e) = kv.apply(&step.batch) else {
+                continue;
+            };
+            let raced = i == 0
+                && attempt < 10
+                && generation.is_some_and(|g| kv.info().is_ok_and(|info| info.generation != g));
+            if raced {
+                attempt += 1;
+                continue 'retry;
+            }
+            let mut failure = Failure::from(e);
+            failure.message = if steps.len() == 1 {
+                format!(
+                    "{}; nothing was restored (the restore is one atomic batch)",
+                    failure.message
+                )
+            } else {
+                batchfile::partial_state(&file, &mode, &steps, i, ctx.enc, &failure.message)
+            };
+            return Err(failure);
+        }
         return Ok(());
     }
-    let mut tokens = line.split_whitespace();
-    let verb = tokens.next().unwrap_or_default();
-    let words: Vec<&str> = tokens.collect();
-    let bytes = |t: &str| decode_text(t, ctx.enc);
-    let mut cond = Condition::default();
-    let (args, flags): (Vec<&str>, Vec<&str>) = words
-        .iter()
-        .partition(|w| !matches!(**w, "create" | "replace") && !w.starts_with("if-version="));
-    for f in flags {
-        match f {
-            "create" => cond.create_only = true,
-            "replace" => cond.replace_only = true,
-            v => {
-                let n = v["if-version=".len()..]
-                    .parse()
-                    .map_err(|_| format!("bad {v}"))?;
-                cond.if_version = Some(n);
-            }
-        }
-    }
-    match (verb, args.as_slice()) {
-        ("put", [k]) => batch.put(&bytes(k)?, &[], cond),
-        ("put", [k, v]) => batch.put(&bytes(k)?, &bytes(v)?, cond),
-        ("del" | "delete", [k]) if !cond.create_only && !cond.replace_only => {
-            batch.delete(&bytes(k)?, cond.if_version)
-        }
-        ("flush", []) if batch.is_empty() => batch.flush(),
-        ("flush", []) => return Err("flush must come first".into()),
-        _ => return Err(format!("cannot parse {line:?}")),
-    };
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ctx(enc: Encoding) -> Ctx {
-        Ctx {
-            enc,
-            json: false,
-            optbase: None,
-        }
-    }
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -547,21 +585,35 @@ mod tests {
     }
 
     #[test]
-    fn batch_lines_parse() {
-        let c = ctx(Encoding::Text);
-        let mut b = Batch::new();
-        parse_batch_line(&c, "# comment", &mut b).unwrap();
-        parse_batch_line(&c, "put a\\x20b v create", &mut b).unwrap();
-        parse_batch_line(&c, "del a if-version=3", &mut b).unwrap();
-        parse_batch_line(&c, "put empty", &mut b).unwrap();
-        assert_eq!(b.len(), 3);
-        assert!(parse_batch_line(&c, "del a create", &mut b).is_err());
-        assert!(parse_batch_line(&c, "frob a", &mut b).is_err());
-        assert!(parse_batch_line(&c, "flush", &mut b).is_err());
-        assert!(parse_batch_line(&c, "put a b c", &mut b).is_err());
-        let mut fresh = Batch::new();
-        parse_batch_line(&c, "flush", &mut fresh).unwrap();
-        assert!(!fresh.is_empty());
+    fn text_arguments_take_the_escapes_output_prints() {
+        let ctx = Ctx {
+            enc: Encoding::Text,
+            explicit: false,
+            json: false,
+            optbase: None,
+        };
+        let arg = |s: &str| ctx.arg_bytes("KEY", OsString::from(s));
+        assert_eq!(arg("a\\x20b").ok().unwrap(), b"a b");
+        assert_eq!(arg("a b").ok().unwrap(), b"a b");
+        assert_eq!(arg("back\\\\slash").ok().unwrap(), b"back\\slash");
+        let bad = arg("C:\\dir").err().unwrap();
+        assert!(bad.code == 2 && bad.message.contains("literal backslash"));
+        let raw = OsString::from_vec(vec![0xff, b' ', 0]);
+        assert_eq!(ctx.arg_bytes("KEY", raw).ok().unwrap(), [0xff, b' ', 0]);
+    }
+
+    #[test]
+    fn the_long_help_documents_the_file_format() {
+        let help = Cli::command().render_long_help().to_string();
+        for needle in [
+            "BATCH AND SAVE FILES",
+            "put [--create",
+            "# nfkv save v2",
+            "ATOMICITY",
+            "\\x2d",
+        ] {
+            assert!(help.contains(needle), "--help lacks {needle:?}");
+        }
     }
 
     #[test]

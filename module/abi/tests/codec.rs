@@ -150,6 +150,12 @@ fn get_and_list_requests_need_room_for_the_reply() {
         ListRequest::parse(&buf[..n], LIST_REPLY_SIZE as i32 - 1),
         Err(Reject::Invalid)
     );
+    // Negative lengths never come from userspace (the socket layer refuses
+    // them first, see badinput::matrix); an in-kernel caller's are refused.
+    for len in [-1, i32::MIN] {
+        assert_eq!(ListRequest::parse(&buf[..n], len), Err(Reject::Invalid));
+        assert_eq!(parse_get(&buf[..n], len), Err(Reject::Invalid));
+    }
 }
 
 fn arb_cond() -> impl Strategy<Value = Condition> {
@@ -201,6 +207,99 @@ fn arb_op() -> impl Strategy<Value = OwnedOp> {
         })
 }
 
+/// One change to a valid request: a header field of the op (or batch
+/// header) at `start` set to a chosen value, a byte flipped, the request
+/// cut or extended.
+#[derive(Debug, Clone)]
+enum Mutation {
+    Field(usize, u8, u64),
+    Flip(prop::sample::Index, u8),
+    /// A bit of one of the last 8 bytes (a record's padding, if any).
+    FlipTail(usize, u8),
+    Truncate(prop::sample::Index),
+    Extend(Vec<u8>),
+}
+
+fn arb_mutation() -> impl Strategy<Value = Mutation> {
+    let edge = prop_oneof![
+        0u64..8,
+        Just(255),
+        Just(256),
+        Just(MAX_VALUE as u64),
+        Just(MAX_VALUE as u64 + 1),
+        Just(u16::MAX as u64),
+        Just(u32::MAX as u64),
+        Just(1 << 31),
+        any::<u64>(),
+    ];
+    // Fields of struct nfkv_op: (offset, width).
+    let field = prop::sample::select(vec![
+        (offset_of!(uapi::nfkv_op, op), 2u8),
+        (offset_of!(uapi::nfkv_op, key_len), 2),
+        (offset_of!(uapi::nfkv_op, flags), 4),
+        (offset_of!(uapi::nfkv_op, value_len), 4),
+        (offset_of!(uapi::nfkv_op, reserved), 4),
+        (offset_of!(uapi::nfkv_op, version), 8),
+    ]);
+    prop_oneof![
+        4 => (field, edge).prop_map(|((off, w), v)| Mutation::Field(off, w, v)),
+        2 => (any::<prop::sample::Index>(), 0u8..8).prop_map(|(i, b)| Mutation::Flip(i, b)),
+        1 => (0usize..8, 0u8..8).prop_map(|(i, b)| Mutation::FlipTail(i, b)),
+        1 => any::<prop::sample::Index>().prop_map(Mutation::Truncate),
+        1 => prop::collection::vec(any::<u8>(), 1..12).prop_map(Mutation::Extend),
+    ]
+}
+
+impl Mutation {
+    /// Applies the mutation to the part `start..start + len` of `req`
+    /// (fields are relative to `start`; a batch header is mutated as the
+    /// first 8 bytes of an op would be).
+    fn apply(&self, req: &mut Vec<u8>, start: usize, len: usize) {
+        match self {
+            Mutation::Field(off, width, v) => {
+                let at = start + off;
+                let w = usize::from(*width);
+                if at + w <= req.len() {
+                    req[at..at + w].copy_from_slice(&v.to_ne_bytes()[..w]);
+                }
+            }
+            Mutation::Flip(i, bit) if len > 0 => req[start + i.index(len)] ^= 1 << bit,
+            Mutation::FlipTail(i, bit) if *i < len => req[start + len - 1 - i] ^= 1 << bit,
+            Mutation::Truncate(i) => req.truncate(i.index(req.len().max(1))),
+            Mutation::Extend(extra) => req.extend_from_slice(extra),
+            _ => {}
+        }
+    }
+}
+
+/// What every accepted op must satisfy.
+fn check_accepted(op: &Op<'_>) -> Result<(), TestCaseError> {
+    prop_assert!((1..=MAX_KEY_LEN).contains(&op.key.len()));
+    prop_assert!(op.value.len() <= MAX_VALUE);
+    let c = op.cond;
+    prop_assert!(!(c.create_only && (c.replace_only || c.if_version.is_some())));
+    prop_assert!(c.if_version != Some(0));
+    if op.kind == OpKind::Del {
+        prop_assert!(!c.create_only && !c.replace_only && op.value.is_empty());
+    }
+    Ok(())
+}
+
+/// A batch request of `ops` and the (start, length) of its header and of
+/// each record, padding included.
+fn encode_batch(ops: &[OwnedOp], flush: bool) -> (Vec<u8>, Vec<(usize, usize)>) {
+    let mut req = encode_batch_header(flush, ops.len() as u32).to_vec();
+    let mut spans = vec![(0, BATCH_SIZE)];
+    for o in ops {
+        let op = as_op(o);
+        let start = req.len();
+        req.extend_from_slice(&encode(&op));
+        req.resize(start + op.record_len(), 0);
+        spans.push((start, op.record_len()));
+    }
+    (req, spans)
+}
+
 fn as_op(o: &OwnedOp) -> Op<'_> {
     Op {
         kind: if o.0 { OpKind::Put } else { OpKind::Del },
@@ -244,16 +343,16 @@ proptest! {
         }
     }
 
+    /// Random bytes: no parser panics. (Random bytes almost never form a
+    /// valid request; what an accepted request looks like is checked by the
+    /// mutation tests below, which start from valid ones.)
     #[test]
     fn parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), len in any::<i32>()) {
         let _ = parse_single(OpKind::Put, &bytes, MAX_VALUE);
         let _ = parse_single(OpKind::Del, &bytes, MAX_VALUE);
         let _ = parse_flush(&bytes);
         if let Ok(b) = Batch::parse(&bytes, MAX_VALUE) {
-            let _ = b.for_each(|_, op| -> Result<(), Reject> {
-                assert!(!op.key.is_empty() && op.key.len() <= MAX_KEY_LEN && op.value.len() <= MAX_VALUE);
-                Ok(())
-            });
+            let _ = b.for_each(|_, _| -> Result<(), Reject> { Ok(()) });
         }
         let _ = parse_get(&bytes, len);
         let _ = ListRequest::parse(&bytes, len);
@@ -263,17 +362,50 @@ proptest! {
         let _ = ValueHeader::decode(&bytes);
     }
 
+    /// A valid op, then one mutation: the unmutated request must be
+    /// accepted, and whatever the mutated one parses to must respect every
+    /// limit and be exactly the canonical encoding of what was parsed.
     #[test]
-    fn accepted_ops_respect_every_limit(mut bytes in prop::collection::vec(any::<u8>(), 24..400), op in 1u16..=2, key_len in 0u16..300) {
-        bytes[offset_of!(uapi::nfkv_op, op)..][..2].copy_from_slice(&op.to_ne_bytes());
-        bytes[offset_of!(uapi::nfkv_op, key_len)..][..2].copy_from_slice(&key_len.to_ne_bytes());
+    fn accepted_ops_respect_every_limit(o in arb_op(), m in arb_mutation()) {
+        let op = as_op(&o);
+        let valid = encode(&op);
+        prop_assert_eq!(parse_single(op.kind, &valid, MAX_VALUE), Ok(op));
+        let mut bytes = valid.clone();
+        m.apply(&mut bytes, 0, op.wire_len());
         for kind in [OpKind::Put, OpKind::Del] {
-            if let Ok(op) = parse_single(kind, &bytes, MAX_VALUE) {
-                prop_assert!((1..=MAX_KEY_LEN).contains(&op.key.len()));
-                prop_assert!(op.value.len() <= MAX_VALUE);
-                prop_assert_eq!(op.wire_len(), bytes.len());
-                prop_assert!(!(op.cond.create_only && (op.cond.replace_only || op.cond.if_version.is_some())));
-                prop_assert!(op.cond.if_version != Some(0));
+            if let Ok(got) = parse_single(kind, &bytes, MAX_VALUE) {
+                check_accepted(&got)?;
+                prop_assert_eq!(got.kind, kind);
+                prop_assert_eq!(&encode(&got), &bytes, "accepted a non-canonical request");
+            }
+        }
+    }
+
+    /// The same for batches: a valid batch is accepted whole; a batch with
+    /// one mutation is either refused or every record it yields respects
+    /// every limit and re-encodes to exactly the bytes sent.
+    #[test]
+    fn accepted_batches_respect_every_limit(ops in prop::collection::vec(arb_op(), 0..8), flush in any::<bool>(), m in arb_mutation(), at in any::<prop::sample::Index>()) {
+        let (valid, spans) = encode_batch(&ops, flush);
+        let parsed = Batch::parse(&valid, MAX_VALUE);
+        prop_assert!(parsed.is_ok());
+        let mut seen = 0;
+        let all = parsed.unwrap().for_each(|_, _| -> Result<(), Reject> { seen += 1; Ok(()) });
+        prop_assert_eq!(all, Ok(()));
+        prop_assert_eq!(seen, ops.len());
+        // Mutate the header or one record (padding included).
+        let (start, len) = spans[at.index(spans.len())];
+        let mut bytes = valid.clone();
+        m.apply(&mut bytes, start, len);
+        if let Ok(b) = Batch::parse(&bytes, MAX_VALUE) {
+            let mut got = Vec::new();
+            if b.for_each(|_, op| -> Result<(), Reject> { got.push(op); Ok(()) }).is_ok() {
+                prop_assert_eq!(got.len(), b.count);
+                for op in &got {
+                    check_accepted(op)?;
+                }
+                let owned: Vec<OwnedOp> = got.iter().map(|op| (op.kind == OpKind::Put, op.cond, op.key.to_vec(), op.value.to_vec())).collect();
+                prop_assert_eq!(&encode_batch(&owned, b.flush).0, &bytes, "accepted a non-canonical batch");
             }
         }
     }
@@ -309,4 +441,37 @@ proptest! {
         }
         prop_assert_eq!(Stats::decode(&stats.encode()), Ok(stats));
     }
+}
+
+/// The mutation tests exercise both outcomes: over a fixed number of cases,
+/// a good share of mutated requests is still accepted (so the acceptance
+/// assertions run) and a good share is refused.
+#[test]
+fn mutations_exercise_acceptance_and_refusal() {
+    use proptest::test_runner::{Config, TestRunner};
+    use std::cell::Cell;
+    let (accepted, refused) = (Cell::new(0u32), Cell::new(0u32));
+    let mut runner = TestRunner::new(Config {
+        cases: 2000,
+        ..Config::default()
+    });
+    runner
+        .run(&(arb_op(), arb_mutation()), |(o, m)| {
+            let op = as_op(&o);
+            let mut bytes = encode(&op);
+            m.apply(&mut bytes, 0, op.wire_len());
+            let c = if parse_single(op.kind, &bytes, MAX_VALUE).is_ok() {
+                &accepted
+            } else {
+                &refused
+            };
+            c.set(c.get() + 1);
+            Ok(())
+        })
+        .unwrap();
+    let (accepted, refused) = (accepted.get(), refused.get());
+    assert!(
+        accepted >= 200 && refused >= 200,
+        "{accepted} mutated requests accepted, {refused} refused"
+    );
 }

@@ -2,6 +2,15 @@
 //! fields, flags, counts and keys. Every case must end with its documented
 //! errno (or succeed, where the ABI says so), and every failing case must
 //! leave the table exactly as it was: generation, count, bytes and contents.
+//!
+//! Each case also says who must answer it, checked through the module's
+//! per-command counters: nfkv itself, or the socket layer before nfkv runs.
+//! The kernel refuses a negative optlen itself (`__sys_setsockopt` for set,
+//! `do_ip_getsockopt` for get, both EINVAL), so nfkv's own handling of a
+//! negative get length (`codec::check_get_len`) cannot be reached from
+//! userspace: it is covered on the host (`module/abi/tests/codec.rs`). Set
+//! lengths up to INT_MAX, and every get length >= 0, do reach nfkv and are
+//! checked here.
 
 use crate::ensure;
 use crate::harness::*;
@@ -41,6 +50,18 @@ struct Case {
     target: Target,
     /// None: must succeed.
     want: Option<i32>,
+    /// Who answers: nfkv, or the socket layer before nfkv runs.
+    reach: Reach,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Reach {
+    /// nfkv's handler runs (its counter for the command moves by one).
+    Module,
+    /// The kernel refuses the call before nf_sockopt calls nfkv.
+    SocketLayer,
+    /// An unknown command of the range: nfkv runs but keeps no counter.
+    Uncounted,
 }
 
 const EINVAL: Option<i32> = Some(libc::EINVAL);
@@ -51,6 +72,11 @@ const EOPNOTSUPP: Option<i32> = Some(libc::EOPNOTSUPP);
 
 fn case(name: impl Into<String>, set: bool, cmd: u32, bytes: Vec<u8>, want: Option<i32>) -> Case {
     let len = bytes.len() as i64;
+    let known = if set {
+        cmd <= cmd::SET_BATCH
+    } else {
+        cmd <= cmd::GET_STATS
+    };
     Case {
         name: name.into(),
         set,
@@ -59,6 +85,11 @@ fn case(name: impl Into<String>, set: bool, cmd: u32, bytes: Vec<u8>, want: Opti
         len,
         target: Target::Bytes,
         want,
+        reach: if known {
+            Reach::Module
+        } else {
+            Reach::Uncounted
+        },
     }
 }
 
@@ -153,15 +184,18 @@ fn cases(max_value: usize) -> Vec<Case> {
                 want,
             ));
         }
-        // Over the request cap: refused before anything is read. An optlen
-        // with the top bit set is negative to the socket layer: EINVAL there.
-        for (len, want) in [
-            (huge as i64, E2BIG),
-            (u32::MAX as i64, EINVAL),
-            (1i64 << 31, EINVAL),
+        // Over the request cap, up to INT_MAX: nfkv refuses them before
+        // reading anything. An optlen with the top bit set is negative to
+        // the socket layer, which refuses it (EINVAL) before nfkv runs.
+        for (len, want, reach) in [
+            (huge as i64, E2BIG, Reach::Module),
+            (i32::MAX as i64, E2BIG, Reach::Module),
+            (u32::MAX as i64, EINVAL, Reach::SocketLayer),
+            (1i64 << 31, EINVAL, Reach::SocketLayer),
         ] {
             cases.push(Case {
                 len,
+                reach,
                 ..case(
                     format!("set {name} len {len}"),
                     true,
@@ -243,9 +277,11 @@ fn cases(max_value: usize) -> Vec<Case> {
                 want,
             ));
         }
+        // Negative: refused by do_ip_getsockopt before nf_getsockopt.
         for len in [-1i64, i32::MIN as i64] {
             cases.push(Case {
                 len,
+                reach: Reach::SocketLayer,
                 ..case(
                     format!("get {name} len {len}"),
                     false,
@@ -773,15 +809,40 @@ fn matrix() -> TestResult {
     baseline(&kv)?;
     let mut failures = Vec::new();
     let mut errors = 0;
+    let mut by_socket_layer = 0;
     for c in cases.iter_mut() {
         let before = dump(&kv)?;
+        let s0 = ck("stats", kv.stats())?;
         let got = send(&kv, &maps, c)?;
+        let s1 = ck("stats", kv.stats())?;
         let got_errno = got.as_ref().err().and_then(|e| e.raw_os_error());
         if got_errno != c.want {
             failures.push(format!(
                 "{}: got {:?}, want {:?}",
                 c.name, got_errno, c.want
             ));
+        }
+        if c.reach != Reach::Uncounted {
+            let calls = |s: &nfkv::Stats| {
+                let n = if c.set {
+                    s.set[c.cmd as usize]
+                } else {
+                    s.get[c.cmd as usize]
+                };
+                n.ok + n.failed
+            };
+            // The first stats call is counted by the second one.
+            let own = u64::from(!c.set && c.cmd == cmd::GET_STATS);
+            let reached = calls(&s1) - calls(&s0) - own == 1;
+            if reached != (c.reach == Reach::Module) {
+                failures.push(format!(
+                    "{}: expected to be answered by {:?}, but nfkv {} run",
+                    c.name,
+                    c.reach,
+                    if reached { "did" } else { "did not" }
+                ));
+            }
+            by_socket_layer += usize::from(!reached);
         }
         if got.is_err() {
             errors += 1;
@@ -793,7 +854,7 @@ fn matrix() -> TestResult {
         }
     }
     println!(
-        "     badinput: {} cases, {} refused, {} accepted",
+        "     badinput: {} cases, {} refused, {} accepted; {by_socket_layer} answered by the socket layer before nfkv ran (negative lengths), the others by nfkv",
         cases.len(),
         errors,
         cases.len() - errors

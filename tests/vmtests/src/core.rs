@@ -26,6 +26,7 @@ pub fn suite() -> Vec<Test> {
         list_pages_over_10k_entries,
         list_prefix_and_cursor,
         list_with_tiny_buffer_reports_needed_size,
+        list_page_with_small_buffer_and_long_keys,
         batch_is_all_or_nothing,
         batch_sees_its_own_earlier_ops,
         batch_flush_is_atomic,
@@ -476,6 +477,32 @@ fn list_with_tiny_buffer_reports_needed_size() -> TestResult {
     Ok(())
 }
 
+fn list_page_with_small_buffer_and_long_keys() -> TestResult {
+    let mut kv = fresh()?;
+    let long = [b'p'; codec::MAX_KEY_LEN];
+    put(&kv, &long, &[1; 100])?;
+    put(&kv, b"p", b"short")?;
+    // A page buffer smaller than the request (header, 255-byte cursor and
+    // prefix) must grow, not panic.
+    for page_bytes in [0, 1, codec::LIST_REPLY_SIZE, 100] {
+        kv.set_page_bytes(page_bytes);
+        let page = ck("list", kv.list_page(&long[..200], b""))?;
+        ensure!(
+            page.entries.len() == 1 && page.entries[0].key == long,
+            "page_bytes {page_bytes}: {:?}",
+            page.entries.len()
+        );
+        let after = ck("list after", kv.list_page(&long, &long))?;
+        ensure!(after.entries.is_empty(), "after the last key: {after:?}");
+        let all: Result<Vec<_>, _> = kv.list(b"p").collect();
+        ensure!(
+            ck("list all", all)?.len() == 2,
+            "listing with page_bytes {page_bytes}"
+        );
+    }
+    Ok(())
+}
+
 fn batch_is_all_or_nothing() -> TestResult {
     let kv = fresh()?;
     put(&kv, b"exists", b"old")?;
@@ -626,15 +653,32 @@ fn max_value_len_parameter() -> TestResult {
 }
 
 fn bad_module_parameters_refuse_to_load() -> TestResult {
-    for params in [
-        "max_value_len=65537",
-        "max_entries=0",
-        "optbase=0",
-        "optbase=2147483647",
+    // Each case's own message, logged after a marker written just before
+    // its insmod: an earlier case's line or "unloading" cannot match.
+    for (params, says) in [
+        (
+            "max_value_len=65537",
+            "nfkv: max_value_len=65537 is over the cap",
+        ),
+        ("max_entries=0", "nfkv: max_entries=0 is out of range"),
+        ("optbase=0", "nfkv: optbase=0 is out of range"),
+        (
+            "optbase=2147483647",
+            "nfkv: optbase=2147483647 is out of range",
+        ),
     ] {
+        let marker = format!("nfkv-vmtests: insmod nfkv {params}");
+        kmsg_mark(&marker)?;
         ensure!(reload(params).is_err(), "insmod with {params} succeeded");
-        sh("dmesg | tail -n 3 | grep -q 'nfkv: '")
-            .map_err(|_| format!("no dmesg line for {params}"))?;
+        let log = dmesg_after(&marker)?;
+        ensure!(
+            log.contains(says),
+            "insmod {params}: no {says:?} in dmesg after the marker:{log}"
+        );
+        ensure!(
+            !log.contains(" loaded: "),
+            "insmod {params}: the module said it loaded:{log}"
+        );
     }
     reload("")
 }

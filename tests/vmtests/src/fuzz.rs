@@ -1,6 +1,10 @@
 //! A seeded, reproducible random fuzzer: random and mutated requests to
 //! every set and get command (and the unknown ones of the range), from
 //! several threads, then a check that the table's accounting still adds up.
+//! Every refusal must carry an errno the ABI documents for that command, and
+//! a request sent intact (valid, with a buffer big enough for its reply) may
+//! only fail for a semantic reason (ENOENT, EEXIST, ESTALE, ENOSPC, EMSGSIZE),
+//! never as malformed.
 //!
 //! `NFKV_FUZZ_SEED` replays a run, `NFKV_FUZZ_ITERATIONS` (default 1,000,000)
 //! and `NFKV_FUZZ_SECONDS` (default 900) bound it.
@@ -127,15 +131,62 @@ fn mutate(rng: &mut Rng, req: &mut Vec<u8>) {
     }
 }
 
-/// One worker: `iterations` requests from `seed`; returns (sent, accepted).
-fn worker(
-    kv: &Nfkv,
-    seed: u64,
-    iterations: u64,
-    deadline: Instant,
-    done: &AtomicU64,
-) -> (u64, u64) {
+/// Iterations of each of `threads` workers: together exactly `iterations`.
+fn shares(iterations: u64, threads: u64) -> Vec<u64> {
+    (0..threads)
+        .map(|t| iterations / threads + u64::from(t < iterations % threads))
+        .collect()
+}
+
+/// The smallest reply buffer command `c` answers without EINVAL, for the
+/// intact request `req`.
+fn min_reply(c: u32, req: &[u8]) -> usize {
+    match c {
+        cmd::GET_INFO => codec::INFO_SIZE,
+        cmd::GET_STATS => codec::STATS_SIZE,
+        cmd::GET_VALUE => codec::VALUE_SIZE.max(req.len()),
+        _ => codec::LIST_REPLY_SIZE.max(req.len()),
+    }
+}
+
+/// Errnos a request to a known command may end with: `intact` ones only for
+/// semantic reasons, others also as malformed or over a limit.
+fn errno_allowed(set: bool, c: u32, intact: bool, errno: i32) -> bool {
+    let known = if set {
+        c <= cmd::SET_BATCH
+    } else {
+        c <= cmd::GET_STATS
+    };
+    if !known {
+        return errno == libc::EOPNOTSUPP;
+    }
+    let semantic: &[i32] = match (set, c) {
+        (true, cmd::SET_FLUSH) => &[],
+        (true, _) => &[libc::ENOENT, libc::EEXIST, libc::ESTALE, libc::ENOSPC],
+        (false, cmd::GET_VALUE) => &[libc::ENOENT, libc::EMSGSIZE],
+        (false, cmd::GET_LIST) => &[libc::EMSGSIZE],
+        (false, _) => &[],
+    };
+    semantic.contains(&errno)
+        || (!intact && [libc::EINVAL, libc::E2BIG, libc::EMSGSIZE].contains(&errno))
+}
+
+/// What a worker saw.
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    accepted: u64,
+    intact: u64,
+    intact_accepted: u64,
+    /// Requests whose outcome the ABI does not allow (first few kept).
+    wrong: Vec<String>,
+    wrong_count: u64,
+}
+
+/// One worker: `iterations` requests from `seed`.
+fn worker(kv: &Nfkv, seed: u64, iterations: u64, deadline: Instant, done: &AtomicU64) -> Tally {
     let mut rng = Rng::new(seed);
+    let mut t = Tally::default();
     let mut accepted = 0;
     let mut sent = 0;
     let mut reply = vec![0u8; 8192];
@@ -150,16 +201,19 @@ fn worker(
         } else {
             rng.below(4) as u32
         };
-        let mut req = if rng.below(8) == 0 {
+        let random = rng.below(8) == 0;
+        let mut req = if random {
             rng.blob(0, 96)
         } else {
             valid_request(&mut rng, set, c)
         };
+        let mut intact = !random;
         if rng.below(4) != 0 {
             mutate(&mut rng, &mut req);
+            intact = false;
         }
-        let ok = if set {
-            kv.raw_set(c, &req).is_ok()
+        let outcome = if set {
+            kv.raw_set(c, &req)
         } else {
             let len = match rng.below(8) {
                 0 => rng.below(64) as usize,
@@ -168,9 +222,28 @@ fn worker(
             }
             .max(req.len())
             .min(reply.len());
+            intact &= len >= min_reply(c, &req);
             reply[..req.len()].copy_from_slice(&req);
-            kv.raw_get(c, &mut reply[..len]).is_ok()
+            kv.raw_get(c, &mut reply[..len]).map(|_| ())
         };
+        let ok = outcome.is_ok();
+        if let Err(e) = &outcome {
+            let errno = e.raw_os_error().unwrap_or(0);
+            if !errno_allowed(set, c, intact, errno) {
+                t.wrong_count += 1;
+                if t.wrong.len() < 5 {
+                    t.wrong.push(format!(
+                        "{} +{c} ({}, {} bytes {:02x?}): {e}",
+                        if set { "set" } else { "get" },
+                        if intact { "intact" } else { "mutated" },
+                        req.len(),
+                        &req[..req.len().min(48)]
+                    ));
+                }
+            }
+        }
+        t.intact += u64::from(intact);
+        t.intact_accepted += u64::from(intact && ok);
         accepted += u64::from(ok);
         sent += 1;
         // Keep the table small enough that LIST pages stay cheap.
@@ -179,7 +252,9 @@ fn worker(
         }
     }
     done.fetch_add(sent, Ordering::Relaxed);
-    (sent, accepted)
+    t.sent = sent;
+    t.accepted = accepted;
+    t
 }
 
 fn random_and_mutated_requests() -> TestResult {
@@ -191,16 +266,18 @@ fn random_and_mutated_requests() -> TestResult {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let done = AtomicU64::new(0);
     let start = Instant::now();
-    let results: Vec<(u64, u64)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
+    let results: Vec<Tally> = std::thread::scope(|s| {
+        let handles: Vec<_> = shares(iterations, threads)
+            .into_iter()
+            .enumerate()
+            .map(|(t, share)| {
                 let done = &done;
                 s.spawn(move || {
                     let kv = Nfkv::open().expect("open");
                     worker(
                         &kv,
-                        seed.wrapping_add(t.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-                        iterations / threads,
+                        seed.wrapping_add((t as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+                        share,
                         deadline,
                         done,
                     )
@@ -212,12 +289,29 @@ fn random_and_mutated_requests() -> TestResult {
             .map(|h| h.join().expect("fuzz worker"))
             .collect()
     });
-    let sent: u64 = results.iter().map(|r| r.0).sum();
-    let accepted: u64 = results.iter().map(|r| r.1).sum();
+    let sum = |f: fn(&Tally) -> u64| -> u64 { results.iter().map(f).sum() };
+    let (sent, accepted) = (sum(|t| t.sent), sum(|t| t.accepted));
+    let (intact, intact_accepted) = (sum(|t| t.intact), sum(|t| t.intact_accepted));
+    let wrong = sum(|t| t.wrong_count);
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "     fuzz: {sent} requests in {secs:.0} s ({:.0}/s), {accepted} accepted",
+        "     fuzz: {sent} requests in {secs:.0} s ({:.0}/s), {accepted} accepted; {intact} intact, {intact_accepted} of them accepted; {wrong} with an errno the ABI does not allow",
         sent as f64 / secs
+    );
+    let examples: Vec<&String> = results.iter().flat_map(|t| &t.wrong).collect();
+    ensure!(
+        wrong == 0,
+        "{wrong} requests ended with an errno the ABI does not allow, e.g.:\n  {}",
+        examples
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join("\n  ")
+    );
+    ensure!(
+        intact_accepted > 0 && accepted > intact_accepted,
+        "the fuzzer exercised too little: {intact_accepted} intact and {} mutated requests accepted",
+        accepted - intact_accepted
     );
 
     // The table must still work and its accounting must match its contents.
@@ -259,4 +353,36 @@ fn now_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_for_any_count() {
+        for iterations in [0, 1, 2, 3, 999_999, 1_000_001] {
+            for threads in [1, 2, 3, 7] {
+                let s = shares(iterations, threads);
+                assert_eq!(s.len() as u64, threads);
+                assert_eq!(s.iter().sum::<u64>(), iterations, "{iterations}/{threads}");
+            }
+        }
+    }
+
+    #[test]
+    fn intact_requests_may_not_be_malformed() {
+        assert!(errno_allowed(true, cmd::SET_PUT, true, libc::EEXIST));
+        assert!(!errno_allowed(true, cmd::SET_PUT, true, libc::EINVAL));
+        assert!(errno_allowed(true, cmd::SET_PUT, false, libc::EINVAL));
+        assert!(!errno_allowed(true, cmd::SET_FLUSH, true, libc::ENOENT));
+        assert!(!errno_allowed(false, cmd::GET_INFO, false, libc::EFAULT));
+        assert!(errno_allowed(
+            false,
+            cmd::RANGE - 1,
+            false,
+            libc::EOPNOTSUPP
+        ));
+        assert!(!errno_allowed(false, cmd::RANGE - 1, false, libc::EINVAL));
+    }
 }

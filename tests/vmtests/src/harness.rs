@@ -186,6 +186,148 @@ pub fn in_child(f: impl FnOnce() -> TestResult) -> TestResult {
     }
 }
 
+/// A forked child paused between two steps: `setup` ran (its state kept
+/// alive in the child, e.g. a network namespace and a socket in it), and
+/// `finish` runs when [`Held::finish`] is called. Dropping it unfinished
+/// makes the child exit.
+pub struct Held {
+    pid: libc::pid_t,
+    go: i32,
+    report: i32,
+}
+
+fn read_all(fd: i32, until_newline: bool) -> Vec<u8> {
+    let mut msg = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        // SAFETY: reading into a buffer we own.
+        let n = unsafe { libc::read(fd, byte.as_mut_ptr().cast(), 1) };
+        if n <= 0 || (until_newline && byte[0] == b'\n') {
+            return msg;
+        }
+        msg.push(byte[0]);
+    }
+}
+
+/// Forks a child that runs `setup`, then waits for [`Held::finish`] and
+/// runs `finish` on what `setup` returned.
+pub fn hold_in_child<T>(
+    setup: impl FnOnce() -> Result<T, String>,
+    finish: impl FnOnce(T) -> TestResult,
+) -> Result<Held, String> {
+    let (mut go, mut report) = ([0; 2], [0; 2]);
+    // SAFETY: each array has room for two descriptors.
+    if unsafe { libc::pipe(go.as_mut_ptr()) | libc::pipe(report.as_mut_ptr()) } != 0 {
+        return Err(format!("pipe: {}", io::Error::last_os_error()));
+    }
+    // SAFETY: the suites run single-threaded when they fork.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: closing the parent's ends in the child.
+        unsafe {
+            libc::close(go[1]);
+            libc::close(report[0]);
+        }
+        let say = |msg: &str| {
+            // SAFETY: writing a buffer we own.
+            unsafe { libc::write(report[1], msg.as_ptr().cast(), msg.len()) };
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| -> TestResult {
+            let state = setup().map_err(|e| format!("setup: {e}"))?;
+            say("ready\n");
+            if read_all(go[0], false) != b"g" {
+                return Err("released without finish".into());
+            }
+            finish(state)
+        }))
+        .unwrap_or_else(|_| Err("child panicked".into()));
+        if let Err(e) = &r {
+            say(e.replace('\n', " ").as_str());
+        }
+        // SAFETY: leaving the child without unwinding into the parent's code.
+        unsafe { libc::_exit(i32::from(r.is_err())) };
+    }
+    // SAFETY: closing the child's ends in the parent.
+    unsafe {
+        libc::close(go[0]);
+        libc::close(report[1]);
+    }
+    let mut held = Held {
+        pid,
+        go: go[1],
+        report: report[0],
+    };
+    let first = read_all(held.report, true);
+    if first != b"ready" {
+        return Err(held.wait(String::from_utf8_lossy(&first).into_owned()));
+    }
+    Ok(held)
+}
+
+impl Held {
+    /// Lets the child run its second step; its result.
+    pub fn finish(mut self) -> TestResult {
+        // SAFETY: writing one byte we own, then closing our end.
+        unsafe {
+            libc::write(self.go, b"g".as_ptr().cast(), 1);
+            libc::close(self.go);
+        }
+        self.go = -1;
+        let msg = String::from_utf8_lossy(&read_all(self.report, false)).into_owned();
+        match self.wait(msg) {
+            e if e.is_empty() => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    /// Reaps the child; an empty string if it succeeded, else why not.
+    fn wait(&mut self, msg: String) -> String {
+        let mut status = 0;
+        // SAFETY: closing our descriptors and reaping our own child, once.
+        unsafe {
+            if self.go >= 0 {
+                libc::close(self.go);
+            }
+            libc::close(self.report);
+            libc::waitpid(self.pid, &mut status, 0);
+        }
+        self.pid = -1;
+        if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            String::new()
+        } else if msg.is_empty() {
+            format!("child died with status {status:#x}")
+        } else {
+            msg
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            self.wait(String::new());
+        }
+    }
+}
+
+/// Everything the kernel logged after `marker` (a line this test wrote to
+/// /dev/kmsg), so a check sees only its own case's messages.
+pub fn kmsg_mark(marker: &str) -> TestResult {
+    std::fs::write("/dev/kmsg", format!("{marker}\n")).map_err(|e| format!("/dev/kmsg: {e}"))
+}
+
+/// The kernel log after the last line containing `marker`.
+pub fn dmesg_after(marker: &str) -> Result<String, String> {
+    let out = Command::new("dmesg")
+        .output()
+        .map_err(|e| format!("dmesg: {e}"))?;
+    let log = String::from_utf8_lossy(&out.stdout).into_owned();
+    let at = log
+        .rfind(marker)
+        .ok_or_else(|| format!("marker {marker:?} is not in dmesg"))?;
+    Ok(log[at + marker.len()..].to_string())
+}
+
 /// Drops every privilege: uid/gid 65534, no capabilities.
 pub fn become_nobody() -> TestResult {
     // SAFETY: plain syscalls on this process.

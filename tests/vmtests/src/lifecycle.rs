@@ -28,23 +28,55 @@ fn fill(prefix: &str, n: u32) -> TestResult {
     Ok(())
 }
 
+/// A child in its own network namespace with `n` entries, kept alive (with
+/// an open socket) until finished; then it checks that the module loaded
+/// meanwhile gave the namespace a new, empty table, through the old socket
+/// and a new one.
+fn namespace_held_across_rmmod(n: u32) -> Result<Held, String> {
+    hold_in_child(
+        || {
+            unshare(libc::CLONE_NEWNET)?;
+            fill("ns", n)?;
+            connect()
+        },
+        |old| {
+            let d = dump(&connect()?)?;
+            ensure!(
+                d.entries == 0 && d.generation == 0,
+                "after rmmod/insmod the live namespace's table is {d:?}"
+            );
+            let info = ck("old socket", old.info())?;
+            ensure!(info.entries == 0, "old socket sees {info:?}");
+            Ok(())
+        },
+    )
+}
+
 fn insmod_rmmod_cycles_with_data() -> TestResult {
     let cycles = std::env::var("NFKV_LIFECYCLE_CYCLES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
+    // Each cycle's rmmod (in reload) runs while the previous cycle's child
+    // namespace is alive with its entries: the module must free the table of
+    // a namespace that outlives it, and give that namespace a fresh one when
+    // loaded again.
+    let mut held: Option<Held> = None;
     for cycle in 0..cycles {
         reload("").map_err(|e| format!("cycle {cycle}: {e}"))?;
+        if let Some(h) = held.take() {
+            h.finish().map_err(|e| format!("cycle {cycle}: {e}"))?;
+        }
         fill("cycle", 100).map_err(|e| format!("cycle {cycle}: {e}"))?;
-        // A second namespace's table must be freed on unload too.
-        in_child(|| {
-            unshare(libc::CLONE_NEWNET)?;
-            fill("ns", 10)
-        })?;
+        held = Some(namespace_held_across_rmmod(10).map_err(|e| format!("cycle {cycle}: {e}"))?);
     }
     sh("rmmod nfkv")?;
-    println!("     lifecycle: {cycles} insmod/rmmod cycles, each with 100 + 10 entries in two namespaces");
-    reload("")
+    reload("")?;
+    if let Some(h) = held.take() {
+        h.finish().map_err(|e| format!("last cycle: {e}"))?;
+    }
+    println!("     lifecycle: {cycles} insmod/rmmod cycles, each with 100 entries in the initial namespace and 10 in a live second one");
+    Ok(())
 }
 
 fn namespaces_created_filled_destroyed() -> TestResult {
