@@ -14,7 +14,7 @@ run nfkv put greeting 'hello, kernel'
 run nfkv put --create counter 1
 run nfkv get greeting; echo
 run nfkv get --version counter; echo
-run nfkv put --if-version 2 counter 2
+run sh -c 'v=$(nfkv get --version counter | head -n1 | cut -d" " -f2); nfkv put --if-version "$v" counter 2' 
 printf 'put config/a 1\nput config/b 2\nput config/c 3\n' > /tmp/demo.batch
 run cat /tmp/demo.batch
 run nfkv batch /tmp/demo.batch
