@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Iterator, List, Mapping, Optional, Tuple, Type, Union
+from typing import Iterator, List, Mapping, Optional, Tuple, Type, TypeVar, Union, overload
 
 from . import _native
 from ._errors import ConditionError, NoSpaceError, NotLoadedError
@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_OPTBASE",
     "MAX_KEY_LEN",
     "Batch",
+    "BytesLike",
     "ConditionError",
     "Counter",
     "Info",
@@ -52,6 +53,7 @@ ABI_VERSION: int = _native.ABI_VERSION
 BytesLike = Union[bytes, bytearray, memoryview, str]
 
 _MISSING = object()
+_T = TypeVar("_T")
 
 # Names of the commands in Stats, as the CLI's `nfkv --json stats` shows them.
 _SET_COMMANDS = ("put", "del", "flush", "batch")
@@ -283,7 +285,13 @@ class Table:
             _bytes(key, "key"), _bytes(value, "value"), bool(create), bool(replace), version
         )
 
-    def get(self, key: BytesLike, default: object = _MISSING) -> bytes:
+    @overload
+    def get(self, key: BytesLike) -> bytes: ...
+
+    @overload
+    def get(self, key: BytesLike, default: _T) -> Union[bytes, _T]: ...
+
+    def get(self, key: BytesLike, default: object = _MISSING) -> object:
         """The value of ``key``; :class:`KeyError` if absent, unless a
         ``default`` is given (then that is returned)."""
         try:
@@ -291,7 +299,7 @@ class Table:
         except KeyError:
             if default is _MISSING:
                 raise
-            return default  # type: ignore[return-value]
+            return default
 
     def get_versioned(self, key: BytesLike) -> Tuple[int, bytes]:
         """``(version, value)`` of ``key``; :class:`KeyError` if absent."""
