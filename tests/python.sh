@@ -14,7 +14,10 @@ if ! "$py" -c 'import nfkv, pytest' 2>/dev/null; then
     exit 1
 fi
 # -P: never import python/nfkv from the source tree instead of the installed package.
-PYTHONDONTWRITEBYTECODE=1 "$py" -P -m pytest -p no:cacheprovider -q -rfE \
+# A hung test must not eat the VM's time: tracebacks after 300 s in one test,
+# the whole suite stopped after $NFKV_PYTEST_TIMEOUT s.
+PYTHONDONTWRITEBYTECODE=1 timeout -k 10 "${NFKV_PYTEST_TIMEOUT:-1200}" \
+    "$py" -P -m pytest -p no:cacheprovider -q -rfE -o faulthandler_timeout=300 \
     --junitxml="$xml" "$root/python/tests" "$@"
 rc=$?
 "$py" - "$xml" "$rc" <<'PY'
