@@ -23,7 +23,7 @@ CARGO_STATIC = RUSTFLAGS='-C target-feature=+crt-static' cargo build --release -
 BIN := $(CURDIR)/target/$(TARGET)/release
 SHARE := $(BIN)/share
 
-.PHONY: all module client install setup kernel demo check bench lint clean
+.PHONY: all module client python install setup kernel demo check bench lint clean
 all: module
 
 module:
@@ -38,6 +38,11 @@ client:
 	$(BIN)/nfkv completions zsh > $(SHARE)/_nfkv
 	$(BIN)/nfkv completions fish > $(SHARE)/nfkv.fish
 	$(BIN)/nfkv manpage > $(SHARE)/nfkv.1
+
+# The Python package (python/) built and installed with pytest into
+# target/python-venv, where the VM's Python suite imports it.
+python:
+	scripts/python-env
 
 # `make install [DESTDIR=] [PREFIX=/usr/local]`: the module into
 # /lib/modules/<release>/extra (then depmod), the CLI, its completions and
@@ -78,6 +83,8 @@ lint:
 	/usr/bin/rustfmt --edition 2021 --check module/nfkv.rs
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo fmt --manifest-path python/Cargo.toml --check
+	cargo clippy --manifest-path python/Cargo.toml --all-targets --locked -- -D warnings
 
 clean:
 	-@$(kdir); $(KMAKE) clean

@@ -5,6 +5,8 @@ NFKV_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NFKV_CACHE=${NFKV_CACHE:-$HOME/.cache/nfkv}
 BINDGEN_VERSION=0.72.1
 VIRTME_NG_VERSION=1.42
+# The Python package's test runner (scripts/python-env; maturin and pyo3 are pinned in python/)
+PYTEST_VERSION=9.2.0
 # Debian's rustc-web carries the rust-src the kernel needs; rustup's rustc does not.
 KERNEL_RUSTC=/usr/bin/rustc
 export PATH="$HOME/.cargo/bin:$NFKV_CACHE/venv/bin:$PATH"

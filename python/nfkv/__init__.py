@@ -1,0 +1,406 @@
+"""The nfkv kernel key/value table from Python.
+
+nfkv.ko keeps a locked key/value table per network namespace and speaks
+nf_sockopt (``setsockopt``/``getsockopt`` at ``IPPROTO_IP``). This package
+drives it through the nfkv Rust library, the one implementation of that ABI;
+every call into the kernel releases the GIL.
+
+>>> import nfkv
+>>> with nfkv.open() as t:
+...     t["greeting"] = "hello, kernel"
+...     t.get("greeting")
+b'hello, kernel'
+
+Keys are 1-255 bytes and values 0-``max_value_len`` bytes; both are
+:class:`bytes` (a :class:`str` is accepted and UTF-8 encoded). Every call
+needs ``CAP_NET_ADMIN`` over the caller's network namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Iterator, List, Mapping, Optional, Tuple, Type, TypeVar, Union, overload
+
+from . import _native
+from ._errors import ConditionError, NoSpaceError, NotLoadedError
+
+__all__ = [
+    "ABI_VERSION",
+    "DEFAULT_OPTBASE",
+    "MAX_KEY_LEN",
+    "Batch",
+    "BytesLike",
+    "ConditionError",
+    "Counter",
+    "Info",
+    "NoSpaceError",
+    "NotLoadedError",
+    "Stats",
+    "Table",
+    "open",
+]
+__version__ = "0.1.0"
+
+#: Longest key, in bytes.
+MAX_KEY_LEN: int = _native.MAX_KEY_LEN
+#: The module's default optname base.
+DEFAULT_OPTBASE: int = _native.DEFAULT_OPTBASE
+#: The ABI version this package speaks.
+ABI_VERSION: int = _native.ABI_VERSION
+
+#: What keys and values may be given as: bytes-like, or str (UTF-8 encoded).
+BytesLike = Union[bytes, bytearray, memoryview, str]
+
+_MISSING = object()
+_T = TypeVar("_T")
+
+# Names of the commands in Stats, as the CLI's `nfkv --json stats` shows them.
+_SET_COMMANDS = ("put", "del", "flush", "batch")
+_GET_COMMANDS = ("info", "value", "list", "stats")
+
+
+def _bytes(data: BytesLike, what: str) -> bytes:
+    """``data`` as bytes: str is UTF-8 encoded, other types refused."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"{what} must be bytes or str, not {type(data).__name__}")
+
+
+def _version(if_version: Optional[int]) -> Optional[int]:
+    """Checks an ``if_version`` argument: None, or an int in 1..2**64-1."""
+    if if_version is None:
+        return None
+    if isinstance(if_version, bool) or not isinstance(if_version, int):
+        raise TypeError(f"if_version must be an int, not {type(if_version).__name__}")
+    if not 1 <= if_version < 1 << 64:
+        raise ValueError(f"if_version must be 1..2**64-1, not {if_version}")
+    return if_version
+
+
+def _condition(create: bool, replace: bool, if_version: Optional[int]) -> Optional[int]:
+    """Checks a put's condition; returns the checked ``if_version``."""
+    version = _version(if_version)
+    if create and (replace or version is not None):
+        raise ValueError("create=True excludes replace and if_version")
+    return version
+
+
+@dataclass(frozen=True)
+class Info:
+    """The module's limits and this namespace's usage (``NFKV_SO_GET_INFO``)."""
+
+    #: ABI version the module speaks.
+    abi_version: int
+    #: First optname of the module's range.
+    optbase: int
+    #: Longest key.
+    max_key_len: int
+    #: Longest value.
+    max_value_len: int
+    #: Most entries per network namespace.
+    max_entries: int
+    #: Most operations in one batch.
+    max_batch_ops: int
+    #: Entries in this namespace's table.
+    entries: int
+    #: Key and value bytes stored.
+    bytes_used: int
+    #: The table's generation: bumped by every successful write.
+    generation: int
+    #: The module's version string.
+    module_version: str
+
+
+@dataclass(frozen=True)
+class Counter:
+    """Outcomes of one command."""
+
+    ok: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-command counters of this namespace (``NFKV_SO_GET_STATS``).
+
+    ``set`` is keyed by ``put``, ``del``, ``flush``, ``batch``; ``get`` by
+    ``info``, ``value``, ``list``, ``stats`` (as ``nfkv --json stats``).
+    """
+
+    set: Mapping[str, Counter]
+    get: Mapping[str, Counter]
+
+
+class Batch:
+    """Puts and deletes applied all or nothing, in order, by one request.
+
+    Made by :meth:`Table.batch`. As a context manager it applies on a
+    normal exit and discards everything if the block raises::
+
+        with table.batch() as b:
+            b.put("a", "1")
+            b.delete("b")
+
+    Each operation's condition sees the earlier ones' effects. If one fails
+    (:class:`ConditionError`, :class:`KeyError`, ...) the table is unchanged.
+    """
+
+    def __init__(self, conn: _native.Connection) -> None:
+        self._conn = conn
+        self._ops: List[Tuple[bool, bytes, bytes, bool, bool, Optional[int]]] = []
+        self._flush = False
+        self._done = False
+
+    def put(
+        self,
+        key: BytesLike,
+        value: BytesLike,
+        *,
+        create: bool = False,
+        replace: bool = False,
+        if_version: Optional[int] = None,
+    ) -> None:
+        """Adds a put; the conditions are those of :meth:`Table.put`."""
+        version = _condition(create, replace, if_version)
+        self._check_open()
+        self._ops.append(
+            (True, _bytes(key, "key"), _bytes(value, "value"), bool(create), bool(replace), version)
+        )
+
+    def delete(self, key: BytesLike, *, if_version: Optional[int] = None) -> None:
+        """Adds a delete (the key must exist, with ``if_version`` if given)."""
+        version = _version(if_version)
+        self._check_open()
+        self._ops.append((False, _bytes(key, "key"), b"", False, False, version))
+
+    def flush(self) -> None:
+        """Empties the table before the batch's operations (wherever called)."""
+        self._check_open()
+        self._flush = True
+
+    def __len__(self) -> int:
+        """Number of operations added so far."""
+        return len(self._ops)
+
+    def _check_open(self) -> None:
+        if self._done:
+            raise ValueError("this batch was already applied or discarded")
+
+    def apply(self) -> None:
+        """Sends the batch now; the batch is finished afterwards either way."""
+        self._check_open()
+        self._done = True
+        if self._ops or self._flush:
+            self._conn.apply(self._ops, self._flush)
+
+    def discard(self) -> None:
+        """Drops every operation; nothing is sent."""
+        self._done = True
+        self._ops.clear()
+
+    def __enter__(self) -> Batch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        if exc_type is None:
+            self.apply()
+        else:
+            self.discard()
+
+
+class Table:
+    """This network namespace's nfkv table, over one socket.
+
+    Made by :func:`open`. Safe to share between threads. Also a mapping of
+    bytes to bytes: ``t[k]``, ``t[k] = v``, ``del t[k]``, ``k in t``,
+    ``len(t)`` and iteration over the keys (in key order). Use it as a
+    context manager to close the socket at the end.
+    """
+
+    def __init__(self, conn: _native.Connection) -> None:
+        self._conn = conn
+
+    # --- connection -----------------------------------------------------
+
+    @property
+    def optbase(self) -> int:
+        """The optname base in use."""
+        return self._conn.optbase
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._conn.closed
+
+    def close(self) -> None:
+        """Closes the socket; later calls raise :class:`ValueError`."""
+        self._conn.close()
+
+    def __enter__(self) -> Table:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"optbase={self.optbase}"
+        return f"<nfkv.Table {state}>"
+
+    # --- commands -------------------------------------------------------
+
+    def put(
+        self,
+        key: BytesLike,
+        value: BytesLike,
+        *,
+        create: bool = False,
+        replace: bool = False,
+        if_version: Optional[int] = None,
+    ) -> None:
+        """Stores ``value`` under ``key``.
+
+        ``create=True``: only if the key is absent (else
+        :class:`ConditionError`, ``EEXIST``). ``replace=True``: only if present
+        (else :class:`KeyError`). ``if_version=N``: only if the entry has
+        version ``N`` (else :class:`ConditionError`, ``ESTALE``, or
+        :class:`KeyError` when absent). ``create`` excludes the other two.
+        """
+        version = _condition(create, replace, if_version)
+        self._conn.put(
+            _bytes(key, "key"), _bytes(value, "value"), bool(create), bool(replace), version
+        )
+
+    @overload
+    def get(self, key: BytesLike) -> bytes: ...
+
+    @overload
+    def get(self, key: BytesLike, default: _T) -> Union[bytes, _T]: ...
+
+    def get(self, key: BytesLike, default: object = _MISSING) -> object:
+        """The value of ``key``; :class:`KeyError` if absent, unless a
+        ``default`` is given (then that is returned)."""
+        try:
+            return self._conn.get(_bytes(key, "key"))[1]
+        except KeyError:
+            if default is _MISSING:
+                raise
+            return default
+
+    def get_versioned(self, key: BytesLike) -> Tuple[int, bytes]:
+        """``(version, value)`` of ``key``; :class:`KeyError` if absent."""
+        return self._conn.get(_bytes(key, "key"))
+
+    def delete(self, key: BytesLike, *, if_version: Optional[int] = None) -> None:
+        """Removes ``key`` (:class:`KeyError` if absent); with ``if_version``,
+        only if the entry has that version (else :class:`ConditionError`)."""
+        self._conn.delete(_bytes(key, "key"), _version(if_version))
+
+    def flush(self) -> None:
+        """Removes every entry."""
+        self._conn.flush()
+
+    def info(self) -> Info:
+        """The module's limits and this namespace's usage."""
+        return Info(*self._conn.info())
+
+    def stats(self) -> Stats:
+        """Per-command ok/failed counters of this namespace."""
+        set_counters, get_counters = self._conn.stats()
+
+        def named(names: Tuple[str, ...], counters: List[Tuple[int, int]]) -> Mapping[str, Counter]:
+            return MappingProxyType({n: Counter(*c) for n, c in zip(names, counters)})
+
+        return Stats(set=named(_SET_COMMANDS, set_counters), get=named(_GET_COMMANDS, get_counters))
+
+    def items(self, prefix: BytesLike = b"", consistent: bool = False) -> Iterator[Tuple[bytes, bytes]]:
+        """``(key, value)`` pairs with keys starting with ``prefix``, in key order.
+
+        Lazy: pages are fetched from the module as the iteration reaches
+        them, so pages may come from different generations of a changing
+        table. ``consistent=True`` reads the whole listing from one
+        generation instead (restarting while the table changes) when the
+        iteration starts, then yields from it.
+        """
+        return self._items(_bytes(prefix, "prefix"), bool(consistent))
+
+    def _items(self, prefix: bytes, consistent: bool) -> Iterator[Tuple[bytes, bytes]]:
+        if consistent:
+            _generation, entries = self._conn.snapshot(prefix)
+            for key, value, _version_ in entries:
+                yield key, value
+            return
+        after = b""
+        while True:
+            _generation, entries, more = self._conn.list_page(prefix, after)
+            for key, value, _version_ in entries:
+                yield key, value
+            if not more or not entries:
+                return
+            after = entries[-1][0]
+
+    def keys(self, prefix: BytesLike = b"", consistent: bool = False) -> Iterator[bytes]:
+        """The keys starting with ``prefix``, in key order (as :meth:`items`)."""
+        return (key for key, _value in self.items(prefix, consistent))
+
+    def batch(self) -> Batch:
+        """A :class:`Batch`; use it as a context manager (see there)."""
+        return Batch(self._conn)
+
+    # --- mapping protocol -----------------------------------------------
+
+    def __getitem__(self, key: BytesLike) -> bytes:
+        return self.get(key)
+
+    def __setitem__(self, key: BytesLike, value: BytesLike) -> None:
+        self.put(key, value)
+
+    def __delitem__(self, key: BytesLike) -> None:
+        self.delete(key)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (bytes, bytearray, memoryview, str)):
+            return False
+        data = _bytes(key, "key")
+        if not 1 <= len(data) <= MAX_KEY_LEN:
+            return False  # no such key can be stored
+        try:
+            self._conn.get(data)
+        except KeyError:
+            return False
+        return True
+
+    def __len__(self) -> int:
+        return self.info().entries
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.keys()
+
+
+def open(optbase: Optional[int] = None) -> Table:  # noqa: A001 - the issue's name
+    """Opens this network namespace's table.
+
+    ``optbase`` is the module's optname base; None means ``$NFKV_OPTBASE``,
+    else ``/sys/module/nfkv/parameters/optbase``, else the default 2048.
+    Raises :class:`NotLoadedError` when nothing serves that range,
+    :class:`PermissionError` without ``CAP_NET_ADMIN``.
+    """
+    if optbase is not None and (isinstance(optbase, bool) or not isinstance(optbase, int)):
+        raise TypeError(f"optbase must be an int or None, not {type(optbase).__name__}")
+    if optbase is not None and not 0 <= optbase < 1 << 31:
+        raise ValueError(f"optbase must be 0..2**31-17, not {optbase}")
+    return Table(_native.connect(optbase))

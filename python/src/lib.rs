@@ -1,0 +1,379 @@
+//! `nfkv._native`: the thin native layer of the `nfkv` Python package.
+//!
+//! Every request goes through the `nfkv` Rust crate (the one implementation
+//! of the ABI); this module only converts arguments and results and maps the
+//! crate's errors to Python exceptions. The GIL is released around every call
+//! that reaches the kernel. The Pythonic API (mapping protocol, dataclasses,
+//! batches, iterators) lives in `nfkv/__init__.py`.
+
+use nfkv::{Batch, Condition, Error, Nfkv};
+use pyo3::exceptions::{PyKeyError, PyOSError, PyPermissionError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyBytes, PyType};
+use std::sync::{Arc, Mutex};
+
+/// Highest optname base accepted: the module's 16 optnames must stay
+/// within a C `int`.
+const MAX_OPTBASE: i64 = i32::MAX as i64 - 16;
+
+/// Retries of a consistent listing before giving up.
+const SNAPSHOT_RETRIES: usize = 1000;
+
+/// errno for replies the library cannot decode or an ABI it does not speak.
+const EPROTO: i32 = 71;
+
+/// An exception class of `nfkv._errors` (defined in Python, documented there).
+fn error_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyType>> {
+    static MODULE: GILOnceCell<Py<PyModule>> = GILOnceCell::new();
+    let module = MODULE.get_or_try_init(py, || py.import("nfkv._errors").map(|m| m.unbind()))?;
+    Ok(module.bind(py).getattr(name)?.downcast_into::<PyType>()?)
+}
+
+/// What a failed call knew about the entry it was conditioned on.
+#[derive(Default)]
+struct Context {
+    /// The key of a single-key request.
+    key: Option<Vec<u8>>,
+    /// The version the caller expected (`if_version`).
+    expected: Option<u64>,
+    /// The entry's version read right after the failure, where known.
+    current: Option<u64>,
+}
+
+/// Maps a library error to the Python exception users expect.
+fn to_pyerr(py: Python<'_>, err: Error, ctx: Context) -> PyErr {
+    let msg = err.to_string();
+    let errno = err.errno();
+    let build = || -> PyResult<PyErr> {
+        Ok(match err {
+            Error::NotFound => match ctx.key {
+                Some(key) => PyKeyError::new_err(PyBytes::new(py, &key).unbind()),
+                None => PyKeyError::new_err(msg),
+            },
+            Error::PermissionDenied => PyPermissionError::new_err((libc_errno(errno), msg)),
+            Error::NotLoaded { .. } => PyErr::from_value(
+                error_class(py, "NotLoadedError")?.call1((libc_errno(errno), msg))?,
+            ),
+            Error::NoSpace => {
+                PyErr::from_value(error_class(py, "NoSpaceError")?.call1((libc_errno(errno), msg))?)
+            }
+            Error::Exists | Error::VersionMismatch => {
+                let exc = error_class(py, "ConditionError")?.call1((libc_errno(errno), msg))?;
+                exc.setattr("key", ctx.key.map(|k| PyBytes::new(py, &k).unbind()))?;
+                exc.setattr("expected_version", ctx.expected)?;
+                exc.setattr("current_version", ctx.current)?;
+                PyErr::from_value(exc)
+            }
+            Error::Invalid(_) | Error::TooLarge(_) => PyValueError::new_err(msg),
+            Error::AbiMismatch { .. } | Error::BadReply(_) => PyOSError::new_err((EPROTO, msg)),
+            Error::Os { .. } => match errno {
+                // OSError(errno, ...) picks the matching subclass itself.
+                Some(e) => PyOSError::new_err((e, msg)),
+                None => PyOSError::new_err(msg),
+            },
+        })
+    };
+    build().unwrap_or_else(|e| e)
+}
+
+fn libc_errno(errno: Option<i32>) -> i32 {
+    errno.unwrap_or(0)
+}
+
+/// A `put` or `delete` of a batch, as the Python layer hands it over:
+/// (is_put, key, value, create, replace, if_version).
+type BatchOp<'py> = (
+    bool,
+    Bound<'py, PyBytes>,
+    Bound<'py, PyBytes>,
+    bool,
+    bool,
+    Option<u64>,
+);
+
+/// One open connection to the module (a socket and its optname base).
+#[pyclass(module = "nfkv._native", frozen)]
+struct Connection {
+    /// `None` once closed; calls in flight keep their own reference.
+    kv: Mutex<Option<Arc<Nfkv>>>,
+}
+
+impl Connection {
+    /// The connection, or `ValueError` when closed.
+    fn kv(&self) -> PyResult<Arc<Nfkv>> {
+        self.kv
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| PyValueError::new_err("operation on a closed nfkv table"))
+    }
+}
+
+/// The current version of `key`, read after a failed conditional write.
+fn current_version(kv: &Nfkv, key: &[u8]) -> Option<u64> {
+    kv.get(key).ok().map(|v| v.version)
+}
+
+/// Condition of a put; contradictions are left to the library and module.
+fn condition(create: bool, replace: bool, if_version: Option<u64>) -> Condition {
+    Condition {
+        create_only: create,
+        replace_only: replace,
+        if_version,
+    }
+}
+
+#[pymethods]
+impl Connection {
+    /// The optname base in use.
+    #[getter]
+    fn optbase(&self) -> PyResult<u32> {
+        Ok(self.kv()?.optbase())
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.kv.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+    }
+
+    /// Closes the socket (once no call is using it). Idempotent.
+    fn close(&self) {
+        self.kv.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    /// `(abi_version, optbase, max_key_len, max_value_len, max_entries,
+    /// max_batch_ops, entries, bytes_used, generation, module_version)`.
+    #[allow(clippy::type_complexity)]
+    fn info(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<(u32, u32, u32, u32, u32, u32, u32, u64, u64, String)> {
+        let kv = self.kv()?;
+        let i = py
+            .allow_threads(|| kv.info())
+            .map_err(|e| to_pyerr(py, e, Context::default()))?;
+        let end = i
+            .module_version
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(i.module_version.len());
+        let version = String::from_utf8_lossy(&i.module_version[..end]).into_owned();
+        Ok((
+            i.abi_version,
+            i.optbase,
+            i.max_key_len,
+            i.max_value_len,
+            i.max_entries,
+            i.max_batch_ops,
+            i.entries,
+            i.bytes_used,
+            i.generation,
+            version,
+        ))
+    }
+
+    /// `([(ok, failed)] of the set commands, [(ok, failed)] of the get commands)`.
+    #[allow(clippy::type_complexity)]
+    fn stats(&self, py: Python<'_>) -> PyResult<(Vec<(u64, u64)>, Vec<(u64, u64)>)> {
+        let kv = self.kv()?;
+        let s = py
+            .allow_threads(|| kv.stats())
+            .map_err(|e| to_pyerr(py, e, Context::default()))?;
+        let pairs = |c: &[nfkv::Counter]| c.iter().map(|c| (c.ok, c.failed)).collect();
+        Ok((pairs(&s.set), pairs(&s.get)))
+    }
+
+    /// Stores `value` under `key` if the condition holds.
+    #[pyo3(signature = (key, value, create, replace, if_version))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &[u8],
+        value: &[u8],
+        create: bool,
+        replace: bool,
+        if_version: Option<u64>,
+    ) -> PyResult<()> {
+        let kv = self.kv()?;
+        let cond = condition(create, replace, if_version);
+        let (result, current) = py.allow_threads(|| match kv.put(key, value, cond) {
+            Err(e @ (Error::Exists | Error::VersionMismatch)) => {
+                let current = current_version(&kv, key);
+                (Err(e), current)
+            }
+            r => (r, None),
+        });
+        result.map_err(|e| {
+            to_pyerr(
+                py,
+                e,
+                Context {
+                    key: Some(key.to_vec()),
+                    expected: if_version,
+                    current,
+                },
+            )
+        })
+    }
+
+    /// `(version, value)` of `key`.
+    fn get<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<(u64, Bound<'py, PyBytes>)> {
+        let kv = self.kv()?;
+        match py.allow_threads(|| kv.get(key)) {
+            Ok(v) => Ok((v.version, PyBytes::new(py, &v.value))),
+            Err(e) => Err(to_pyerr(
+                py,
+                e,
+                Context {
+                    key: Some(key.to_vec()),
+                    ..Default::default()
+                },
+            )),
+        }
+    }
+
+    /// Removes `key`, if its version is `if_version` when given.
+    #[pyo3(signature = (key, if_version))]
+    fn delete(&self, py: Python<'_>, key: &[u8], if_version: Option<u64>) -> PyResult<()> {
+        let kv = self.kv()?;
+        let (result, current) = py.allow_threads(|| match kv.delete(key, if_version) {
+            Err(e @ Error::VersionMismatch) => {
+                let current = current_version(&kv, key);
+                (Err(e), current)
+            }
+            r => (r, None),
+        });
+        result.map_err(|e| {
+            to_pyerr(
+                py,
+                e,
+                Context {
+                    key: Some(key.to_vec()),
+                    expected: if_version,
+                    current,
+                },
+            )
+        })
+    }
+
+    /// Removes every entry.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        let kv = self.kv()?;
+        py.allow_threads(|| kv.flush())
+            .map_err(|e| to_pyerr(py, e, Context::default()))
+    }
+
+    /// Applies `ops` (after emptying the table if `flush`) all or nothing.
+    fn apply(&self, py: Python<'_>, ops: Vec<BatchOp<'_>>, flush: bool) -> PyResult<()> {
+        let kv = self.kv()?;
+        let mut batch = Batch::new();
+        if flush {
+            batch.flush();
+        }
+        for (is_put, key, value, create, replace, if_version) in &ops {
+            if *is_put {
+                batch.put(
+                    key.as_bytes(),
+                    value.as_bytes(),
+                    condition(*create, *replace, *if_version),
+                );
+            } else {
+                batch.delete(key.as_bytes(), *if_version);
+            }
+        }
+        py.allow_threads(|| kv.apply(&batch))
+            .map_err(|e| to_pyerr(py, e, Context::default()))
+    }
+
+    /// One page after `after`: `(generation, [(key, value, version)], more)`.
+    #[allow(clippy::type_complexity)]
+    fn list_page<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: &[u8],
+        after: &[u8],
+    ) -> PyResult<(
+        u64,
+        Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, u64)>,
+        bool,
+    )> {
+        let kv = self.kv()?;
+        let page = py
+            .allow_threads(|| kv.list_page(prefix, after))
+            .map_err(|e| to_pyerr(py, e, Context::default()))?;
+        let entries = page
+            .entries
+            .iter()
+            .map(|e| {
+                (
+                    PyBytes::new(py, &e.key),
+                    PyBytes::new(py, &e.value),
+                    e.version,
+                )
+            })
+            .collect();
+        Ok((page.generation, entries, page.more))
+    }
+
+    /// Every entry under `prefix`, all pages from one generation:
+    /// `(generation, [(key, value, version)])`.
+    #[allow(clippy::type_complexity)]
+    fn snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: &[u8],
+    ) -> PyResult<(u64, Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, u64)>)> {
+        let kv = self.kv()?;
+        let (generation, entries) = py
+            .allow_threads(|| kv.snapshot(prefix, SNAPSHOT_RETRIES))
+            .map_err(|e| to_pyerr(py, e, Context::default()))?;
+        let entries = entries
+            .iter()
+            .map(|e| {
+                (
+                    PyBytes::new(py, &e.key),
+                    PyBytes::new(py, &e.value),
+                    e.version,
+                )
+            })
+            .collect();
+        Ok((generation, entries))
+    }
+}
+
+/// Opens a connection at `optbase` (None: `$NFKV_OPTBASE`, then sysfs, then
+/// the default) and checks the module's ABI version.
+#[pyfunction]
+#[pyo3(signature = (optbase=None))]
+fn connect(py: Python<'_>, optbase: Option<i64>) -> PyResult<Connection> {
+    let optbase = match optbase {
+        None => None,
+        Some(o) if (0..=MAX_OPTBASE).contains(&o) => Some(o as u32),
+        Some(o) => {
+            return Err(PyValueError::new_err(format!(
+                "optbase must be 0..={MAX_OPTBASE}, not {o}"
+            )))
+        }
+    };
+    let kv = py
+        .allow_threads(|| match optbase {
+            Some(o) => Nfkv::open_at(o),
+            None => Nfkv::open(),
+        })
+        .map_err(|e| to_pyerr(py, e, Context::default()))?;
+    Ok(Connection {
+        kv: Mutex::new(Some(Arc::new(kv))),
+    })
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Connection>()?;
+    m.add_function(wrap_pyfunction!(connect, m)?)?;
+    m.add("MAX_KEY_LEN", nfkv::MAX_KEY_LEN)?;
+    m.add("DEFAULT_OPTBASE", nfkv::DEFAULT_OPTBASE)?;
+    m.add("ABI_VERSION", nfkv::ABI_VERSION)?;
+    Ok(())
+}
