@@ -5,7 +5,6 @@ use crate::core::enter_user_and_net_namespace;
 use crate::harness::*;
 use crate::{ensure, tests};
 use nfkv::{Batch, Condition, Nfkv};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 pub fn suite() -> Vec<Test> {
     tests![
@@ -20,23 +19,14 @@ pub fn suite() -> Vec<Test> {
 /// `insmod` with `params` must fail and log, after a fresh marker, a line
 /// containing `want`: that case's own message, not an earlier one.
 fn refused_with(params: &str, want: &str) -> TestResult {
-    static CASE: AtomicU32 = AtomicU32::new(0);
-    let marker = format!("nfkv-test-case-{}", CASE.fetch_add(1, Ordering::Relaxed));
-    write_proc("/dev/kmsg", &format!("{marker}\n"))?;
+    let marker = format!("nfkv-vmtests: policy insmod nfkv {params}");
+    kmsg_mark(&marker)?;
     ensure!(reload(params).is_err(), "insmod with {params} succeeded");
-    let log = std::process::Command::new("dmesg")
-        .output()
-        .map_err(|e| format!("dmesg: {e}"))?;
-    let log = String::from_utf8_lossy(&log.stdout);
-    let after = log
-        .rsplit_once(&marker)
-        .map(|(_, after)| after)
-        .ok_or("marker not in dmesg")?;
+    let log = dmesg_after(&marker)?;
     ensure!(
-        after
-            .lines()
+        log.lines()
             .any(|l| l.contains("nfkv: ") && l.contains(want)),
-        "insmod {params}: no dmesg line with {want:?} after the marker:{after}"
+        "insmod {params}: no dmesg line with {want:?} after the marker:{log}"
     );
     Ok(())
 }
