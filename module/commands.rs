@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The commands: from request bytes to table operations and reply bytes.
-//! Safe Rust; the caller has checked CAP_NET_ADMIN and copied set requests in.
+//! Safe Rust; the caller has checked CAP_NET_ADMIN.
 
 use crate::codec::{self, cmd, Batch, ListPageWriter, ListRequest, OpKind, Reject};
+use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
 use crate::table::{self, Limits, NetTable, PreparedOp, GFP};
 use kernel::prelude::*;
-use kernel::uaccess::{UserPtr, UserSlice};
 
 /// Most bytes one LIST call fills; a page always fits the largest entry.
 const LIST_PAGE_MAX: usize = 1 << 20;
@@ -33,35 +33,94 @@ fn emsgsize() -> Error {
     errno(kernel::bindings::EMSGSIZE)
 }
 
-/// Runs set command `cmd` (an offset from optbase) on request `req`.
-pub(crate) fn set(net: &NetTable, limits: &Limits, cmd: u32, req: &[u8]) -> Result {
+/// Set requests up to this size are copied onto the stack.
+const SMALL_REQUEST: usize = 512;
+
+/// Runs set command `cmd` (an offset from optbase) on request `req`. The
+/// command and the length it allows are checked before anything past the
+/// fixed header is copied or allocated.
+pub(crate) fn set(net: &NetTable, limits: &Limits, cmd: u32, req: &mut SetRequest<'_>) -> Result {
+    if !matches!(
+        cmd,
+        cmd::SET_PUT | cmd::SET_DEL | cmd::SET_FLUSH | cmd::SET_BATCH
+    ) {
+        return Err(eopnotsupp());
+    }
+    if req.len() > codec::MAX_REQUEST_LEN {
+        return Err(E2BIG);
+    }
     match cmd {
         cmd::SET_PUT => write_one(net, limits, OpKind::Put, req),
         cmd::SET_DEL => write_one(net, limits, OpKind::Del, req),
         cmd::SET_FLUSH => {
-            codec::parse_flush(req)?;
+            let flush = read_header::<{ codec::FLUSH_SIZE }>(req)?;
+            if req.remaining() != 0 {
+                return Err(EINVAL);
+            }
+            codec::parse_flush(&flush)?;
             commit(net, limits, true, &mut [])
         }
-        cmd::SET_BATCH => batch(net, limits, req),
-        _ => Err(eopnotsupp()),
+        _ => batch(net, limits, req),
     }
 }
 
-fn write_one(net: &NetTable, limits: &Limits, kind: OpKind, req: &[u8]) -> Result {
-    let op = codec::parse_single(kind, req, limits.max_value_len)?;
-    commit(net, limits, false, &mut [PreparedOp::new(&op)?])
+/// Reads the fixed header of size `N` at the start of `req`; `EINVAL` when
+/// the request is shorter.
+fn read_header<const N: usize>(req: &mut SetRequest<'_>) -> Result<[u8; N]> {
+    let mut header = [0u8; N];
+    if req.len() < N {
+        return Err(EINVAL);
+    }
+    req.read(&mut header)?;
+    Ok(header)
 }
 
-fn batch(net: &NetTable, limits: &Limits, req: &[u8]) -> Result {
-    let batch = Batch::parse(req, limits.max_value_len)?;
-    let mut ops = KVVec::with_capacity(batch.count, GFP)?;
-    batch.for_each(|_, op| -> Result {
-        ops.push(PreparedOp::new(&op)?, GFP)?;
-        Ok(())
-    })?;
-    let mut order = KVVec::from_elem(0usize, ops.len(), GFP)?;
-    table::link_same_keys(&mut ops, &mut order);
-    commit(net, limits, batch.flush, &mut ops)
+/// Runs `f` on the whole request: `header` (already read) and the rest, on
+/// the stack when small.
+fn with_request<R>(
+    req: &mut SetRequest<'_>,
+    header: &[u8],
+    f: impl FnOnce(&[u8]) -> Result<R>,
+) -> Result<R> {
+    let len = req.len();
+    if len <= SMALL_REQUEST {
+        let mut buf = [0u8; SMALL_REQUEST];
+        buf[..header.len()].copy_from_slice(header);
+        req.read(&mut buf[header.len()..len])?;
+        return f(&buf[..len]);
+    }
+    let mut buf = KVVec::with_capacity(len, GFP)?;
+    buf.extend_from_slice(header, GFP)?;
+    req.append_to(&mut buf, len - header.len(), GFP)?;
+    f(&buf)
+}
+
+fn write_one(net: &NetTable, limits: &Limits, kind: OpKind, req: &mut SetRequest<'_>) -> Result {
+    let header = read_header::<{ codec::OP_SIZE }>(req)?;
+    let op = codec::op_header(&header, limits.max_value_len)?;
+    if op.kind != kind || op.wire_len() != req.len() {
+        return Err(EINVAL);
+    }
+    with_request(req, &header, |bytes| {
+        let op = codec::parse_single(kind, bytes, limits.max_value_len)?;
+        commit(net, limits, false, &mut [PreparedOp::new(&op)?])
+    })
+}
+
+fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
+    let header = read_header::<{ codec::BATCH_SIZE }>(req)?;
+    Batch::check_header(&header, req.len())?;
+    with_request(req, &header, |bytes| {
+        let batch = Batch::parse(bytes, limits.max_value_len)?;
+        let mut ops = KVVec::with_capacity(batch.count, GFP)?;
+        batch.for_each(|_, op| -> Result {
+            ops.push(PreparedOp::new(&op)?, GFP)?;
+            Ok(())
+        })?;
+        let mut order = KVVec::from_elem(0usize, ops.len(), GFP)?;
+        table::link_same_keys(&mut ops, &mut order);
+        commit(net, limits, batch.flush, &mut ops)
+    })
 }
 
 /// Applies a prepared write; what it displaced is freed after the lock.
@@ -71,40 +130,16 @@ fn commit(net: &NetTable, limits: &Limits, flush: bool, ops: &mut [PreparedOp]) 
     Ok(())
 }
 
-/// The caller's getsockopt buffer: `len` bytes at `ptr`, request in, reply out.
-pub(crate) struct GetBuffer {
-    pub(crate) ptr: UserPtr,
-    pub(crate) len: i32,
-}
-
-impl GetBuffer {
-    /// Reads the first `min(len, out.len())` bytes of the buffer.
-    fn read_request<'a>(&self, out: &'a mut [u8]) -> Result<&'a [u8]> {
-        let n = usize::try_from(self.len)
-            .map_err(|_| EINVAL)?
-            .min(out.len());
-        UserSlice::new(self.ptr, n)
-            .reader()
-            .read_slice(&mut out[..n])?;
-        Ok(&out[..n])
-    }
-
-    /// Writes `parts` one after the other from the start of the buffer.
-    fn write_reply(&self, parts: &[&[u8]]) -> Result {
-        let len = usize::try_from(self.len).map_err(|_| EINVAL)?;
-        let mut writer = UserSlice::new(self.ptr, len).writer();
-        for part in parts {
-            writer.write_slice(part)?;
-        }
-        Ok(())
-    }
-}
-
 /// Runs get command `cmd` with buffer `buf`; returns the reply length.
-pub(crate) fn get(net: &NetTable, info: &codec::Info, cmd: u32, buf: &GetBuffer) -> Result<usize> {
+pub(crate) fn get(
+    net: &NetTable,
+    info: &codec::Info,
+    cmd: u32,
+    buf: &GetBuffer<'_>,
+) -> Result<usize> {
     match cmd {
         cmd::GET_INFO => {
-            codec::check_get_len(buf.len, codec::INFO_SIZE)?;
+            codec::check_get_len(buf.len(), codec::INFO_SIZE)?;
             let (entries, bytes_used, generation) = net.table.lock().usage();
             let info = codec::Info {
                 entries: entries as u32,
@@ -118,7 +153,7 @@ pub(crate) fn get(net: &NetTable, info: &codec::Info, cmd: u32, buf: &GetBuffer)
         cmd::GET_VALUE => get_value(net, buf),
         cmd::GET_LIST => list(net, buf),
         cmd::GET_STATS => {
-            codec::check_get_len(buf.len, codec::STATS_SIZE)?;
+            codec::check_get_len(buf.len(), codec::STATS_SIZE)?;
             buf.write_reply(&[&net.stats.snapshot().encode()])?;
             Ok(codec::STATS_SIZE)
         }
@@ -126,9 +161,9 @@ pub(crate) fn get(net: &NetTable, info: &codec::Info, cmd: u32, buf: &GetBuffer)
     }
 }
 
-fn get_value(net: &NetTable, buf: &GetBuffer) -> Result<usize> {
+fn get_value(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
     let mut req = [0u8; codec::GET_REQUEST_MAX];
-    let key = codec::parse_get(buf.read_request(&mut req)?, buf.len)?;
+    let key = codec::parse_get(buf.read_request(&mut req)?, buf.len())?;
     let (version, value) = net.table.lock().get(key)?;
     let value = value.as_slice();
     let header = codec::ValueHeader {
@@ -137,7 +172,7 @@ fn get_value(net: &NetTable, buf: &GetBuffer) -> Result<usize> {
     }
     .encode();
     let needed = codec::VALUE_SIZE + value.len();
-    if needed > buf.len as usize {
+    if needed > buf.len() as usize {
         buf.write_reply(&[&header])?;
         return Err(emsgsize());
     }
@@ -145,27 +180,70 @@ fn get_value(net: &NetTable, buf: &GetBuffer) -> Result<usize> {
     Ok(needed)
 }
 
-fn list(net: &NetTable, buf: &GetBuffer) -> Result<usize> {
+/// LIST pages up to this size are built on the stack.
+const SMALL_PAGE: usize = 512;
+
+fn list(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
     let mut req = [0u8; codec::LIST_REQUEST_MAX];
-    let req = ListRequest::parse(buf.read_request(&mut req)?, buf.len)?;
-    let mut page = KVVec::from_elem(0u8, (buf.len as usize).min(LIST_PAGE_MAX), GFP)?;
-    let mut writer = ListPageWriter::new(&mut page)?;
+    let req = ListRequest::parse(buf.read_request(&mut req)?, buf.len())?;
+    let limit = (buf.len() as usize).min(LIST_PAGE_MAX);
+    // Size the page by what the table can put in it: every entry padded,
+    // after the header; never more than the caller's buffer.
+    let (entries, bytes_used, _) = net.table.lock().usage();
+    let bound = entries
+        .saturating_mul(codec::LIST_ENTRY_SIZE + codec::ALIGN - 1)
+        .saturating_add(usize::try_from(bytes_used).unwrap_or(usize::MAX))
+        .saturating_add(codec::LIST_REPLY_SIZE);
+    let mut size = bound.min(limit);
+    loop {
+        let mut small = [0u8; SMALL_PAGE];
+        let mut large;
+        let page: &mut [u8] = if size <= SMALL_PAGE {
+            &mut small[..size]
+        } else {
+            large = KVVec::from_elem(0u8, size, GFP)?;
+            &mut large
+        };
+        match list_into(net, &req, page)? {
+            // The table grew since it was sized and the first entry did not
+            // fit this page, though it fits the caller's: size again.
+            Listed::NeedsPage(needed, _) if needed <= limit && size < needed => size = needed,
+            Listed::NeedsPage(needed, generation) => {
+                let header = codec::ListReplyHeader {
+                    generation,
+                    count: 0,
+                    more: true,
+                    size: needed as u32,
+                };
+                buf.write_reply(&[&header.encode()])?;
+                return Err(emsgsize());
+            }
+            Listed::Page(used) => {
+                buf.write_reply(&[&page[..used]])?;
+                return Ok(used);
+            }
+        }
+    }
+}
+
+/// What one pass over the table gave.
+enum Listed {
+    /// A page of this many bytes, ready to copy out.
+    Page(usize),
+    /// Not even the first entry fitted: the page size it needs, and the
+    /// generation it was seen at.
+    NeedsPage(usize, u64),
+}
+
+fn list_into(net: &NetTable, req: &ListRequest<'_>, page: &mut [u8]) -> Result<Listed> {
+    let mut writer = ListPageWriter::new(page)?;
     let (generation, (more, needed)) = {
         let mut table = net.table.lock();
-        let page = table.list_page(&req, &mut writer)?;
+        let page = table.list_page(req, &mut writer)?;
         (table.usage().2, page)
     };
     if let (0, Some(needed)) = (writer.count(), needed) {
-        let header = codec::ListReplyHeader {
-            generation,
-            count: 0,
-            more,
-            size: needed as u32,
-        };
-        buf.write_reply(&[&header.encode()])?;
-        return Err(emsgsize());
+        return Ok(Listed::NeedsPage(needed, generation));
     }
-    let used = writer.finish(generation, more);
-    buf.write_reply(&[&page[..used]])?;
-    Ok(used)
+    Ok(Listed::Page(writer.finish(generation, more)))
 }

@@ -416,11 +416,11 @@ pub(crate) struct NetTable {
 }
 
 impl NetTable {
-    /// The state of a namespace, around `table`.
-    pub(crate) fn new(table: Table) -> impl PinInit<Self> {
-        pin_init!(NetTable {
-            table <- new_mutex!(table, "nfkv_table"),
+    /// The state of a new namespace: an empty table.
+    pub(crate) fn new() -> impl PinInit<Self, Error> {
+        try_pin_init!(NetTable {
+            table <- new_mutex!(Table::new()?, "nfkv_table"),
             stats: Stats::new(),
-        })
+        }? Error)
     }
 }

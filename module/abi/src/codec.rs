@@ -249,8 +249,29 @@ impl<'a> Op<'a> {
 
 /// Parses one `struct nfkv_op` with its key and value from the front of
 /// `buf`; returns the op and the bytes after the value.
-fn parse_op(buf: &[u8], max_value_len: usize) -> Result<(Op<'_>, &[u8]), Reject> {
-    let (h, rest) = take(buf, OP_SIZE)?;
+/// The checked fixed part of one op.
+#[derive(Debug, Clone, Copy)]
+pub struct OpHeader {
+    /// Put or delete.
+    pub kind: OpKind,
+    /// Its conditions.
+    pub cond: Condition,
+    /// Key bytes after the header.
+    pub key_len: usize,
+    /// Value bytes after the key.
+    pub value_len: usize,
+}
+
+impl OpHeader {
+    /// Header, key and value: the op's length without padding.
+    pub fn wire_len(&self) -> usize {
+        OP_SIZE + self.key_len + self.value_len
+    }
+}
+
+/// Checks the fixed part of an op (everything but the key and value bytes),
+/// refusing with the errno the whole op would get.
+pub fn op_header(h: &[u8; OP_SIZE], max_value_len: usize) -> Result<OpHeader, Reject> {
     let kind = match u32::from(get_u16(h, offset_of!(uapi::nfkv_op, op))) {
         uapi::NFKV_OP_PUT => OpKind::Put,
         uapi::NFKV_OP_DEL => OpKind::Del,
@@ -271,6 +292,23 @@ fn parse_op(buf: &[u8], max_value_len: usize) -> Result<(Op<'_>, &[u8]), Reject>
         OpKind::Put if value_len > max_value_len => return Err(Reject::TooBig),
         _ => {}
     }
+    Ok(OpHeader {
+        kind,
+        cond,
+        key_len,
+        value_len,
+    })
+}
+
+fn parse_op(buf: &[u8], max_value_len: usize) -> Result<(Op<'_>, &[u8]), Reject> {
+    let (h, rest) = take(buf, OP_SIZE)?;
+    let h: &[u8; OP_SIZE] = h.try_into().map_err(|_| Reject::Invalid)?;
+    let OpHeader {
+        kind,
+        cond,
+        key_len,
+        value_len,
+    } = op_header(h, max_value_len)?;
     let (key, rest) = take(rest, key_len)?;
     let (value, rest) = take(rest, value_len)?;
     Ok((
@@ -319,6 +357,19 @@ impl<'a> Batch<'a> {
     /// Checks the header of a batch request.
     pub fn parse(buf: &'a [u8], max_value_len: usize) -> Result<Self, Reject> {
         let (h, records) = take(buf, BATCH_SIZE)?;
+        let h: &[u8; BATCH_SIZE] = h.try_into().map_err(|_| Reject::Invalid)?;
+        let (flush, count) = Self::check_header(h, buf.len())?;
+        Ok(Batch {
+            flush,
+            count,
+            records,
+            max_value_len,
+        })
+    }
+
+    /// Checks the header of a batch request of `len` bytes in all (before
+    /// the records are read); returns its flush flag and record count.
+    pub fn check_header(h: &[u8; BATCH_SIZE], len: usize) -> Result<(bool, usize), Reject> {
         let flags = get_u32(h, offset_of!(uapi::nfkv_batch, flags));
         let count = get_u32(h, offset_of!(uapi::nfkv_batch, count)) as usize;
         if flags & !uapi::NFKV_BATCH_F_FLUSH != 0 {
@@ -329,15 +380,10 @@ impl<'a> Batch<'a> {
         }
         // Every record takes at least a header and a one-byte key, padded:
         // a count that cannot fit is refused before anyone sizes by it.
-        if records.len() / MIN_RECORD_LEN < count {
+        if len.saturating_sub(BATCH_SIZE) / MIN_RECORD_LEN < count {
             return Err(Reject::Invalid);
         }
-        Ok(Batch {
-            flush: flags & uapi::NFKV_BATCH_F_FLUSH != 0,
-            count,
-            records,
-            max_value_len,
-        })
+        Ok((flags & uapi::NFKV_BATCH_F_FLUSH != 0, count))
     }
 
     /// Visits every record in order. Stops at the first malformed record or

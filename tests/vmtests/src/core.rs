@@ -788,7 +788,7 @@ fn nobody_gets_eperm_on_every_command() -> TestResult {
     Ok(())
 }
 
-fn enter_user_and_net_namespace() -> TestResult {
+pub(crate) fn enter_user_and_net_namespace() -> TestResult {
     become_nobody()?;
     unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET)?;
     write_proc("/proc/self/setgroups", "deny")?;

@@ -8,6 +8,7 @@ mod faults;
 mod fuzz;
 mod harness;
 mod lifecycle;
+mod policy;
 mod stress;
 
 use harness::{run_suite, Test};
@@ -23,6 +24,7 @@ fn suites() -> Vec<Suite> {
         ("stress", stress::suite),
         ("faults", faults::suite),
         ("lifecycle", lifecycle::suite),
+        ("policy", policy::suite),
     ]
 }
 

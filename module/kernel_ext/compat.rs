@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Every difference between the kernel Rust APIs that nfkv builds against
+//! (Linux 6.12 LTS and 7.3), in one place. Each `cfg` is set by Kbuild when
+//! the kernel tree has the newer API (detected in the tree's own sources, so
+//! versions in between work too); the comment says what 6.12 and 7.3 have.
+
+use kernel::prelude::*;
+use kernel::uaccess::UserPtr;
+
+/// A user-space address as `uaccess` wants it.
+///
+/// 6.12: `UserPtr` is `usize`. 7.3: a newtype built with `from_addr`.
+pub(crate) fn user_ptr(addr: usize) -> UserPtr {
+    #[cfg(kext_userptr_struct)]
+    {
+        UserPtr::from_addr(addr)
+    }
+    #[cfg(not(kext_userptr_struct))]
+    {
+        addr
+    }
+}
+
+/// Marks the first `additional` elements of `vec`'s spare capacity as
+/// initialised.
+///
+/// 6.12: `Vec::set_len(new_len)`. 7.3: `Vec::inc_len(additional)`.
+///
+/// # Safety
+///
+/// `additional <= vec.capacity() - vec.len()`, and those elements have been
+/// written.
+pub(crate) unsafe fn vec_inc_len<T, A: kernel::alloc::Allocator>(
+    vec: &mut kernel::alloc::Vec<T, A>,
+    additional: usize,
+) {
+    #[cfg(kext_vec_inc_len)]
+    // SAFETY: the caller's contract is `inc_len`'s.
+    unsafe {
+        vec.inc_len(additional)
+    };
+    #[cfg(not(kext_vec_inc_len))]
+    // SAFETY: the caller's contract: the new length is within the capacity
+    // and the elements up to it are initialised, as `set_len` requires.
+    unsafe {
+        vec.set_len(vec.len() + additional)
+    };
+}
+
+/// `kernel::module!` with one author.
+///
+/// 6.12: `author: "..."`. 7.3: `authors: ["..."]` (several allowed).
+#[cfg(kext_module_authors)]
+macro_rules! kext_module {
+    (type: $t:ident, name: $name:tt, author: $author:tt, description: $d:tt, license: $l:tt $(,)?) => {
+        ::kernel::prelude::module! { type: $t, name: $name, authors: [$author], description: $d, license: $l, }
+    };
+}
+#[cfg(not(kext_module_authors))]
+macro_rules! kext_module {
+    (type: $t:ident, name: $name:tt, author: $author:tt, description: $d:tt, license: $l:tt $(,)?) => {
+        ::kernel::prelude::module! { type: $t, name: $name, author: $author, description: $d, license: $l, }
+    };
+}
+pub(crate) use kext_module;

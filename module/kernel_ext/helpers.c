@@ -1,0 +1,50 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * kernel_ext's C side: static-inline kernel helpers wrapped for Rust. Nothing
+ * here is specific to one module.
+ */
+#include <linux/capability.h>
+#include <linux/timekeeping.h>
+#include <linux/user_namespace.h>
+#include <net/netns/generic.h>
+#include <net/sock.h>
+
+#include "helpers.h"
+
+struct net *kext_sock_net(const struct sock *sk)
+{
+	return sock_net(sk);
+}
+
+/* The pernet data that register_pernet_subsys() allocated for `id`. */
+void *kext_net_generic(const struct net *net, unsigned int id)
+{
+	return net_generic(net, id);
+}
+
+/* `cap` over the user namespace owning `net`, as ip_tables and IPVS check it. */
+bool kext_net_ns_capable(const struct net *net, int cap)
+{
+	return ns_capable(net->user_ns, cap);
+}
+
+bool kext_net_owned_by_init_user_ns(const struct net *net)
+{
+	return net->user_ns == &init_user_ns;
+}
+
+bool kext_net_is_init_net(const struct net *net)
+{
+	return net_eq(net, &init_net);
+}
+
+/* copy_from_sockptr_offset() for user and kernel pointers alike; 0 or -EFAULT. */
+int kext_copy_from_sockptr_offset(void *dst, sockptr_t src, size_t offset, size_t size)
+{
+	return copy_from_sockptr_offset(dst, src, offset, size) ? -EFAULT : 0;
+}
+
+u64 kext_clock_real_ns(void)
+{
+	return ktime_get_real_ns();
+}

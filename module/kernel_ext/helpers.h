@@ -1,0 +1,17 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What kernel_ext needs from C beyond kernel::bindings: the netfilter sockopt
+ * and pernet interfaces (turned into Rust by the bindgen rule in Kbuild) and
+ * wrappers for static-inline helpers Rust cannot call (helpers.c).
+ */
+#include <linux/netfilter.h>
+#include <linux/sockptr.h>
+#include <net/net_namespace.h>
+
+struct net *kext_sock_net(const struct sock *sk);
+void *kext_net_generic(const struct net *net, unsigned int id);
+bool kext_net_ns_capable(const struct net *net, int cap);
+bool kext_net_owned_by_init_user_ns(const struct net *net);
+bool kext_net_is_init_net(const struct net *net);
+int kext_copy_from_sockptr_offset(void *dst, sockptr_t src, size_t offset, size_t size);
+u64 kext_clock_real_ns(void);

@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Per-network-namespace data: [`PernetRegistration<T>`] gives every network
+//! namespace its own `T`, created when the namespace is (or when the
+//! registration is, for those already there) and dropped when it dies.
+//!
+//! The kernel allocates `size_of::<T>()` zeroed bytes per namespace
+//! (`pernet_operations.size`) and `T` is initialised in place there, pinned.
+//! The callbacks get no context pointer, so each `T` names the static
+//! [`PernetId<T>`] where the kernel keeps its slot number.
+
+use super::bindings as b;
+use super::registration::{RawOps, Registration};
+use core::cell::UnsafeCell;
+use core::ffi::{c_int, c_uint};
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use kernel::bindings;
+use kernel::prelude::*;
+
+/// A network namespace, borrowed for the duration of a callback.
+#[derive(Clone, Copy)]
+pub(crate) struct NetRef<'a> {
+    net: NonNull<bindings::net>,
+    _life: PhantomData<&'a bindings::net>,
+}
+
+impl NetRef<'_> {
+    /// # Safety
+    ///
+    /// `net` points to a live network namespace for the lifetime chosen.
+    pub(crate) unsafe fn from_raw(net: NonNull<bindings::net>) -> Self {
+        NetRef {
+            net,
+            _life: PhantomData,
+        }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut bindings::net {
+        self.net.as_ptr()
+    }
+
+    /// Whether the caller has `cap` over the user namespace owning this
+    /// network namespace (`ns_capable(net->user_ns, cap)`).
+    pub(crate) fn ns_capable(&self, cap: u32) -> bool {
+        // SAFETY: the namespace is live (type invariant); `ns_capable` only
+        // reads it and the current task's credentials.
+        unsafe { b::kext_net_ns_capable(self.as_ptr(), cap as c_int) }
+    }
+
+    /// Whether the initial user namespace owns it (it was not created by an
+    /// unprivileged user through a user namespace).
+    pub(crate) fn owned_by_init_user_ns(&self) -> bool {
+        // SAFETY: the namespace is live; `user_ns` is set for its lifetime.
+        unsafe { b::kext_net_owned_by_init_user_ns(self.as_ptr()) }
+    }
+
+    /// Whether it is the initial network namespace.
+    pub(crate) fn is_init_net(&self) -> bool {
+        // SAFETY: only compares addresses.
+        unsafe { b::kext_net_is_init_net(self.as_ptr()) }
+    }
+}
+
+/// What each network namespace gets one of.
+pub(crate) trait PernetData: Send + Sync + Sized + 'static {
+    /// The static holding this type's pernet id: `static ID: PernetId<Self>`.
+    fn id() -> &'static PernetId<Self>;
+
+    /// Initialises the data of a new namespace (in place, pinned).
+    fn init(net: NetRef<'_>) -> impl PinInit<Self, Error>;
+}
+
+/// The slot number the kernel gives `T`'s registration, plus what the
+/// sockopt abstraction needs to know no caller still uses the data when it
+/// goes away. Declare one `static` per type; at most one registration of `T`
+/// can exist at a time.
+pub(crate) struct PernetId<T> {
+    id: UnsafeCell<c_uint>,
+    /// Set while a [`PernetRegistration<T>`] exists.
+    registered: AtomicBool,
+    /// Set while sockopt callbacks may read `T` (see `sockopt.rs`).
+    pub(super) open: AtomicBool,
+    /// Sockopt callbacks currently reading `T`.
+    pub(super) in_flight: AtomicUsize,
+    _t: PhantomData<fn() -> T>,
+}
+
+// SAFETY: `id` is written by the kernel only inside `register_pernet_subsys`,
+// which runs while `registered` excludes every other registration of `T`, and
+// before any reader can see the registration; the rest is atomics.
+unsafe impl<T> Sync for PernetId<T> {}
+
+impl<T> PernetId<T> {
+    pub(crate) const fn new() -> Self {
+        PernetId {
+            id: UnsafeCell::new(0),
+            registered: AtomicBool::new(false),
+            open: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            _t: PhantomData,
+        }
+    }
+}
+
+/// `T` of namespace `net`, or `None` when it has none (the namespace is
+/// still being set up).
+///
+/// # Safety
+///
+/// A [`PernetRegistration<T>`] exists and stays alive while the result is
+/// used, and `net` is live.
+pub(super) unsafe fn data<'a, T: PernetData>(net: NetRef<'a>) -> Option<&'a T> {
+    // SAFETY: registered (caller), so `id` holds the kernel's slot number
+    // and no longer changes.
+    let id = unsafe { *T::id().id.get() };
+    // SAFETY: `net` is live (caller); `net_generic` reads its slot array.
+    let data = unsafe { b::kext_net_generic(net.as_ptr(), id) };
+    // SAFETY: a non-null slot of a registered `T` holds a `T` that `net_init`
+    // initialised and only `net_exit` (after every user of `net`) drops.
+    unsafe { data.cast::<T>().as_ref() }
+}
+
+/// `pernet_operations` for `T`.
+pub(crate) struct PernetOps<T>(PhantomData<T>);
+
+impl<T: PernetData> RawOps for PernetOps<T> {
+    type Raw = b::pernet_operations;
+
+    unsafe fn register(raw: *mut Self::Raw) -> c_int {
+        // SAFETY: the caller's contract is the function's.
+        unsafe { b::register_pernet_subsys(raw) }
+    }
+
+    unsafe fn unregister(raw: *mut Self::Raw) {
+        // SAFETY: the caller's contract is the function's.
+        unsafe { b::unregister_pernet_subsys(raw) }
+    }
+}
+
+/// `pernet_operations.init`: initialises `T` in the zeroed slot.
+///
+/// # Safety
+///
+/// Called by the pernet core for a namespace being set up, after it
+/// allocated the slot of `size_of::<T>()` bytes for `T::id()`.
+unsafe extern "C" fn net_init<T: PernetData>(net: *mut bindings::net) -> c_int {
+    let Some(net) = NonNull::new(net) else {
+        return EINVAL.to_errno();
+    };
+    // SAFETY: the namespace is live during its init callback.
+    let net = unsafe { NetRef::from_raw(net) };
+    // SAFETY: the registration is alive while its callbacks run; the id was
+    // assigned before the first `init`.
+    let id = unsafe { *T::id().id.get() };
+    // SAFETY: the slot was allocated for this registration (contract).
+    let slot = unsafe { b::kext_net_generic(net.as_ptr(), id) }.cast::<T>();
+    if slot.is_null() {
+        return ENOMEM.to_errno();
+    }
+    // SAFETY: `slot` is `size_of::<T>()` bytes, aligned for `T` (checked at
+    // registration against kmalloc's minimum alignment), owned by this
+    // namespace and freed by the pernet core only after `net_exit`; it never
+    // moves, so `T` stays pinned. On error `__pinned_init` leaves nothing to drop.
+    match unsafe { T::init(net).__pinned_init(slot) } {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
+}
+
+/// `pernet_operations.exit`: drops `T` of a dying namespace.
+///
+/// # Safety
+///
+/// Called by the pernet core once per namespace whose `init` succeeded, when
+/// nothing can reach the namespace's data any more.
+unsafe extern "C" fn net_exit<T: PernetData>(net: *mut bindings::net) {
+    // SAFETY: as in `net_init`.
+    let id = unsafe { *T::id().id.get() };
+    // SAFETY: the namespace is live during its exit callback.
+    let slot = unsafe { b::kext_net_generic(net, id) }.cast::<T>();
+    if !slot.is_null() {
+        // SAFETY: `net_init` initialised a `T` there, nobody uses it any more
+        // (contract), and the pernet core frees the bytes after this returns.
+        unsafe { core::ptr::drop_in_place(slot) };
+    }
+}
+
+/// The registration giving every network namespace a `T`.
+pub(crate) struct PernetRegistration<T: PernetData> {
+    // Fields drop in order: unregister first, then free the id.
+    _reg: Registration<PernetOps<T>>,
+    _id: IdClaim<T>,
+}
+
+/// `T`'s id claimed by a registration; released when dropped.
+struct IdClaim<T: PernetData>(PhantomData<T>);
+
+impl<T: PernetData> Drop for IdClaim<T> {
+    fn drop(&mut self) {
+        T::id().registered.store(false, Ordering::Release);
+    }
+}
+
+/// The alignment every kmalloc allocation has at least.
+const KMALLOC_MIN_ALIGN: usize = 8;
+
+impl<T: PernetData> PernetRegistration<T> {
+    /// Registers `T`: every existing namespace gets its `T` now, every new one
+    /// when it is created. `EBUSY` if `T` is registered already.
+    pub(crate) fn register() -> Result<Self> {
+        const { assert!(core::mem::align_of::<T>() <= KMALLOC_MIN_ALIGN) };
+        let id = T::id();
+        if id.registered.swap(true, Ordering::AcqRel) {
+            return Err(EBUSY);
+        }
+        let claim = IdClaim::<T>(PhantomData);
+        let raw = b::pernet_operations {
+            init: Some(net_init::<T>),
+            exit: Some(net_exit::<T>),
+            id: id.id.get(),
+            size: core::mem::size_of::<T>(),
+            ..Default::default()
+        };
+        // SAFETY: `net_init`/`net_exit` are sound for `T`'s slots: the slot
+        // size is `size_of::<T>()`, `id` points to a static, and `registered`
+        // keeps any other registration of `T` from sharing it.
+        let reg = unsafe { Registration::register(raw) }?;
+        Ok(PernetRegistration {
+            _reg: reg,
+            _id: claim,
+        })
+    }
+}

@@ -1,0 +1,234 @@
+//! The module's resource and identity policy: which optbases it refuses,
+//! versions that never repeat, and the memory it lets namespaces pin.
+
+use crate::core::enter_user_and_net_namespace;
+use crate::harness::*;
+use crate::{ensure, tests};
+use nfkv::{Batch, Condition, Nfkv};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub fn suite() -> Vec<Test> {
+    tests![
+        optbases_the_ip_layer_keeps_are_refused,
+        version_string_fits_the_info_field,
+        versions_never_repeat_across_flush_reload_and_namespaces,
+        per_namespace_byte_limit,
+        unprivileged_namespaces_share_a_budget,
+    ]
+}
+
+/// `insmod` with `params` must fail and log, after a fresh marker, a line
+/// containing `want`: that case's own message, not an earlier one.
+fn refused_with(params: &str, want: &str) -> TestResult {
+    static CASE: AtomicU32 = AtomicU32::new(0);
+    let marker = format!("nfkv-test-case-{}", CASE.fetch_add(1, Ordering::Relaxed));
+    write_proc("/dev/kmsg", &format!("{marker}\n"))?;
+    ensure!(reload(params).is_err(), "insmod with {params} succeeded");
+    let log = std::process::Command::new("dmesg")
+        .output()
+        .map_err(|e| format!("dmesg: {e}"))?;
+    let log = String::from_utf8_lossy(&log.stdout);
+    let after = log
+        .rsplit_once(&marker)
+        .map(|(_, after)| after)
+        .ok_or("marker not in dmesg")?;
+    ensure!(
+        after
+            .lines()
+            .any(|l| l.contains("nfkv: ") && l.contains(want)),
+        "insmod {params}: no dmesg line with {want:?} after the marker:{after}"
+    );
+    Ok(())
+}
+
+fn optbases_the_ip_layer_keeps_are_refused() -> TestResult {
+    let r = (|| {
+        for (params, want) in [
+            // IP_TOS: a PUT would set the socket's TOS and store nothing.
+            ("optbase=1", "optbase=1: optnames 1..16 overlap 0..63"),
+            ("optbase=50", "optbase=50: optnames 50..65 overlap 0..63"),
+            // MRT_INIT and friends (200..212).
+            (
+                "optbase=190",
+                "optbase=190: optnames 190..205 overlap 200..255",
+            ),
+            (
+                "optbase=255",
+                "optbase=255: optnames 255..270 overlap 200..255",
+            ),
+            ("optbase=0", "overlap 0..63"),
+            ("optbase=2147483647", "optbase=2147483647 is out of range"),
+        ] {
+            refused_with(params, want)?;
+        }
+        // Just past each reserved range is fine.
+        for ok in ["optbase=256", "optbase=4096"] {
+            reload(ok)?;
+            ck("info", connect()?.info())?;
+        }
+        Ok(())
+    })();
+    reload("")?;
+    r
+}
+
+fn version_string_fits_the_info_field() -> TestResult {
+    let kv = connect()?;
+    let info = ck("info", kv.info())?;
+    let v = info.module_version_str();
+    ensure!(
+        !v.is_empty() && v.len() < 16,
+        "module version {v:?} (the build refuses 16 bytes or more)"
+    );
+    Ok(())
+}
+
+fn version_of(kv: &Nfkv, key: &[u8]) -> Result<u64, String> {
+    Ok(ck("get", kv.get(key))?.version)
+}
+
+fn versions_never_repeat_across_flush_reload_and_namespaces() -> TestResult {
+    let kv = fresh()?;
+    ck("put", kv.put(b"k", b"1", Condition::default()))?;
+    let v1 = version_of(&kv, b"k")?;
+    ck("flush", kv.flush())?;
+    ck("put", kv.put(b"k", b"2", Condition::default()))?;
+    let v2 = version_of(&kv, b"k")?;
+    ensure!(v2 > v1, "after a flush: version {v2} not above {v1}");
+
+    reload("")?;
+    let kv = connect()?;
+    let start = ck("info", kv.info())?.generation;
+    ensure!(
+        start > v2,
+        "a reloaded table starts at {start}, not above {v2}"
+    );
+    ck("put", kv.put(b"k", b"3", Condition::default()))?;
+    let v3 = version_of(&kv, b"k")?;
+    ensure!(v3 > v2, "after rmmod/insmod: version {v3} not above {v2}");
+    for stale in [v1, v2] {
+        expect_err(
+            "IF_VERSION from before the reload",
+            kv.put(
+                b"k",
+                b"x",
+                Condition {
+                    if_version: Some(stale),
+                    ..Default::default()
+                },
+            ),
+            libc::ESTALE,
+        )?;
+    }
+    in_child(|| {
+        unshare(libc::CLONE_NEWNET)?;
+        let kv = connect()?;
+        ck("put", kv.put(b"k", b"4", Condition::default()))?;
+        let v4 = version_of(&kv, b"k")?;
+        ensure!(v4 > v3, "a new namespace's version {v4} not above {v3}");
+        Ok(())
+    })
+}
+
+/// Puts `value` under keys `prefix0`, `prefix1`, ... until a put fails;
+/// returns how many were stored and the errno that stopped it.
+fn fill(kv: &Nfkv, prefix: &str, value: &[u8], most: usize) -> Result<(usize, i32), String> {
+    for i in 0..most {
+        let key = format!("{prefix}{i}");
+        if let Err(e) = kv.put(key.as_bytes(), value, Condition::default()) {
+            return Ok((i, e.errno().unwrap_or(0)));
+        }
+    }
+    Err(format!(
+        "{most} puts of {} bytes all succeeded",
+        value.len()
+    ))
+}
+
+fn per_namespace_byte_limit() -> TestResult {
+    reload("max_value_len=65536 max_bytes_mib=1")?;
+    let r = (|| {
+        let kv = fresh()?;
+        let value = vec![7u8; 65536];
+        let (stored, errno) = fill(&kv, "k", &value, 64)?;
+        ensure!(
+            errno == libc::ENOSPC,
+            "stopped by errno {errno}, not ENOSPC"
+        );
+        // 1 MiB of keys and values: 15 full entries (16 would be over).
+        ensure!(stored == 15, "{stored} entries of 64 KiB fit in 1 MiB");
+        let before = dump(&kv)?;
+        ensure!(
+            before.bytes_used <= 1 << 20,
+            "bytes_used {}",
+            before.bytes_used
+        );
+        // Refused whole, also inside a batch, and overwrites that grow count.
+        let mut b = Batch::new();
+        b.delete(b"k0", None)
+            .put(b"k0", &value, Condition::default());
+        b.put(b"new", &value, Condition::default());
+        expect_err("batch over the limit", kv.apply(&b), libc::ENOSPC)?;
+        ensure!(dump(&kv)? == before, "a refused write changed the table");
+        // Smaller values still fit; freeing makes room again.
+        ck("small", kv.put(b"small", b"v", Condition::default()))?;
+        ck("del", kv.delete(b"k1", None))?;
+        ck("room again", kv.put(b"k1", &value, Condition::default()))?;
+        Ok(())
+    })();
+    reload("")?;
+    r
+}
+
+fn unprivileged_namespaces_share_a_budget() -> TestResult {
+    reload("max_value_len=65536 userns_budget_mib=1")?;
+    let r = (|| {
+        in_child(|| {
+            enter_user_and_net_namespace()?;
+            // Four namespaces of one unprivileged user, alive at once (each
+            // socket holds its namespace).
+            let mut tables = Vec::new();
+            for n in 0..4 {
+                if n > 0 {
+                    unshare(libc::CLONE_NEWNET)?;
+                }
+                tables.push(connect()?);
+            }
+            let value = vec![1u8; 65536];
+            let mut total = 0;
+            for (n, kv) in tables.iter().enumerate() {
+                let (stored, errno) = fill(kv, &format!("ns{n}-"), &value, 64)?;
+                total += stored;
+                if n == 0 {
+                    ensure!(errno == libc::ENOSPC, "stopped by errno {errno}");
+                }
+                let before = dump(kv)?;
+                expect_err(
+                    "over the budget",
+                    kv.put(b"one-more", &value, Condition::default()),
+                    libc::ENOSPC,
+                )?;
+                ensure!(dump(kv)? == before, "a refused put changed the table");
+            }
+            // 1 MiB shared, each 64 KiB entry charged with its overhead:
+            // at most 15 entries in all four namespaces together.
+            ensure!(
+                (1..=15).contains(&total),
+                "{total} entries of 64 KiB stored across namespaces sharing 1 MiB"
+            );
+            Ok(())
+        })?;
+        // The initial namespace is never charged to that budget.
+        let kv = fresh()?;
+        let value = vec![2u8; 65536];
+        for i in 0..40 {
+            ck(
+                "the initial namespace next to a full budget",
+                kv.put(format!("host{i}").as_bytes(), &value, Condition::default()),
+            )?;
+        }
+        ck("flush", kv.flush())
+    })();
+    reload("")?;
+    r
+}
