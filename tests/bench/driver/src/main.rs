@@ -1,27 +1,29 @@
 //! nfkv-bench: measures nfkv.ko (Rust) against nfkv_cref.ko (the same ABI
-//! in C) and nfkv_floor.ko (the bare channel), side by side in one VM run.
-//! Variants are interleaved (A/B/A/B, several rounds); each row reports the
-//! median and the spread (min..max) of its rounds. Run by tests/bench/run.
+//! in C), a BPF hash map driven through bpf(2), and nfkv_floor.ko (the bare
+//! channel), side by side in one VM boot. Variants are interleaved (Rust, C,
+//! BPF, Rust, C, BPF, … over the rounds); each row reports the median and
+//! the spread (min..max) of its rounds. Every timed call checks its result
+//! (reply lengths, values, entry counts): a wrong result fails the run.
+//! Run by tests/bench/run; see BENCHMARKS.md.
 //!
 //! Usage: nfkv-bench RUST_OPTBASE C_OPTBASE FLOOR_OPTBASE [ROUNDS]
 
-use nfkv::{Batch, Condition, Nfkv};
-use nfkv_abi::codec::{self, cmd};
-use std::os::fd::AsRawFd;
-use std::time::Instant;
+mod bpf;
+mod nf;
+
+use bpf::{BpfHash, BPF_ANY};
+use nf::{
+    encode_get, encode_op, key, value, Nf, GET_VALUE, SET_BATCH, SET_DEL, SET_PUT, VALUE_SIZE,
+};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
 
 const KEY_LEN: usize = 16;
 const VALUE_LEN: usize = 64;
-
-fn key(i: u64) -> Vec<u8> {
-    format!("k{:015}", i.wrapping_mul(0x9e37_79b9) % 1_000_000_000_000).into_bytes()
-}
-
-fn value(i: u64) -> Vec<u8> {
-    let mut v = vec![b'v'; VALUE_LEN];
-    v[..8].copy_from_slice(&i.to_le_bytes());
-    v
-}
+/// Calls per sample for the cheap rows.
+const N: u64 = 20_000;
+/// Capacity of the BPF map used for timing, as nfkv's max_entries (in-vm).
+const BPF_MAX_ENTRIES: u32 = 131_072;
 
 /// Nanoseconds per call of `f`, over `n` calls.
 fn per_op(n: u64, mut f: impl FnMut(u64)) -> f64 {
@@ -32,19 +34,7 @@ fn per_op(n: u64, mut f: impl FnMut(u64)) -> f64 {
     start.elapsed().as_nanos() as f64 / n as f64
 }
 
-fn fill(kv: &Nfkv, n: u64) {
-    kv.flush().expect("flush");
-    let mut i = 0;
-    while i < n {
-        let mut b = Batch::new();
-        for j in i..(i + 4096).min(n) {
-            b.put(&key(j), &value(j), Condition::default());
-        }
-        kv.apply(&b).expect("fill");
-        i += 4096;
-    }
-}
-
+#[derive(Clone, Copy)]
 struct Stat {
     median: f64,
     min: f64,
@@ -60,276 +50,775 @@ fn stat(mut v: Vec<f64>) -> Stat {
     }
 }
 
-fn slab_kb() -> u64 {
-    let m = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    m.lines()
-        .find(|l| l.starts_with("Slab:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+/// One implementation in one row: `setup` (untimed) then `sample` (returns
+/// the measurement), once per round.
+struct Variant<'a> {
+    name: &'static str,
+    setup: Box<dyn FnMut() + 'a>,
+    sample: Box<dyn FnMut() -> f64 + 'a>,
+}
+
+fn variant<'a>(
+    name: &'static str,
+    setup: impl FnMut() + 'a,
+    sample: impl FnMut() -> f64 + 'a,
+) -> Variant<'a> {
+    Variant {
+        name,
+        setup: Box::new(setup),
+        sample: Box::new(sample),
+    }
+}
+
+/// A variant timing `iters` calls of `op` per sample.
+fn timed<'a>(
+    name: &'static str,
+    iters: u64,
+    setup: impl FnMut() + 'a,
+    mut op: impl FnMut(u64) + 'a,
+) -> Variant<'a> {
+    variant(name, setup, move || per_op(iters, &mut op))
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 10_000_000.0 {
+        format!("{:.1} ms", ns / 1e6)
+    } else if ns >= 100_000.0 {
+        format!("{:.1} us", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+struct Row {
+    name: String,
+    unit: &'static str,
+    results: Vec<(&'static str, Stat)>,
+}
+
+struct Bench {
+    rounds: usize,
+    rows: Vec<Row>,
+}
+
+impl Bench {
+    /// Runs the variants interleaved over the rounds and prints the row.
+    fn row(&mut self, name: &str, unit: &'static str, variants: Vec<Variant>) {
+        self.row_rounds(name, unit, self.rounds, variants);
+    }
+
+    /// [`Bench::row`] over `rounds` rounds.
+    fn row_rounds(
+        &mut self,
+        name: &str,
+        unit: &'static str,
+        rounds: usize,
+        mut variants: Vec<Variant>,
+    ) {
+        let mut samples = vec![Vec::new(); variants.len()];
+        for _ in 0..rounds {
+            for (v, s) in variants.iter_mut().zip(&mut samples) {
+                (v.setup)();
+                s.push((v.sample)());
+            }
+        }
+        let results: Vec<(&'static str, Stat)> = variants
+            .iter()
+            .zip(samples)
+            .map(|(v, s)| (v.name, stat(s)))
+            .collect();
+        let show = |x: f64| {
+            if unit == "ns" {
+                fmt_ns(x)
+            } else {
+                format!("{x:.0} {unit}")
+            }
+        };
+        let line: Vec<String> = results
+            .iter()
+            .map(|(v, s)| format!("{v} {} [{}..{}]", show(s.median), show(s.min), show(s.max)))
+            .collect();
+        println!("{name:<26} {}", line.join("   "));
+        self.rows.push(Row {
+            name: name.to_string(),
+            unit,
+            results,
+        });
+    }
+
+    fn med(&self, row: &str, variant: &str) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.name == row)
+            .and_then(|r| r.results.iter().find(|(v, _)| *v == variant))
+            .map(|(_, s)| s.median)
+    }
+}
+
+/// Kernel memory in use, in bytes: slab (kmalloc, including large kmallocs,
+/// which 6.12 counts as unreclaimable slab), vmalloc and percpu pages, from
+/// /proc/meminfo after folding the per-CPU counter deltas.
+fn kernel_bytes() -> u64 {
+    let _ = std::fs::write("/proc/sys/vm/stat_refresh", "1");
+    let m = std::fs::read_to_string("/proc/meminfo").expect("/proc/meminfo");
+    let field = |name: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("/proc/meminfo has no {name}"))
+    };
+    (field("Slab:") + field("VmallocUsed:") + field("Percpu:")) * 1024
+}
+
+/// Waits until kernel memory stops moving (deferred frees done), up to 5 s.
+fn settle() -> u64 {
+    let mut last = kernel_bytes();
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = kernel_bytes();
+        if now.abs_diff(last) < 64 * 1024 {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+/// Aggregate ns per GET of `threads` threads, each with its own socket to
+/// the module at `base`, each doing `iters` checked GETs over the entries
+/// `0..reqs.len()` (64-byte values), from a common start to the last finish.
+fn threaded_gets(
+    name: &'static str,
+    base: u32,
+    threads: usize,
+    iters: u64,
+    reqs: &[Vec<u8>],
+) -> f64 {
+    let socks: Vec<Nf> = (0..threads).map(|_| Nf::open(name, base)).collect();
+    let barrier = Barrier::new(threads + 1);
+    let barrier = &barrier;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = socks
+            .into_iter()
+            .enumerate()
+            .map(|(t, kv)| {
+                s.spawn(move || {
+                    let mut buf = vec![0u8; VALUE_SIZE + VALUE_LEN];
+                    let n = reqs.len() as u64;
+                    barrier.wait();
+                    for j in 0..iters {
+                        let i = (j + t as u64 * n / 2) % n;
+                        kv.get_checked(&reqs[i as usize], &mut buf, i);
+                    }
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        for h in handles {
+            h.join().expect("GET thread");
+        }
+        start.elapsed().as_nanos() as f64 / (threads as u64 * iters) as f64
+    })
 }
 
 fn main() {
     let args: Vec<u32> = std::env::args()
         .skip(1)
-        .filter_map(|a| a.parse().ok())
+        .map(|a| {
+            a.parse()
+                .expect("usage: nfkv-bench RUST_OPTBASE C_OPTBASE FLOOR_OPTBASE [ROUNDS]")
+        })
         .collect();
+    assert!(
+        args.len() >= 3,
+        "usage: nfkv-bench RUST_OPTBASE C_OPTBASE FLOOR_OPTBASE [ROUNDS]"
+    );
     let (rust_base, c_base, floor_base) = (args[0], args[1], args[2]);
-    let rounds = args.get(3).copied().unwrap_or(5) as usize;
-    let rust = Nfkv::open_at(rust_base).expect("nfkv.ko");
-    let c = Nfkv::open_at(c_base).expect("nfkv_cref.ko");
-    let variants: [(&str, &Nfkv); 2] = [("rust", &rust), ("c", &c)];
-    let floor_fd = nfkv::open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW).expect("socket");
-    let n = 20_000;
-
-    let mut rows: Vec<(String, Vec<(String, Stat)>)> = Vec::new();
-    let mut row = |name: &str, results: Vec<(String, Stat)>| {
-        let line: Vec<String> = results
-            .iter()
-            .map(|(v, s)| format!("{v} {:.0} ns [{:.0}..{:.0}]", s.median, s.min, s.max))
-            .collect();
-        println!("{name:<28} {}", line.join("   "));
-        rows.push((name.to_string(), results));
+    let rounds = args.get(3).copied().unwrap_or(5).max(1) as usize;
+    let rust = Nf::open("rust", rust_base);
+    let c = Nf::open("c", c_base);
+    let nfs = [&rust, &c];
+    let map = BpfHash::create(BPF_MAX_ENTRIES, KEY_LEN, VALUE_LEN)
+        .expect("bpf: map create (CONFIG_BPF_SYSCALL, root?)");
+    let floor_fd = nf::socket();
+    let mut b = Bench {
+        rounds,
+        rows: Vec::new(),
     };
+    println!(
+        "{} rounds; keys {KEY_LEN} B, values {VALUE_LEN} B unless the row says otherwise; \
+         BPF: BPF_MAP_TYPE_HASH, max_entries {BPF_MAX_ENTRIES}, preallocated",
+        rounds
+    );
 
     // Floors: the bare getsockopt syscall, and the nf_sockopt channel.
-    let mut floors = [Vec::new(), Vec::new(), Vec::new()];
-    for _ in 0..rounds {
+    {
+        let put = encode_op(&key(0), Some(&value(0, VALUE_LEN)));
         let mut ty = 0i32;
-        floors[0].push(per_op(n, |_| {
-            let mut len = 4u32;
-            // SAFETY: a valid int buffer and its length.
-            unsafe {
-                libc::getsockopt(
-                    floor_fd.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_TYPE,
-                    (&mut ty as *mut i32).cast(),
-                    &mut len,
-                )
-            };
-        }));
         let mut buf = [0u8; 256];
-        floors[1].push(per_op(n, |_| {
-            let _ = nfkv::raw_get(&floor_fd, floor_base + cmd::GET_VALUE, &mut buf);
-        }));
-        let req = nfkv::encode_op(&codec::Op {
-            kind: codec::OpKind::Put,
-            cond: Condition::default(),
-            key: &key(0),
-            value: &value(0),
-        });
-        floors[2].push(per_op(n, |_| {
-            let _ = nfkv::raw_set(&floor_fd, floor_base + cmd::SET_PUT, &req);
-        }));
+        let fd = &floor_fd;
+        b.row(
+            "floor",
+            "ns",
+            vec![
+                timed(
+                    "syscall",
+                    N,
+                    || {},
+                    |_| {
+                        let mut len = 4u32;
+                        // SAFETY: a valid int buffer and its length.
+                        let rc = unsafe {
+                            libc::getsockopt(
+                                std::os::fd::AsRawFd::as_raw_fd(fd),
+                                libc::SOL_SOCKET,
+                                libc::SO_TYPE,
+                                (&mut ty as *mut i32).cast(),
+                                &mut len,
+                            )
+                        };
+                        assert_eq!(rc, 0);
+                    },
+                ),
+                timed(
+                    "nf get",
+                    N,
+                    || {},
+                    |_| {
+                        nf::raw_get(fd, floor_base + GET_VALUE, &mut buf).expect("floor get");
+                    },
+                ),
+                timed(
+                    "nf set",
+                    N,
+                    || {},
+                    |_| {
+                        nf::raw_set(fd, floor_base + SET_PUT, &put).expect("floor set");
+                    },
+                ),
+            ],
+        );
     }
-    let [syscall, floor_get, floor_set] = [0, 1, 2].map(|i| stat(floors[i].clone()));
-    row(
-        "floor",
-        vec![
-            ("syscall".into(), syscall),
-            ("nf get".into(), floor_get),
-            ("nf set".into(), floor_set),
-        ],
-    );
 
-    // Interleaved measurement of one operation over both implementations.
-    let measure =
-        |setup: &dyn Fn(&Nfkv), op: &dyn Fn(&Nfkv, u64), iters: u64| -> Vec<(String, Stat)> {
-            let mut samples = vec![Vec::new(); variants.len()];
-            for _ in 0..rounds {
-                for (i, (_, kv)) in variants.iter().enumerate() {
-                    setup(kv);
-                    samples[i].push(per_op(iters, |j| op(kv, j)));
-                }
-            }
-            variants
-                .iter()
-                .zip(samples)
-                .map(|((name, _), s)| (name.to_string(), stat(s)))
-                .collect()
-        };
-
-    // Requests are built before timing and sent raw, so every variant
-    // (and the floor) pays the same userspace cost.
-    let get_reqs: Vec<Vec<u8>> = (0..1024)
-        .map(|j| {
-            let mut r = vec![0u8; codec::VALUE_SIZE + VALUE_LEN];
-            codec::encode_get(&mut r, &key(j));
-            r
-        })
-        .collect();
+    // GET of present keys (64-byte values) in tables of 1, 1k and 100k
+    // entries, cycling over the first 1024 keys.
+    let get_reqs: Vec<Vec<u8>> = (0..1024).map(|j| encode_get(&key(j))).collect();
+    let bpf_keys: Vec<Vec<u8>> = (0..1024).map(key).collect();
     for (label, entries) in [("1", 1u64), ("1k", 1_000), ("100k", 100_000)] {
-        let setup = move |kv: &Nfkv| {
-            if kv.info().ok().map(|i| i.entries as u64) != Some(entries) {
-                fill(kv, entries);
-            }
-        };
-        let mut reply = vec![0u8; codec::VALUE_SIZE + VALUE_LEN];
-        let reply = std::cell::RefCell::new(&mut reply);
-        let r = measure(
-            &setup,
-            &|kv, j| {
-                let req = &get_reqs[(j % entries.min(1024)) as usize];
-                let mut buf = reply.borrow_mut();
-                buf.copy_from_slice(&req[..]);
-                kv.raw_get(cmd::GET_VALUE, &mut buf[..]).expect("get");
-            },
-            n,
-        );
-        row(&format!("get hit @{label}"), r);
-    }
-    let put_req = nfkv::encode_op(&codec::Op {
-        kind: codec::OpKind::Put,
-        cond: Condition::default(),
-        key: &key(0),
-        value: &value(1),
-    });
-    let r = measure(
-        &|kv| fill(kv, 1),
-        &|kv, _| kv.raw_set(cmd::SET_PUT, &put_req).expect("put"),
-        n,
-    );
-    row("put overwrite @1", r);
-    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..1024u64)
-        .map(|j| {
-            let k = format!("new{j:013}").into_bytes();
-            let put = nfkv::encode_op(&codec::Op {
-                kind: codec::OpKind::Put,
-                cond: Condition::default(),
-                key: &k,
-                value: &value(j),
-            });
-            let del = nfkv::encode_op(&codec::Op {
-                kind: codec::OpKind::Del,
-                cond: Condition::default(),
-                key: &k,
-                value: &[],
-            });
-            (put, del)
-        })
-        .collect();
-    let r = measure(
-        &|kv| fill(kv, 1_000),
-        &|kv, j| {
-            let (put, del) = &pairs[(j % 1024) as usize];
-            kv.raw_set(cmd::SET_PUT, put).expect("insert");
-            kv.raw_set(cmd::SET_DEL, del).expect("delete");
-        },
-        n / 2,
-    );
-    row("put insert + delete @1k", r);
-    let single_reqs: Vec<Vec<u8>> = (0..64)
-        .map(|i| {
-            nfkv::encode_op(&codec::Op {
-                kind: codec::OpKind::Put,
-                cond: Condition::default(),
-                key: &key(i),
-                value: &value(i),
+        let cycle = entries.min(1024);
+        let mut vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                let mut buf = vec![0u8; VALUE_SIZE + VALUE_LEN];
+                let get_reqs = &get_reqs;
+                timed(
+                    kv.name,
+                    N,
+                    move || kv.ensure(entries, VALUE_LEN),
+                    move |j| {
+                        let i = j % cycle;
+                        kv.get_checked(&get_reqs[i as usize], &mut buf, i);
+                    },
+                )
             })
-        })
-        .collect();
-    let singles = measure(
-        &|kv| fill(kv, 64),
-        &|kv, _| {
-            for req in &single_reqs {
-                kv.raw_set(cmd::SET_PUT, req).expect("put");
-            }
-        },
-        n / 64,
-    );
-    row("64 single puts", singles);
-    let batch = {
-        let mut b = Batch::new();
-        for i in 0..64 {
-            b.put(&key(i), &value(i), Condition::default());
-        }
-        b.encode().expect("batch")
-    };
-    let batched = measure(
-        &|kv| fill(kv, 64),
-        &|kv, _| kv.raw_set(cmd::SET_BATCH, &batch).expect("batch"),
-        n / 64,
-    );
-    row("batch of 64 puts", batched);
-    let lists = measure(
-        &|kv| {
-            if kv.info().ok().map(|i| i.entries) != Some(100_000) {
-                fill(kv, 100_000);
-            }
-        },
-        &|kv, _| {
-            let count = kv.list(b"").count();
-            assert_eq!(count, 100_000);
-        },
-        3,
-    );
-    row("list 100k entries", lists);
-
-    // Memory per entry: slab growth over 100k inserts, minus key + value.
-    let mut mem = Vec::new();
-    for (name, kv) in variants {
-        kv.flush().expect("flush");
-        std::thread::sleep(std::time::Duration::from_millis(200));
-        let before = slab_kb();
-        fill(kv, 100_000);
-        let after = slab_kb();
-        let per_entry =
-            (after.saturating_sub(before) * 1024) as f64 / 100_000.0 - (KEY_LEN + VALUE_LEN) as f64;
-        println!(
-            "{:<28} {name} {per_entry:.0} B overhead per entry (slab {before} -> {after} kB)",
-            "memory"
-        );
-        mem.push((name, per_entry));
-        kv.flush().expect("flush");
+            .collect();
+        let mut v = vec![0u8; VALUE_LEN];
+        let (map, bpf_keys) = (&map, &bpf_keys);
+        vs.push(timed(
+            "bpf",
+            N,
+            move || map.ensure(entries),
+            move |j| {
+                let i = j % cycle;
+                map.lookup(&bpf_keys[i as usize], &mut v)
+                    .expect("bpf: lookup");
+                assert_eq!(v[..8], i.to_le_bytes(), "bpf: lookup value");
+            },
+        ));
+        b.row(&format!("get hit @{label}"), "ns", vs);
     }
 
-    // The ratios the issue asks for.
-    let med = |name: &str, variant: &str| -> f64 {
-        rows.iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, r)| r.iter().find(|(v, _)| v == variant))
-            .map(|(_, s)| s.median)
-            .unwrap_or(f64::NAN)
+    // PUT over the only key, with the value it already has.
+    {
+        let (k0, v0) = (key(0), value(0, VALUE_LEN));
+        let put = encode_op(&k0, Some(&v0));
+        let mut vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                let put = &put;
+                timed(
+                    kv.name,
+                    N,
+                    move || kv.ensure(1, VALUE_LEN),
+                    move |_| {
+                        kv.set(SET_PUT, put).expect("put");
+                    },
+                )
+            })
+            .collect();
+        let (map, k0, v0) = (&map, &k0, &v0);
+        vs.push(timed(
+            "bpf",
+            N,
+            move || map.ensure(1),
+            move |_| {
+                map.update(k0, v0, BPF_ANY).expect("bpf: update");
+            },
+        ));
+        b.row("put overwrite @1", "ns", vs);
+    }
+
+    // Insert of an absent key and its delete, in a table of 1k entries.
+    {
+        let new_keys: Vec<Vec<u8>> = (0..1024u64)
+            .map(|j| format!("new{j:013}").into_bytes())
+            .collect();
+        let v = value(7, VALUE_LEN);
+        let pairs: Vec<(Vec<u8>, Vec<u8>)> = new_keys
+            .iter()
+            .map(|k| (encode_op(k, Some(&v)), encode_op(k, None)))
+            .collect();
+        let mut vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                let pairs = &pairs;
+                timed(
+                    kv.name,
+                    N / 2,
+                    move || kv.ensure(1_000, VALUE_LEN),
+                    move |j| {
+                        let (put, del) = &pairs[(j % 1024) as usize];
+                        kv.set(SET_PUT, put).expect("insert");
+                        kv.set(SET_DEL, del).expect("delete");
+                    },
+                )
+            })
+            .collect();
+        let (map, new_keys, v) = (&map, &new_keys, &v);
+        vs.push(timed(
+            "bpf",
+            N / 2,
+            move || map.ensure(1_000),
+            move |j| {
+                let k = &new_keys[(j % 1024) as usize];
+                map.update(k, v, BPF_ANY).expect("bpf: insert");
+                map.delete(k).expect("bpf: delete");
+            },
+        ));
+        b.row("put insert + delete @1k", "ns", vs);
+        for kv in nfs {
+            assert_eq!(
+                kv.entries(),
+                1_000,
+                "{}: entries after insert + delete",
+                kv.name
+            );
+        }
+    }
+
+    // 64 PUTs over the 64 keys of a 64-entry table: one call each, then one
+    // batch (nfkv SET_BATCH, BPF_MAP_UPDATE_BATCH).
+    {
+        let (ks, vals): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+            (0..64).map(|i| (key(i), value(i, VALUE_LEN))).unzip();
+        let singles: Vec<Vec<u8>> = ks
+            .iter()
+            .zip(&vals)
+            .map(|(k, v)| encode_op(k, Some(v)))
+            .collect();
+        let mut vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                let singles = &singles;
+                timed(
+                    kv.name,
+                    N / 64,
+                    move || kv.ensure(64, VALUE_LEN),
+                    move |_| {
+                        for req in singles {
+                            kv.set(SET_PUT, req).expect("put");
+                        }
+                    },
+                )
+            })
+            .collect();
+        let (map, ks2, vals2) = (&map, &ks, &vals);
+        vs.push(timed(
+            "bpf",
+            N / 64,
+            move || map.ensure(64),
+            move |_| {
+                for (k, v) in ks2.iter().zip(vals2) {
+                    map.update(k, v, BPF_ANY).expect("bpf: update");
+                }
+            },
+        ));
+        b.row("64 single puts", "ns", vs);
+
+        let (flat_k, flat_v): (Vec<u8>, Vec<u8>) = (ks.concat(), vals.concat());
+        let batch = nf::encode_batch(ks.iter().zip(&vals).map(|(k, v)| (&k[..], &v[..])));
+        let mut vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                let batch = &batch;
+                timed(
+                    kv.name,
+                    N / 64,
+                    move || kv.ensure(64, VALUE_LEN),
+                    move |_| {
+                        kv.set(SET_BATCH, batch).expect("batch");
+                    },
+                )
+            })
+            .collect();
+        let (flat_k, flat_v) = (&flat_k, &flat_v);
+        vs.push(timed(
+            "bpf",
+            N / 64,
+            move || map.ensure(64),
+            move |_| {
+                map.update_batch(flat_k, flat_v, BPF_ANY)
+                    .expect("bpf: update batch");
+            },
+        ));
+        b.row("batch of 64 puts", "ns", vs);
+        for kv in nfs {
+            assert_eq!(kv.entries(), 64, "{}: entries after the batches", kv.name);
+        }
+    }
+
+    // A full listing of 100k entries: nfkv GET_LIST pages of up to 1 MiB,
+    // BPF_MAP_LOOKUP_BATCH of 1 MiB of keys and values per call. Checked
+    // once in full (every key, once), then by count and value length.
+    {
+        const ENTRIES: u64 = 100_000;
+        let mut want: Vec<Vec<u8>> = (0..ENTRIES).map(key).collect();
+        want.sort();
+        let mut page = vec![0u8; nf::LIST_PAGE];
+        for kv in nfs {
+            kv.ensure(ENTRIES, VALUE_LEN);
+            let mut got = Vec::new();
+            let n = kv.list_all(&mut page, |k, vlen| {
+                assert_eq!(vlen, VALUE_LEN);
+                got.push(k.to_vec());
+            });
+            assert_eq!(n, ENTRIES, "{}: listed entries", kv.name);
+            assert!(
+                got == want,
+                "{}: the listing is not the table, in key order",
+                kv.name
+            );
+        }
+        let chunk = nf::LIST_PAGE / (KEY_LEN + VALUE_LEN);
+        let mut bk = vec![0u8; chunk * KEY_LEN];
+        let mut bv = vec![0u8; chunk * VALUE_LEN];
+        map.ensure(ENTRIES);
+        let mut got = Vec::new();
+        let n = map.dump(&mut bk, &mut bv, |k, _| {
+            got.extend(k.chunks(KEY_LEN).map(<[u8]>::to_vec))
+        });
+        got.sort();
+        assert_eq!(n, ENTRIES, "bpf: dumped entries");
+        assert!(got == want, "bpf: the dump is not the map");
+
+        let pages = std::cell::RefCell::new(page);
+        let pages = &pages;
+        let mut vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                timed(
+                    kv.name,
+                    3,
+                    move || kv.ensure(ENTRIES, VALUE_LEN),
+                    move |_| {
+                        let mut page = pages.borrow_mut();
+                        let n = kv.list_all(&mut page, |_, vlen| assert_eq!(vlen, VALUE_LEN));
+                        assert_eq!(n, ENTRIES, "{}: listed entries", kv.name);
+                    },
+                )
+            })
+            .collect();
+        let map = &map;
+        vs.push(timed(
+            "bpf",
+            3,
+            move || map.ensure(ENTRIES),
+            move |_| {
+                let n = map.dump(&mut bk, &mut bv, |_, _| {});
+                assert_eq!(n, ENTRIES, "bpf: dumped entries");
+            },
+        ));
+        b.row("list 100k entries", "ns", vs);
+    }
+
+    // GET and PUT of larger values, over the 64 entries of a 64-entry table.
+    for (label, len, iters) in [("1 KiB", 1024usize, N / 2), ("16 KiB", 16_384, N / 8)] {
+        let gets: Vec<Vec<u8>> = (0..64).map(|i| encode_get(&key(i))).collect();
+        let puts: Vec<Vec<u8>> = (0..64)
+            .map(|i| encode_op(&key(i), Some(&value(i, len))))
+            .collect();
+        let vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                let mut buf = vec![0u8; VALUE_SIZE + len];
+                let gets = &gets;
+                timed(
+                    kv.name,
+                    iters,
+                    move || kv.ensure(64, len),
+                    move |j| {
+                        let i = j % 64;
+                        kv.get_checked(&gets[i as usize], &mut buf, i);
+                    },
+                )
+            })
+            .collect();
+        b.row(&format!("get {label} @64"), "ns", vs);
+        let vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                let puts = &puts;
+                timed(
+                    kv.name,
+                    iters,
+                    move || kv.ensure(64, len),
+                    move |j| {
+                        kv.set(SET_PUT, &puts[(j % 64) as usize]).expect("put");
+                    },
+                )
+            })
+            .collect();
+        b.row(&format!("put {label} @64"), "ns", vs);
+    }
+
+    // GETs from one thread, then from two at once (each its own socket), in
+    // a table of 1k entries: aggregate ns per GET, wall clock.
+    {
+        let reqs: Vec<Vec<u8>> = (0..1000).map(|j| encode_get(&key(j))).collect();
+        for threads in [1usize, 2] {
+            let vs: Vec<Variant> = nfs
+                .iter()
+                .map(|&kv| {
+                    let reqs = &reqs;
+                    variant(
+                        kv.name,
+                        move || kv.ensure(1_000, VALUE_LEN),
+                        move || threaded_gets(kv.name, kv.base, threads, N, reqs),
+                    )
+                })
+                .collect();
+            let name = if threads == 1 {
+                "get @1k, 1 thread"
+            } else {
+                "get @1k, 2 threads"
+            };
+            b.row(name, "ns", vs);
+        }
+    }
+
+    // Kernel memory per entry: slab + vmalloc + percpu growth from an empty
+    // table to N entries, over N. BPF (64-byte values only): from before
+    // creating a map of exactly N entries to after filling it.
+    for (len, entries) in [(VALUE_LEN, 100_000u64), (4096, 10_000)] {
+        for kv in nfs {
+            kv.flush();
+        }
+        let mut vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                let before = std::cell::Cell::new(0);
+                let before = std::rc::Rc::new(before);
+                let b2 = before.clone();
+                variant(
+                    kv.name,
+                    move || {
+                        kv.flush();
+                        b2.set(settle());
+                    },
+                    move || {
+                        kv.fill(entries, len);
+                        let grown = settle().saturating_sub(before.get());
+                        kv.flush();
+                        grown as f64 / entries as f64
+                    },
+                )
+            })
+            .collect();
+        if len == VALUE_LEN {
+            vs.push(variant(
+                "bpf",
+                || {},
+                move || {
+                    let before = settle();
+                    let m = BpfHash::create(entries as u32, KEY_LEN, len).expect("bpf: map create");
+                    m.ensure(entries);
+                    let grown = settle().saturating_sub(before);
+                    drop(m);
+                    // The map is freed later, from a workqueue: wait until it
+                    // is, so that the next variant starts from the same
+                    // baseline (and fail rather than skew it).
+                    let released = (0..100).any(|_| {
+                        std::thread::sleep(Duration::from_millis(100));
+                        kernel_bytes() < before + grown / 4
+                    });
+                    assert!(
+                        released,
+                        "bpf: the map's memory was not released within 10 s"
+                    );
+                    grown as f64 / entries as f64
+                },
+            ));
+        }
+        let name = if len == VALUE_LEN {
+            "memory 64 B x 100k".to_string()
+        } else {
+            "memory 4 KiB x 10k".to_string()
+        };
+        // Memory barely varies between rounds: at most 3 of them.
+        b.row_rounds(&name, "B/entry", b.rounds.min(3), vs);
+    }
+
+    report(&b);
+}
+
+/// The ratio tables (markdown), and the issue's targets with verdicts.
+fn report(b: &Bench) {
+    let ratio = |row: &str, num: &str, den: &str| -> Option<f64> {
+        Some(b.med(row, num)? / b.med(row, den)?)
     };
+    let cell = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.2}"));
     println!();
-    println!("| ratio | value | target |");
-    println!("|---|---|---|");
-    for name in [
+    println!("| row | rust | c | bpf | C/Rust time | BPF/Rust time | BPF/C time |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in b
+        .rows
+        .iter()
+        .filter(|r| r.unit == "ns" && r.name != "floor")
+    {
+        let v = |n| b.med(&r.name, n).map_or("-".to_string(), fmt_ns);
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            v("rust"),
+            v("c"),
+            v("bpf"),
+            cell(ratio(&r.name, "c", "rust")),
+            cell(ratio(&r.name, "bpf", "rust")),
+            cell(ratio(&r.name, "bpf", "c")),
+        );
+    }
+    println!();
+    println!("| memory | rust B/entry | c B/entry | bpf B/entry | rust overhead | c overhead | bpf overhead |");
+    println!("|---|---|---|---|---|---|---|");
+    for (row, len) in [
+        ("memory 64 B x 100k", VALUE_LEN),
+        ("memory 4 KiB x 10k", 4096),
+    ] {
+        let v = |n| b.med(row, n).map_or("-".to_string(), |x| format!("{x:.0}"));
+        let o = |n| {
+            b.med(row, n).map_or("-".to_string(), |x| {
+                format!("{:.0}", x - (KEY_LEN + len) as f64)
+            })
+        };
+        println!(
+            "| {row} | {} | {} | {} | {} | {} | {} |",
+            v("rust"),
+            v("c"),
+            v("bpf"),
+            o("rust"),
+            o("c"),
+            o("bpf")
+        );
+    }
+
+    println!();
+    println!("| target | value | goal | verdict |");
+    println!("|---|---|---|---|");
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "met",
+        Some(false) => "missed",
+        None => "?",
+    };
+    let target = |what: String, value: Option<f64>, goal: &str, ok: Option<bool>| {
+        println!("| {what} | {} | {goal} | {} |", cell(value), verdict(ok));
+    };
+    for row in [
         "get hit @1",
         "get hit @1k",
         "get hit @100k",
         "put overwrite @1",
         "put insert + delete @1k",
+        "64 single puts",
         "batch of 64 puts",
         "list 100k entries",
+        "get 1 KiB @64",
+        "put 1 KiB @64",
+        "get 16 KiB @64",
+        "put 16 KiB @64",
+        "get @1k, 2 threads",
     ] {
-        println!(
-            "| C / Rust time, {name} (>= 1.0: Rust as fast) | {:.2} | >= 1.0 |",
-            med(name, "c") / med(name, "rust")
+        let r = ratio(row, "c", "rust");
+        target(
+            format!("C/Rust time, {row}"),
+            r,
+            ">= 1.0",
+            r.map(|r| r >= 1.0),
         );
     }
-    println!(
-        "| Rust get / channel floor (nf get) | {:.2} | <= 1.2 |",
-        med("get hit @1", "rust") / med("floor", "nf get")
+    for row in ["memory 64 B x 100k", "memory 4 KiB x 10k"] {
+        let r = ratio(row, "c", "rust");
+        target(
+            format!("C/Rust bytes, {row}"),
+            r,
+            ">= 1.0",
+            r.map(|r| r >= 1.0),
+        );
+    }
+    for v in ["rust", "c"] {
+        let one = b.med("get @1k, 1 thread", v);
+        let two = b.med("get @1k, 2 threads", v);
+        let s = one.zip(two).map(|(a, b)| a / b);
+        target(format!("{v} GET throughput, 2 threads / 1"), s, "-", None);
+    }
+    // Quotients of two medians (row, variant).
+    let q = |a: (&str, &str), d: (&str, &str)| Some(b.med(a.0, a.1)? / b.med(d.0, d.1)?);
+    let r = q(("get hit @1", "rust"), ("floor", "nf get"));
+    target(
+        "Rust get / channel floor (nf get)".into(),
+        r,
+        "<= 1.2",
+        r.map(|r| r <= 1.2),
     );
-    println!(
-        "| Rust put / channel floor (nf set) | {:.2} | <= 1.3 |",
-        med("put overwrite @1", "rust") / med("floor", "nf set")
+    let r = q(("put overwrite @1", "rust"), ("floor", "nf set"));
+    target(
+        "Rust put / channel floor (nf set)".into(),
+        r,
+        "<= 1.3",
+        r.map(|r| r <= 1.3),
     );
-    println!(
-        "| channel floor (nf get) / bare syscall | {:.2} | - |",
-        med("floor", "nf get") / med("floor", "syscall")
+    let r = q(("floor", "nf get"), ("floor", "syscall"));
+    target("channel floor (nf get) / bare syscall".into(), r, "-", None);
+    let r = q(("get hit @100k", "rust"), ("get hit @1", "rust"));
+    target(
+        "Rust get@100k / get@1".into(),
+        r,
+        "<= 1.5",
+        r.map(|r| r <= 1.5),
     );
-    println!(
-        "| Rust get@100k / get@1 | {:.2} | <= 1.5 |",
-        med("get hit @100k", "rust") / med("get hit @1", "rust")
-    );
-    println!(
-        "| Rust batch speed-up (64 singles / batch of 64) | {:.1} | >= 10 |",
-        med("64 single puts", "rust") / med("batch of 64 puts", "rust")
-    );
-    for (name, bytes) in mem {
-        println!("| {name} overhead per entry (bytes) | {bytes:.0} | <= 96 |");
+    for v in ["rust", "c", "bpf"] {
+        let r = q(("64 single puts", v), ("batch of 64 puts", v));
+        let (goal, ok) = if v == "rust" {
+            (">= 10", r.map(|r| r >= 10.0))
+        } else {
+            ("-", None)
+        };
+        target(
+            format!("{v} batch speed-up (64 singles / batch of 64)"),
+            r,
+            goal,
+            ok,
+        );
     }
 }
