@@ -404,7 +404,7 @@ fn rmmod_races_live_clients() -> TestResult {
                         // call (holding a module reference) almost all the
                         // time, and rmmod only succeeds when none is: leave
                         // short gaps, as real clients do between calls.
-                        std::thread::sleep(Duration::from_micros(200));
+                        std::thread::sleep(Duration::from_millis(1));
                     }
                     ensure!(unloaded, "worker {t} never saw the module go");
                     Ok(())
