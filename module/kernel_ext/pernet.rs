@@ -153,10 +153,9 @@ unsafe extern "C" fn net_init<T: PernetData>(net: *mut bindings::net) -> c_int {
     if slot.is_null() {
         return ENOMEM.to_errno();
     }
-    // SAFETY: `slot` is `size_of::<T>()` bytes, aligned for `T` (checked at
-    // registration against kmalloc's minimum alignment), owned by this
-    // namespace and freed by the pernet core only after `net_exit`; it never
-    // moves, so `T` stays pinned. On error the initialiser leaves nothing to drop.
+    // SAFETY: `slot` holds `size_of::<T>()` bytes aligned for `T` (checked at registration),
+    // owned by this namespace and freed only after `net_exit`; it never moves, so `T` stays
+    // pinned; on error the initialiser leaves nothing to drop.
     match unsafe { super::compat::pin_init_at(T::init(net), slot) } {
         Ok(()) => 0,
         Err(e) => e.to_errno(),

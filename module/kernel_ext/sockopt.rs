@@ -66,10 +66,9 @@ impl SetRequest<'_> {
         if n > self.remaining() {
             return Err(EINVAL);
         }
-        // SAFETY: `dst` has room for `n` bytes (caller); `arg` is the caller's
-        // buffer of `len >= pos + n` bytes (a user pointer, checked by the
-        // copy, or a kernel one valid for `len` bytes by nf_setsockopt's
-        // contract) for the duration of the call that `'a` is bound to.
+        // SAFETY: `dst` has room for `n` bytes (caller); `arg` is the caller's buffer of
+        // `len >= pos + n` bytes for the call `'a` is bound to (a user pointer, checked by
+        // the copy, or a kernel one valid for `len` bytes by nf_setsockopt's contract).
         to_result(unsafe { b::kext_copy_from_sockptr_offset(dst.cast(), self.arg, self.pos, n) })?;
         self.pos += n;
         Ok(())
@@ -312,10 +311,9 @@ impl<H: SockoptHandler> SockoptRegistration<H> {
             ..Default::default()
         };
         H::Net::id().open.store(true, Ordering::SeqCst);
-        // SAFETY: the callbacks are sound for any arguments nf_sockopt passes:
-        // they reach `H::Net` only while `open` is set and the `PernetRegistration`
-        // moved into `self` is alive (`Drop` waits for them), and `owner`
-        // keeps this module's code loaded while one runs.
+        // SAFETY: the callbacks are sound for any arguments nf_sockopt passes: they reach
+        // `H::Net` only while `open` is set and the `PernetRegistration` in `self` lives
+        // (`Drop` waits for them); `owner` keeps this module's code loaded while one runs.
         let sockopt = unsafe { Registration::register(raw) };
         match sockopt {
             Ok(sockopt) => Ok(SockoptRegistration {
