@@ -5,7 +5,7 @@
 
 use crate::codec::{self, cmd, Batch, ListPageWriter, ListRequest, OpKind, Reject};
 use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
-use crate::table::{self, Limits, NetTable, PreparedOp, GFP};
+use crate::table::{Limits, NetTable, PreparedOp, GFP};
 use kernel::prelude::*;
 
 /// Most bytes one LIST call fills; a page always fits the largest entry.
@@ -117,14 +117,14 @@ fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
             ops.push(PreparedOp::new(&op)?, GFP)?;
             Ok(())
         })?;
-        let mut order = KVVec::from_elem(0usize, ops.len(), GFP)?;
-        table::link_same_keys(&mut ops, &mut order);
         commit(net, limits, batch.flush, &mut ops)
     })
 }
 
-/// Applies a prepared write; what it displaced is freed after the lock.
-fn commit(net: &NetTable, limits: &Limits, flush: bool, ops: &mut [PreparedOp]) -> Result {
+/// Applies a prepared write. What it displaced (in `ops`, and what a flush
+/// took out) is freed after the lock is dropped, here and by the caller.
+fn commit(net: &NetTable, limits: &Limits, flush: bool, ops: &mut [PreparedOp<'_>]) -> Result {
+    // The guard is a temporary of this statement: unlocked before the drop.
     let flushed = net.table.lock().write(flush, ops, limits)?;
     drop(flushed);
     Ok(())
@@ -164,10 +164,13 @@ pub(crate) fn get(
 fn get_value(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
     let mut req = [0u8; codec::GET_REQUEST_MAX];
     let key = codec::parse_get(buf.read_request(&mut req)?, buf.len())?;
-    let (version, value) = net.table.lock().get(key)?;
-    let value = value.as_slice();
+    // A reference on the entry, taken under the lock (allocating nothing);
+    // the value is copied straight from the entry after unlocking (a linked
+    // entry never changes). The last reference frees the entry, after the lock.
+    let entry = net.table.lock().get(key)?;
+    let value = entry.value();
     let header = codec::ValueHeader {
-        version,
+        version: entry.version(),
         value_len: value.len() as u32,
     }
     .encode();
@@ -238,7 +241,7 @@ enum Listed {
 fn list_into(net: &NetTable, req: &ListRequest<'_>, page: &mut [u8]) -> Result<Listed> {
     let mut writer = ListPageWriter::new(page)?;
     let (generation, (more, needed)) = {
-        let mut table = net.table.lock();
+        let table = net.table.lock();
         let page = table.list_page(req, &mut writer)?;
         (table.usage().2, page)
     };

@@ -1,22 +1,29 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The key/value table of one network namespace. Safe Rust only.
+//! The key/value table of one network namespace. Safe Rust only: the
+//! entries and their tree are [`crate::kernel_ext::rbtree`].
 //!
-//! Writes are planned before anything changes: every allocation happens
-//! before the lock is taken ([`PreparedOp::new`]), the conditions of all ops of
-//! a write are checked against the table under the lock, and only then is the
-//! write applied, by steps that cannot fail. A write that fails therefore
-//! leaves the table exactly as it was, whatever the reason.
+//! An entry is one allocation (tree node, reference count, version, key and
+//! value), made and filled before the lock is taken ([`PreparedOp::new`]).
+//! Under the lock a write applies its ops in order, each with one descent of
+//! the tree, checking each op's conditions and the limits against the table
+//! as the earlier ops left it (so ops on the same key see each other without
+//! sorting). The write's net growth is then charged to the shared budget;
+//! if any op or the charge fails, what was applied is undone in reverse, by
+//! steps that cannot fail. A write that fails therefore leaves the table
+//! exactly as it was, whatever the reason. Whatever a write displaces, and
+//! whatever an undone write had linked, stays in its ops (or the flushed
+//! tree) until the caller drops them, after unlocking: nothing is allocated
+//! or freed under the lock. Reads take a reference on the entry
+//! ([`EntryRef`]) and copy it out after unlocking.
 
 use crate::codec::{self, Condition, ListPageWriter, ListRequest, Op, OpKind};
-use crate::kernel_ext::compat;
+use crate::kernel_ext::rbtree::{Detached, EntryRef, NewEntry, Slot, Tree};
 use crate::policy::{self, SharedBudget};
-use core::cmp::Ordering;
 use core::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use kernel::alloc::Flags;
 use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::rbtree::{RBTree, RBTreeNodeReservation};
 use kernel::sync::Mutex;
 
 /// Memory allocated for a caller is charged to the caller's memory cgroup.
@@ -25,115 +32,6 @@ pub(crate) const GFP: Flags = GFP_KERNEL_ACCOUNT;
 /// The errors a write's conditions produce.
 pub(crate) fn estale() -> Error {
     Error::from_errno(-(kernel::bindings::ESTALE as i32))
-}
-
-/// A key, 1..=255 bytes, ordered bytewise; stored entries carry their
-/// value in the same allocation, right after the key, so an entry costs one
-/// allocation besides its tree node.
-pub(crate) struct Key {
-    bytes: KVec<u8>,
-    key_len: usize,
-}
-
-impl Key {
-    /// Copies `key` and `value` into one allocation.
-    pub(crate) fn with_value(key: &[u8], value: &[u8]) -> Result<Self> {
-        let mut bytes = KVec::with_capacity(key.len() + value.len(), GFP)?;
-        bytes.extend_from_slice(key, GFP)?;
-        bytes.extend_from_slice(value, GFP)?;
-        Ok(Key {
-            bytes,
-            key_len: key.len(),
-        })
-    }
-
-    /// A reusable key with room for the longest key, for lookups that must
-    /// not allocate.
-    fn probe() -> Result<Self> {
-        Ok(Key {
-            bytes: KVec::from_elem(0, codec::MAX_KEY_LEN, GFP)?,
-            key_len: 0,
-        })
-    }
-
-    /// Makes this probe hold `key` (at most `MAX_KEY_LEN` bytes, as the
-    /// codec guarantees); the bytes after it are not part of the probe.
-    fn set(&mut self, key: &[u8]) -> Result {
-        self.bytes
-            .get_mut(..key.len())
-            .ok_or(EINVAL)?
-            .copy_from_slice(key);
-        self.key_len = key.len();
-        Ok(())
-    }
-
-    /// The key's bytes.
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.key_len]
-    }
-
-    /// The value stored with the key.
-    pub(crate) fn value(&self) -> &[u8] {
-        &self.bytes[self.key_len..]
-    }
-
-    /// Key and value bytes together, as `bytes_used` counts them.
-    fn stored_len(&self) -> u64 {
-        self.bytes.len() as u64
-    }
-}
-
-impl Ord for Key {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
-    }
-}
-
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for Key {}
-
-/// Values up to this size are copied out of the table onto the stack.
-const INLINE_VALUE: usize = 256;
-
-/// A value copied out of the table for a reply: on the stack when small, so
-/// reading a small value allocates nothing. (The size difference between the
-/// variants is the point: it lives briefly on the stack.)
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum ValueCopy {
-    Inline([u8; INLINE_VALUE], usize),
-    Heap(KVec<u8>),
-}
-
-impl ValueCopy {
-    fn of(value: &[u8]) -> Result<Self> {
-        if value.len() <= INLINE_VALUE {
-            let mut buf = [0u8; INLINE_VALUE];
-            buf[..value.len()].copy_from_slice(value);
-            return Ok(ValueCopy::Inline(buf, value.len()));
-        }
-        let mut v = KVec::with_capacity(value.len(), GFP)?;
-        v.extend_from_slice(value, GFP)?;
-        Ok(ValueCopy::Heap(v))
-    }
-
-    /// The value's bytes.
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self {
-            ValueCopy::Inline(buf, len) => &buf[..*len],
-            ValueCopy::Heap(v) => v,
-        }
-    }
 }
 
 /// Limits fixed at module load.
@@ -145,66 +43,67 @@ pub(crate) struct Limits {
     pub(crate) max_bytes: u64,
 }
 
-/// One write of a PUT, DEL or BATCH, with everything it needs allocated.
-pub(crate) struct PreparedOp {
-    kind: OpKind,
-    cond: Condition,
-    /// The key, and for a put its value.
-    key: Key,
-    /// For a put: the tree node it will live in.
-    node: Option<RBTreeNodeReservation<Key, u64>>,
-    /// The previous op of the same write on the same key.
-    prev_same_key: Option<usize>,
-    /// The planned state of the key after this op: its version, or absent.
-    planned: Option<u64>,
-    /// The key + value bytes the key holds after this op (0: absent).
-    planned_len: u64,
-    /// What this op displaced, freed after the lock is dropped.
-    retired: Option<Key>,
+/// What one op of a write did to the tree, for undoing it.
+#[derive(Clone, Copy)]
+enum Done {
+    Nothing,
+    /// Linked its entry where the key was absent.
+    Inserted,
+    /// Linked its entry in the place of the key's; that one is `retired`.
+    Replaced,
+    /// Unlinked the key's entry, now `retired`.
+    Removed,
 }
 
-impl PreparedOp {
-    /// Allocates what `op` needs, so applying it cannot fail.
-    pub(crate) fn new(op: &Op<'_>) -> Result<Self> {
-        let key = Key::with_value(op.key, op.value)?;
-        let node = match op.kind {
-            OpKind::Put => Some(RBTreeNodeReservation::new(GFP)?),
+/// One write of a PUT, DEL or BATCH, with everything it needs allocated.
+pub(crate) struct PreparedOp<'k> {
+    /// The key, borrowed from the request.
+    key: &'k [u8],
+    kind: OpKind,
+    cond: Condition,
+    /// For a put: its entry, until it is linked.
+    new: Option<NewEntry>,
+    done: Done,
+    /// What the op displaced (or, once undone, what it had linked): freed
+    /// when the op is dropped, after the lock.
+    retired: Option<Detached>,
+}
+
+impl<'k> PreparedOp<'k> {
+    /// Allocates what `op` needs (a put: its entry, key and value in one
+    /// allocation; a delete: nothing), so applying it cannot fail for want
+    /// of memory.
+    pub(crate) fn new(op: &Op<'k>) -> Result<Self> {
+        let new = match op.kind {
+            OpKind::Put => Some(NewEntry::new(op.key, op.value, GFP)?),
             OpKind::Del => None,
         };
         Ok(PreparedOp {
+            key: op.key,
             kind: op.kind,
             cond: op.cond,
-            key,
-            node,
-            prev_same_key: None,
-            planned: None,
-            planned_len: 0,
+            new,
+            done: Done::Nothing,
             retired: None,
         })
     }
 }
 
-/// Links every op to the previous op on the same key, so that a write's
-/// conditions see the effect of its earlier ops. `order` is scratch space
-/// with one slot per op.
-pub(crate) fn link_same_keys(ops: &mut [PreparedOp], order: &mut [usize]) {
-    for (i, slot) in order.iter_mut().enumerate() {
-        *slot = i;
-    }
-    order.sort_unstable_by(|&a, &b| ops[a].key.cmp(&ops[b].key).then(a.cmp(&b)));
-    for pair in order.windows(2) {
-        if ops[pair[0]].key == ops[pair[1]].key {
-            ops[pair[1]].prev_same_key = Some(pair[0]);
-        }
+/// Refuses an op whose conditions the key's current state fails (`present`:
+/// its version, if it is there).
+fn check(kind: OpKind, cond: &Condition, present: Option<u64>) -> Result {
+    match (kind, present) {
+        (OpKind::Put, Some(_)) if cond.create_only => Err(EEXIST),
+        (OpKind::Put, None) if cond.replace_only => Err(ENOENT),
+        (_, None) if cond.if_version.is_some() || kind == OpKind::Del => Err(ENOENT),
+        (_, Some(v)) if cond.if_version.is_some_and(|want| want != v) => Err(estale()),
+        _ => Ok(()),
     }
 }
 
 /// The table proper; always used under [`NetTable::table`].
 pub(crate) struct Table {
-    /// Key (with value) -> version.
-    tree: RBTree<Key, u64>,
-    /// Scratch key for lookups by borrowed bytes.
-    probe: Key,
+    tree: Tree,
     entries: usize,
     bytes_used: u64,
     /// Last version given out; also the table's generation.
@@ -213,21 +112,22 @@ pub(crate) struct Table {
     budget: Option<&'static SharedBudget>,
 }
 
-/// What displaced entries a write leaves to be freed outside the lock.
-pub(crate) type Retired = Option<RBTree<Key, u64>>;
+/// What a write leaves to be freed once the lock is dropped: the entries a
+/// flush took out.
+pub(crate) type Retired = Option<Tree>;
 
 impl Table {
     /// An empty table, charged to `budget` if given; its versions start
     /// above every version an earlier table gave (see [`policy`]).
-    pub(crate) fn new(budget: Option<&'static SharedBudget>) -> Result<Self> {
-        Ok(Table {
-            tree: RBTree::new(),
-            probe: Key::probe()?,
+    /// Allocates nothing.
+    pub(crate) fn new(budget: Option<&'static SharedBudget>) -> Self {
+        Table {
+            tree: Tree::new(),
             entries: 0,
             bytes_used: 0,
             generation: policy::first_generation(),
             budget,
-        })
+        }
     }
 
     /// What this table is charged to a shared budget for.
@@ -240,146 +140,141 @@ impl Table {
         (self.entries, self.bytes_used, self.generation)
     }
 
-    /// Applies a write all or nothing: an optional flush, then `ops` in order.
-    /// On error nothing has changed. Returns the flushed tree, for the caller
-    /// to free once the lock is dropped.
+    /// Applies a write all or nothing: an optional flush, then `ops` in order,
+    /// each op's conditions and the entry and byte limits checked against the
+    /// table as the earlier ops left it; then the whole write's growth is
+    /// charged to the shared budget before the write is kept (what it frees
+    /// is given back after). On error nothing has changed. Returns the
+    /// flushed tree, for the caller to free once the lock is dropped; what
+    /// the ops displaced stays in them, for the same.
     pub(crate) fn write(
         &mut self,
         flush: bool,
-        ops: &mut [PreparedOp],
+        ops: &mut [PreparedOp<'_>],
         limits: &Limits,
     ) -> Result<Retired> {
-        let (entries, bytes) = self.plan(flush, ops, limits)?;
-        // The whole write's growth is charged before anything changes;
-        // what it frees is given back after.
-        let (before, after) = (self.charge(), policy::charge_of(entries as u64, bytes));
-        if let Some(budget) = self.budget {
+        let (budget, before) = (self.budget, self.charge());
+        let mut pending = PendingWrite {
+            before: self.usage(),
+            table: self,
+            ops,
+            flushed: None,
+            applied: 0,
+            committed: false,
+        };
+        if flush {
+            let table = &mut *pending.table;
+            pending.flushed = Some(table.tree.take());
+            table.entries = 0;
+            table.bytes_used = 0;
+            table.generation += 1;
+        }
+        while let Some(op) = pending.ops.get_mut(pending.applied) {
+            // On error `pending` is dropped, which undoes the ops before.
+            pending.table.apply(op, limits)?;
+            pending.applied += 1;
+        }
+        let after = pending.table.charge();
+        if let Some(budget) = budget {
             if after > before {
                 budget.try_charge(after - before)?;
             }
         }
-        let retired = if flush {
-            self.generation += 1;
-            self.bytes_used = 0;
-            self.entries = 0;
-            Some(core::mem::take(&mut self.tree))
-        } else {
-            None
-        };
-        for op in ops.iter_mut() {
-            self.generation += 1;
-            let old = match op.node.take() {
-                Some(reservation) => {
-                    let key = core::mem::replace(
-                        &mut op.key,
-                        Key {
-                            bytes: KVec::new(),
-                            key_len: 0,
-                        },
-                    );
-                    self.bytes_used += key.stored_len();
-                    self.tree
-                        .insert(reservation.into_node(key, self.generation))
-                }
-                None => self.tree.remove_node(&op.key),
-            };
-            match (&old, op.kind) {
-                (None, OpKind::Put) => self.entries += 1,
-                (Some(_), OpKind::Del) => self.entries -= 1,
-                _ => {}
-            }
-            if let Some(node) = old {
-                let (k, _) = node.to_key_value();
-                self.bytes_used -= k.stored_len();
-                op.retired = Some(k);
-            }
-        }
-        if let Some(budget) = self.budget {
+        let flushed = pending.commit();
+        if let Some(budget) = budget {
             if after < before {
                 budget.uncharge(before - after);
             }
         }
-        Ok(retired)
+        Ok(flushed)
     }
 
-    /// Checks every op's conditions and the entry and byte limits against
-    /// the table as the earlier ops of the write will have left it. Changes
-    /// nothing but the ops' planning fields. Returns the entries and bytes
-    /// the table will hold.
-    fn plan(
-        &mut self,
-        flush: bool,
-        ops: &mut [PreparedOp],
-        limits: &Limits,
-    ) -> Result<(usize, u64)> {
-        let mut entries = if flush { 0 } else { self.entries };
-        let mut bytes = if flush { 0 } else { self.bytes_used };
-        let mut version = self.generation + u64::from(flush);
-        for i in 0..ops.len() {
-            let (before, before_len) = match ops[i].prev_same_key {
-                Some(prev) => (ops[prev].planned, ops[prev].planned_len),
-                None if flush => (None, 0),
-                None => self.stored(ops[i].key.as_bytes())?,
-            };
-            let op = &mut ops[i];
-            match (op.kind, before) {
-                (OpKind::Put, Some(_)) if op.cond.create_only => return Err(EEXIST),
-                (OpKind::Put, None) if op.cond.replace_only => return Err(ENOENT),
-                (_, None) if op.cond.if_version.is_some() || op.kind == OpKind::Del => {
-                    return Err(ENOENT)
+    /// Applies one op with one descent, if its conditions and the limits
+    /// allow; otherwise changes nothing.
+    fn apply(&mut self, op: &mut PreparedOp<'_>, limits: &Limits) -> Result {
+        let version = self.generation + 1;
+        let slot = self.tree.slot(op.key);
+        let present = match &slot {
+            Slot::Occupied(o) => Some(o.entry()),
+            Slot::Vacant(_) => None,
+        };
+        check(op.kind, &op.cond, present.map(|e| e.version()))?;
+        let removed = present.map_or(0, |e| e.stored_len());
+        let (entries, bytes, done) = match (slot, op.kind) {
+            // Refused by `check`.
+            (Slot::Vacant(_), OpKind::Del) => return Err(ENOENT),
+            (Slot::Occupied(o), OpKind::Del) => {
+                op.retired = Some(o.remove());
+                (self.entries - 1, self.bytes_used - removed, Done::Removed)
+            }
+            (slot, OpKind::Put) => {
+                let new = op.new.as_mut().ok_or(EINVAL)?;
+                if matches!(slot, Slot::Vacant(_)) && self.entries >= limits.max_entries {
+                    return Err(ENOSPC);
                 }
-                (_, Some(v)) if op.cond.if_version.is_some_and(|want| want != v) => {
-                    return Err(estale())
+                let bytes = self.bytes_used - removed + new.stored_len();
+                if bytes > limits.max_bytes {
+                    return Err(ENOSPC);
                 }
-                _ => {}
+                new.set_version(version);
+                let new = op.new.take().ok_or(EINVAL)?;
+                // The entry holds `op.key`, the key the slot was found for:
+                // linking it cannot fail.
+                match slot {
+                    Slot::Vacant(v) => {
+                        if let Err(new) = v.insert(new) {
+                            op.new = Some(new);
+                            return Err(EINVAL);
+                        }
+                        (self.entries + 1, bytes, Done::Inserted)
+                    }
+                    Slot::Occupied(o) => match o.replace(new) {
+                        Ok(old) => {
+                            op.retired = Some(old);
+                            (self.entries, bytes, Done::Replaced)
+                        }
+                        Err(new) => {
+                            op.new = Some(new);
+                            return Err(EINVAL);
+                        }
+                    },
+                }
             }
-            version += 1;
-            (op.planned, op.planned_len) = match op.kind {
-                OpKind::Put => (Some(version), op.key.stored_len()),
-                OpKind::Del => (None, 0),
-            };
-            match (op.kind, before) {
-                (OpKind::Put, None) if entries >= limits.max_entries => return Err(ENOSPC),
-                (OpKind::Put, None) => entries += 1,
-                (OpKind::Del, _) => entries -= 1,
-                _ => {}
-            }
-            bytes = bytes - before_len + op.planned_len;
-            if bytes > limits.max_bytes {
-                return Err(ENOSPC);
-            }
-        }
-        Ok((entries, bytes))
+        };
+        (self.entries, self.bytes_used, self.generation) = (entries, bytes, version);
+        op.done = done;
+        Ok(())
     }
 
-    /// The version and key + value bytes of the entry of `key`, if any.
-    fn stored(&mut self, key: &[u8]) -> Result<(Option<u64>, u64)> {
-        self.probe.set(key)?;
-        Ok(match self.tree.cursor_lower_bound(&self.probe) {
-            Some(c) if c.current().0.as_bytes() == key => {
-                let (stored, version) = c.current();
-                (Some(*version), stored.stored_len())
+    /// Undoes what [`Table::apply`] did to the tree for `op`, the last op
+    /// applied that is not undone yet (the counters are restored by the
+    /// caller). Cannot fail; keeps whatever it unlinks in the op.
+    fn unapply(&mut self, op: &mut PreparedOp<'_>) {
+        let done = core::mem::replace(&mut op.done, Done::Nothing);
+        let unlinked = match (done, self.tree.slot(op.key), op.retired.take()) {
+            (Done::Inserted, Slot::Occupied(o), None) => Some(o.remove()),
+            (Done::Replaced, Slot::Occupied(o), Some(old)) => {
+                Some(o.replace(old).unwrap_or_else(|old| old))
             }
-            _ => (None, 0),
-        })
+            (Done::Removed, Slot::Vacant(v), Some(old)) => v.insert(old).err(),
+            // Nothing was done, or the tree is not as the op left it, which
+            // undoing in reverse order rules out.
+            (_, _, retired) => retired,
+        };
+        op.retired = unlinked;
     }
 
-    /// Copies the value of `key` with its version.
-    pub(crate) fn get(&mut self, key: &[u8]) -> Result<(u64, ValueCopy)> {
-        self.probe.set(key)?;
-        let cursor = self.tree.cursor_lower_bound(&self.probe).ok_or(ENOENT)?;
-        let (stored, version) = cursor.current();
-        if stored.as_bytes() != key {
-            return Err(ENOENT);
-        }
-        Ok((*version, ValueCopy::of(stored.value())?))
+    /// A reference on the entry of `key`, to read its version and value
+    /// after the lock is dropped. Allocates nothing.
+    pub(crate) fn get(&self, key: &[u8]) -> Result<EntryRef> {
+        Ok(self.tree.get(key).ok_or(ENOENT)?.to_ref())
     }
 
     /// Fills `page` with the entries `req` asks for, in key order. Returns
     /// whether more entries match, and, when the next one did not fit, the
     /// page bytes it needs.
     pub(crate) fn list_page(
-        &mut self,
+        &self,
         req: &ListRequest<'_>,
         page: &mut ListPageWriter<'_>,
     ) -> Result<(bool, Option<usize>)> {
@@ -389,29 +284,69 @@ impl Table {
         } else {
             req.prefix
         };
-        self.probe.set(start)?;
         let mut cursor = if start.is_empty() {
-            compat::walk_front(&mut self.tree)
+            self.tree.first()
         } else {
-            compat::walk_from(&mut self.tree, &self.probe)
+            self.tree.lower_bound(start)
         };
-        while let Some(c) = cursor {
-            let (key, version) = c.current();
-            if !req.after.is_empty() && key.as_bytes() == req.after {
-                cursor = c.move_next();
+        while let Some(entry) = cursor {
+            cursor = entry.next();
+            let key = entry.key();
+            if !req.after.is_empty() && key == req.after {
                 continue;
             }
-            if !key.as_bytes().starts_with(req.prefix) {
+            if !key.starts_with(req.prefix) {
                 return Ok((false, None));
             }
-            if !page.push(*version, key.as_bytes(), key.value()) {
-                let needed = codec::LIST_REPLY_SIZE
-                    + codec::list_entry_len(key.as_bytes().len(), key.value().len());
+            if !page.push(entry.version(), key, entry.value()) {
+                let needed =
+                    codec::LIST_REPLY_SIZE + codec::list_entry_len(key.len(), entry.value().len());
                 return Ok((true, Some(needed)));
             }
-            cursor = c.move_next();
         }
         Ok((false, None))
+    }
+}
+
+/// A write applied under the lock but not yet kept: [`PendingWrite::commit`]
+/// keeps it; dropping it undoes it (before the lock is dropped).
+struct PendingWrite<'t, 'o, 'k> {
+    table: &'t mut Table,
+    ops: &'o mut [PreparedOp<'k>],
+    /// The table's entries, bytes and generation before the write.
+    before: (usize, u64, u64),
+    /// The entries a flush took out.
+    flushed: Option<Tree>,
+    /// Ops applied, from the first.
+    applied: usize,
+    committed: bool,
+}
+
+impl PendingWrite<'_, '_, '_> {
+    /// Keeps the write. Returns what a flush took out.
+    fn commit(mut self) -> Retired {
+        self.committed = true;
+        self.flushed.take()
+    }
+}
+
+impl Drop for PendingWrite<'_, '_, '_> {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        for op in self.ops[..self.applied].iter_mut().rev() {
+            self.table.unapply(op);
+        }
+        if let Some(flushed) = self.flushed.as_mut() {
+            // The tree is empty again; the empty one goes out with `self`.
+            core::mem::swap(&mut self.table.tree, flushed);
+        }
+        (
+            self.table.entries,
+            self.table.bytes_used,
+            self.table.generation,
+        ) = self.before;
     }
 }
 
@@ -481,7 +416,7 @@ impl NetTable {
     /// The state of a new namespace: an empty table, charged to `budget`.
     pub(crate) fn new(budget: Option<&'static SharedBudget>) -> impl PinInit<Self, Error> {
         try_pin_init!(NetTable {
-            table <- new_mutex!(Table::new(budget)?, "nfkv_table"),
+            table <- new_mutex!(Table::new(budget), "nfkv_table"),
             stats: Stats::new(),
         }? Error)
     }

@@ -6,7 +6,6 @@
 //! versions in between work too); the comment says what 6.12 and 7.3 have.
 
 use kernel::prelude::*;
-use kernel::rbtree::RBTree;
 use kernel::uaccess::UserPtr;
 
 /// A user-space address as `uaccess` wants it.
@@ -67,37 +66,6 @@ pub(crate) unsafe fn pin_init_at<T, E>(init: impl PinInit<T, E>, slot: *mut T) -
     // SAFETY: the caller's contract is `__pinned_init`'s.
     let r = unsafe { init.__pinned_init(slot) };
     r
-}
-
-/// A cursor that walks a `kernel::rbtree::RBTree` forwards.
-///
-/// 6.12: `Cursor` (from `cursor_front`/`cursor_lower_bound` on a `&mut`
-/// tree) has `move_next`. 7.3: `Cursor` only peeks; `CursorMut` (from
-/// `cursor_front_mut`/`cursor_lower_bound_mut`) moves.
-#[cfg(kext_rbtree_cursor_mut)]
-pub(crate) type WalkCursor<'a, K, V> = kernel::rbtree::CursorMut<'a, K, V>;
-#[cfg(not(kext_rbtree_cursor_mut))]
-pub(crate) type WalkCursor<'a, K, V> = kernel::rbtree::Cursor<'a, K, V>;
-
-/// A [`WalkCursor`] at the first entry of `tree`.
-pub(crate) fn walk_front<K, V>(tree: &mut RBTree<K, V>) -> Option<WalkCursor<'_, K, V>> {
-    #[cfg(kext_rbtree_cursor_mut)]
-    let c = tree.cursor_front_mut();
-    #[cfg(not(kext_rbtree_cursor_mut))]
-    let c = tree.cursor_front();
-    c
-}
-
-/// A [`WalkCursor`] at the first entry not below `key`.
-pub(crate) fn walk_from<'a, K: Ord, V>(
-    tree: &'a mut RBTree<K, V>,
-    key: &K,
-) -> Option<WalkCursor<'a, K, V>> {
-    #[cfg(kext_rbtree_cursor_mut)]
-    let c = tree.cursor_lower_bound_mut(key);
-    #[cfg(not(kext_rbtree_cursor_mut))]
-    let c = tree.cursor_lower_bound(key);
-    c
 }
 
 /// `kernel::module!` with one author.

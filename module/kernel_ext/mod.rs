@@ -9,12 +9,15 @@
 //! - [`pernet`]: a value per network namespace, registered RAII;
 //! - [`registration`]: the one shape both registrations take;
 //! - [`params`]: C-declared module parameters, read safely;
+//! - [`rbtree`]: an intrusive red-black tree of byte-keyed, reference-counted
+//!   entries, each one allocation;
 //! - [`clock`]: the wall clock;
 //! - [`compat`]: every difference between the kernel versions supported.
 
 pub(crate) mod compat;
 pub(crate) mod params;
 pub(crate) mod pernet;
+pub(crate) mod rbtree;
 pub(crate) mod registration;
 pub(crate) mod sockopt;
 

@@ -1,0 +1,599 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! An intrusive red-black tree of byte-keyed, reference-counted entries over
+//! the kernel's `rb_node` (`lib/rbtree.c`): an entry is ONE allocation
+//! holding the tree node, a reference count, a version, the key and the
+//! value, sized to what it holds.
+//!
+//! The types keep the tree's invariants, so that their users are safe Rust:
+//!
+//! - [`NewEntry`]: an entry being built, owned by nobody else and in no tree;
+//!   the only form whose version can be set.
+//! - [`Tree`]: keeps its entries in bytewise key order without duplicates,
+//!   and owns one reference on each.
+//! - [`Detached`]: the tree's reference on an entry just taken out of a tree;
+//!   it can be linked again (undo) or dropped.
+//! - [`EntryRef`]: a counted reference for reading an entry with no lock
+//!   held; an entry is immutable once linked, so readers need nothing else.
+//! - [`EntryView`]: an entry of a tree, borrowed with the tree; also the
+//!   tree's cursor ([`EntryView::next`]).
+//! - [`Slot`] ([`Occupied`], [`Vacant`]): where a key is or would be, found
+//!   by one descent, so a write walks the tree once.
+//!
+//! At most one of a tree link, a [`NewEntry`] and a [`Detached`] exists per
+//! entry at any time, so an entry is never in two trees. An entry is freed
+//! when its last reference goes; nothing here allocates or frees except
+//! [`NewEntry::new`] and the drop of [`NewEntry`], [`Detached`], [`EntryRef`]
+//! and [`Tree`], so a user that drops those after unlocking never allocates
+//! or frees under its lock.
+
+use core::cmp::Ordering;
+use core::marker::PhantomData;
+use core::mem::{size_of, ManuallyDrop};
+use core::ptr::{self, addr_of, addr_of_mut, NonNull};
+use kernel::alloc::{Flags, KVVec};
+use kernel::bindings;
+use kernel::prelude::*;
+
+/// The start of every entry; the key and then the value follow it. Only
+/// this file reads or writes it.
+#[repr(C)]
+pub(crate) struct Header {
+    /// Linked into at most one [`Tree`] (only while that tree owns a
+    /// reference); written only through the tree holding it.
+    node: bindings::rb_node,
+    /// Written only while the entry is a [`NewEntry`].
+    version: u64,
+    /// Atomic (`refcount_t`), changed only through the kernel's helpers.
+    refcount: bindings::refcount_t,
+    /// `value_len | key_len << 24`, fixed at allocation.
+    lens: u32,
+}
+
+/// Bytes before the key.
+const HEADER: usize = size_of::<Header>();
+const _: () = assert!(HEADER == 40 && core::mem::align_of::<Header>() == 8);
+
+/// Longest key an entry can hold.
+pub(crate) const MAX_KEY_LEN: usize = 255;
+/// Longest value an entry can hold.
+pub(crate) const MAX_VALUE_LEN: usize = (1 << 24) - 1;
+
+/// The entry allocation is a `KVVec<u64>` of this many words: kmalloc from
+/// the slab up to a page, kvmalloc (kmalloc without retrying, else vmalloc)
+/// above, so no high-order contiguous allocation is ever required.
+fn words(key_len: usize, value_len: usize) -> usize {
+    (HEADER + key_len + value_len).div_ceil(size_of::<u64>())
+}
+
+/// An entry known to be live for `'a`: the one place its fields are read.
+#[derive(Clone, Copy)]
+struct Live<'a> {
+    h: NonNull<Header>,
+    _life: PhantomData<&'a Header>,
+}
+
+impl<'a> Live<'a> {
+    /// # Safety
+    ///
+    /// `h` points to an entry that stays live for `'a` and is not a
+    /// [`NewEntry`] someone else holds (whose version may be written).
+    unsafe fn new(h: NonNull<Header>) -> Self {
+        Live {
+            h,
+            _life: PhantomData,
+        }
+    }
+
+    /// Key and value lengths.
+    fn lens(self) -> (usize, usize) {
+        // SAFETY: the entry is live (invariant); `lens` is never written after
+        // `NewEntry::new`, so reading it races with nothing.
+        let lens = unsafe { (*self.h.as_ptr()).lens };
+        ((lens >> 24) as usize, (lens & 0xff_ffff) as usize)
+    }
+
+    /// Key and value.
+    fn data(self) -> (&'a [u8], &'a [u8]) {
+        let (key_len, value_len) = self.lens();
+        // SAFETY: `NewEntry::new` allocated `HEADER + key_len + value_len` bytes at `h`, filled
+        // key and value after the header and never writes them again; the entry outlives `'a`.
+        unsafe {
+            let key = self.h.as_ptr().cast::<u8>().add(HEADER);
+            (
+                core::slice::from_raw_parts(key, key_len),
+                core::slice::from_raw_parts(key.add(key_len), value_len),
+            )
+        }
+    }
+
+    /// Key and value bytes.
+    fn stored_len(self) -> u64 {
+        let (key_len, value_len) = self.lens();
+        (key_len + value_len) as u64
+    }
+
+    /// The version.
+    fn version(self) -> u64 {
+        // SAFETY: live (invariant); only `NewEntry::set_version` writes it, through
+        // `&mut NewEntry`, and no `Live` of that entry exists meanwhile (invariant).
+        unsafe { (*self.h.as_ptr()).version }
+    }
+}
+
+/// Drops one reference on the entry at `h`, freeing it if that was the last.
+///
+/// # Safety
+///
+/// The caller owns one reference on the live entry at `h` and gives it up.
+/// While an entry is linked into a tree, that tree holds a reference: so
+/// either the caller is not it, or the caller is that tree being dropped,
+/// which never reads the entry's node again.
+unsafe fn release(h: NonNull<Header>) {
+    // SAFETY: the entry is live and the caller's reference keeps it so until
+    // this decrement; `refcount_dec_and_test` is atomic.
+    if !unsafe { bindings::refcount_dec_and_test(addr_of_mut!((*h.as_ptr()).refcount)) } {
+        return;
+    }
+    // SAFETY: that was the last reference, so the entry is still live to us alone (no tree
+    // links it: the tree would hold a reference).
+    let (key_len, value_len) = unsafe { Live::new(h) }.lens();
+    let words = words(key_len, value_len);
+    // SAFETY: `NewEntry::new` allocated the entry as a `KVVec<u64>` of exactly `words`
+    // elements, rebuilt here (length 0: `u64` needs no drop) to free it.
+    drop(unsafe { KVVec::<u64>::from_raw_parts(h.as_ptr().cast(), 0, words) });
+}
+
+/// The entry containing the tree node `node`.
+fn entry_of(node: NonNull<bindings::rb_node>) -> NonNull<Header> {
+    // `node` is the first field of the `#[repr(C)]` header.
+    node.cast()
+}
+
+/// The tree node of the entry at `h`.
+fn node_of(h: NonNull<Header>) -> NonNull<bindings::rb_node> {
+    // `node` is the first field of the `#[repr(C)]` header.
+    h.cast()
+}
+
+/// An entry being built: allocated and filled before any lock is taken; its
+/// only reference is this one, and it is in no tree.
+pub(crate) struct NewEntry {
+    ptr: NonNull<Header>,
+}
+
+impl NewEntry {
+    /// Allocates one entry holding `key` and `value` (version 0), charged
+    /// as `flags` says. EINVAL for lengths over [`MAX_KEY_LEN`] or
+    /// [`MAX_VALUE_LEN`].
+    pub(crate) fn new(key: &[u8], value: &[u8], flags: Flags) -> Result<Self> {
+        if key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
+            return Err(EINVAL);
+        }
+        let words = words(key.len(), value.len());
+        let v = KVVec::<u64>::with_capacity(words, flags)?;
+        // `release` frees by the lengths, so the capacity must be theirs;
+        // `with_capacity` of an empty vector reserves exactly that.
+        if v.capacity() != words {
+            return Err(ENOMEM);
+        }
+        let (ptr, _, _) = v.into_raw_parts();
+        // A vector with capacity never has a null pointer.
+        let h = NonNull::new(ptr.cast::<Header>()).ok_or(ENOMEM)?;
+        // SAFETY: `h` is a fresh 8-aligned allocation of `words * 8 >= HEADER + key + value`
+        // bytes that only we reach; the header is written whole, then key and value after it.
+        unsafe {
+            h.as_ptr().write(Header {
+                node: bindings::rb_node::default(),
+                version: 0,
+                refcount: bindings::REFCOUNT_INIT(1),
+                lens: value.len() as u32 | (key.len() as u32) << 24,
+            });
+            let dst = h.as_ptr().cast::<u8>().add(HEADER);
+            ptr::copy_nonoverlapping(key.as_ptr(), dst, key.len());
+            ptr::copy_nonoverlapping(value.as_ptr(), dst.add(key.len()), value.len());
+        }
+        Ok(NewEntry { ptr: h })
+    }
+
+    /// Sets the version the entry will carry once linked.
+    pub(crate) fn set_version(&mut self, version: u64) {
+        // SAFETY: `self` is the only reference and the entry is in no tree,
+        // so nothing else reads or writes it.
+        unsafe { (*self.ptr.as_ptr()).version = version };
+    }
+
+    fn live(&self) -> Live<'_> {
+        // SAFETY: our reference keeps the entry alive as long as `self`, and
+        // only `&mut self` writes its version.
+        unsafe { Live::new(self.ptr) }
+    }
+
+    /// The key.
+    pub(crate) fn key(&self) -> &[u8] {
+        self.live().data().0
+    }
+
+    /// Key and value bytes.
+    pub(crate) fn stored_len(&self) -> u64 {
+        self.live().stored_len()
+    }
+}
+
+impl Drop for NewEntry {
+    fn drop(&mut self) {
+        // SAFETY: our reference, the only one, on an entry in no tree.
+        unsafe { release(self.ptr) };
+    }
+}
+
+/// The reference a tree held on an entry it no longer links: the entry can
+/// be linked again (into one tree), read, or dropped. Other references
+/// ([`EntryRef`]) may exist, so the entry is read-only.
+pub(crate) struct Detached {
+    ptr: NonNull<Header>,
+}
+
+impl Detached {
+    /// The key.
+    pub(crate) fn key(&self) -> &[u8] {
+        // SAFETY: our reference keeps the entry alive as long as `self`; it
+        // was linked, so it is no `NewEntry`.
+        unsafe { Live::new(self.ptr) }.data().0
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        // SAFETY: our reference; the entry is in no tree (we would be that
+        // tree's reference).
+        unsafe { release(self.ptr) };
+    }
+}
+
+mod private {
+    /// Only this file's owning references can be linked.
+    pub(crate) trait Sealed {
+        /// Gives the reference up (to a tree) without releasing it.
+        fn into_raw(self) -> core::ptr::NonNull<super::Header>;
+    }
+}
+
+/// What can be linked into a tree: an entry whose reference becomes the
+/// tree's, and which is in no tree now ([`NewEntry`] or [`Detached`]).
+pub(crate) trait Link: private::Sealed {
+    /// The entry's key.
+    fn link_key(&self) -> &[u8];
+}
+
+impl private::Sealed for NewEntry {
+    fn into_raw(self) -> NonNull<Header> {
+        ManuallyDrop::new(self).ptr
+    }
+}
+
+impl Link for NewEntry {
+    fn link_key(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+impl private::Sealed for Detached {
+    fn into_raw(self) -> NonNull<Header> {
+        ManuallyDrop::new(self).ptr
+    }
+}
+
+impl Link for Detached {
+    fn link_key(&self) -> &[u8] {
+        self.key()
+    }
+}
+
+/// A counted reference on an entry, for reading it with no lock held.
+pub(crate) struct EntryRef {
+    ptr: NonNull<Header>,
+}
+
+impl EntryRef {
+    fn live(&self) -> Live<'_> {
+        // SAFETY: our reference keeps the entry alive as long as `self`; it
+        // was linked, so it is no `NewEntry`.
+        unsafe { Live::new(self.ptr) }
+    }
+
+    /// The value.
+    pub(crate) fn value(&self) -> &[u8] {
+        self.live().data().1
+    }
+
+    /// The version.
+    pub(crate) fn version(&self) -> u64 {
+        self.live().version()
+    }
+}
+
+impl Drop for EntryRef {
+    fn drop(&mut self) {
+        // SAFETY: our own reference, which is never a tree's.
+        unsafe { release(self.ptr) };
+    }
+}
+
+/// An entry of a tree, borrowed with the tree (so it stays linked and alive).
+#[derive(Clone, Copy)]
+pub(crate) struct EntryView<'a> {
+    entry: Live<'a>,
+    _tree: PhantomData<&'a Tree>,
+}
+
+impl<'a> EntryView<'a> {
+    /// The entry of `node`, a node of a tree borrowed for `'a`.
+    ///
+    /// # Safety
+    ///
+    /// `node` is linked into a tree borrowed (shared or unique) for `'a`.
+    unsafe fn of(node: NonNull<bindings::rb_node>) -> Self {
+        EntryView {
+            // SAFETY: the tree holds a reference on the entry for `'a` (caller), and a
+            // linked entry is no `NewEntry`.
+            entry: unsafe { Live::new(entry_of(node)) },
+            _tree: PhantomData,
+        }
+    }
+
+    /// The key.
+    pub(crate) fn key(&self) -> &'a [u8] {
+        self.entry.data().0
+    }
+
+    /// The value.
+    pub(crate) fn value(&self) -> &'a [u8] {
+        self.entry.data().1
+    }
+
+    /// The version.
+    pub(crate) fn version(&self) -> u64 {
+        self.entry.version()
+    }
+
+    /// Key and value bytes.
+    pub(crate) fn stored_len(&self) -> u64 {
+        self.entry.stored_len()
+    }
+
+    /// A counted reference on this entry, to read it after the tree's lock
+    /// is dropped. Allocates nothing.
+    pub(crate) fn to_ref(self) -> EntryRef {
+        // SAFETY: the entry is alive (the tree holds a reference, so the
+        // count is at least one); `refcount_inc` is atomic.
+        unsafe { bindings::refcount_inc(addr_of_mut!((*self.entry.h.as_ptr()).refcount)) };
+        EntryRef { ptr: self.entry.h }
+    }
+
+    /// The next entry of the tree in key order.
+    pub(crate) fn next(self) -> Option<EntryView<'a>> {
+        // SAFETY: the entry is linked into the tree borrowed for `'a`, which
+        // nobody changes meanwhile (that takes `&mut Tree`).
+        let next = unsafe { bindings::rb_next(addr_of!((*self.entry.h.as_ptr()).node)) };
+        // SAFETY: `next` is a node of the same tree.
+        NonNull::new(next).map(|n| unsafe { EntryView::of(n) })
+    }
+}
+
+/// A tree of entries in bytewise key order, at most one per key. It owns a
+/// reference on each of its entries, released when it is dropped.
+pub(crate) struct Tree {
+    root: bindings::rb_root,
+}
+
+// SAFETY: the tree owns references on its entries, whose shared fields are immutable or
+// atomic; its nodes are changed only through `&mut Tree`, so it may move to another thread.
+unsafe impl Send for Tree {}
+
+impl Default for Tree {
+    fn default() -> Self {
+        Tree::new()
+    }
+}
+
+/// The left child of `node` for `Less`, else the right one.
+///
+/// # Safety
+///
+/// `node` is a node of a tree that nobody changes meanwhile.
+unsafe fn child(node: NonNull<bindings::rb_node>, ord: Ordering) -> *mut bindings::rb_node {
+    // SAFETY: a valid node (caller) whose links are not being written.
+    unsafe {
+        if ord == Ordering::Less {
+            (*node.as_ptr()).rb_left
+        } else {
+            (*node.as_ptr()).rb_right
+        }
+    }
+}
+
+impl Tree {
+    /// An empty tree.
+    pub(crate) const fn new() -> Self {
+        Tree {
+            root: bindings::rb_root {
+                rb_node: ptr::null_mut(),
+            },
+        }
+    }
+
+    /// Takes every entry out, leaving the tree empty.
+    pub(crate) fn take(&mut self) -> Tree {
+        core::mem::take(self)
+    }
+
+    /// One descent towards `key`: the entry with that key, or the last node
+    /// visited and the side of it where `key` belongs (none: the root).
+    fn descend(&self, key: &[u8]) -> Result<EntryView<'_>, (Option<EntryView<'_>>, Ordering)> {
+        let mut node = self.root.rb_node;
+        let mut last = (None, Ordering::Equal);
+        while let Some(n) = NonNull::new(node) {
+            // SAFETY: `n` is linked into this tree, borrowed for the call.
+            let e = unsafe { EntryView::of(n) };
+            let ord = key.cmp(e.key());
+            if ord == Ordering::Equal {
+                return Ok(e);
+            }
+            last = (Some(e), ord);
+            // SAFETY: `n` is linked into this tree, borrowed for the call,
+            // so its links stay as they are.
+            node = unsafe { child(n, ord) };
+        }
+        Err(last)
+    }
+
+    /// The entry with key `key`.
+    pub(crate) fn get(&self, key: &[u8]) -> Option<EntryView<'_>> {
+        self.descend(key).ok()
+    }
+
+    /// The first entry whose key is `key` or after it.
+    pub(crate) fn lower_bound(&self, key: &[u8]) -> Option<EntryView<'_>> {
+        match self.descend(key) {
+            Ok(e) => Some(e),
+            // `key` belongs left of the last node: that node is the first after it.
+            Err((last, Ordering::Less)) => last,
+            // Right of it: the first after `key` is the last node's successor.
+            Err((last, _)) => last.and_then(EntryView::next),
+        }
+    }
+
+    /// The entry with the smallest key.
+    pub(crate) fn first(&self) -> Option<EntryView<'_>> {
+        // SAFETY: `root` is this tree's root, read through a shared borrow.
+        let node = unsafe { bindings::rb_first(&self.root) };
+        // SAFETY: `node` is a node of this tree, borrowed for `'_`.
+        NonNull::new(node).map(|n| unsafe { EntryView::of(n) })
+    }
+
+    /// Where `key` is, or would be linked: one descent.
+    pub(crate) fn slot<'a, 'k>(&'a mut self, key: &'k [u8]) -> Slot<'a, 'k> {
+        let found = match self.descend(key) {
+            Ok(e) => Ok(node_of(e.entry.h)),
+            Err((parent, ord)) => Err((parent.map(|p| node_of(p.entry.h)), ord)),
+        };
+        match found {
+            Ok(node) => Slot::Occupied(Occupied {
+                tree: self,
+                node,
+                key,
+            }),
+            Err((parent, ord)) => Slot::Vacant(Vacant {
+                tree: self,
+                parent,
+                left: ord == Ordering::Less,
+                key,
+            }),
+        }
+    }
+}
+
+impl Drop for Tree {
+    fn drop(&mut self) {
+        // Postorder: children before their parent, so releasing an entry
+        // never frees a node the walk still has to read.
+        // SAFETY: `root` is this tree's root, which we own uniquely.
+        let mut node = unsafe { bindings::rb_first_postorder(&self.root) };
+        while let Some(n) = NonNull::new(node) {
+            // SAFETY: `n` is linked and alive; its postorder successor, found before `n` may
+            // be freed, reads only `n`'s parent and nodes not yet released.
+            node = unsafe { bindings::rb_next_postorder(n.as_ptr()) };
+            // SAFETY: the tree's reference on the entry at `n`, given up: the
+            // tree is going away, and nothing will read its links again.
+            unsafe { release(entry_of(n)) };
+        }
+    }
+}
+
+/// Where a key is in a tree, or would be linked.
+pub(crate) enum Slot<'a, 'k> {
+    /// The key is present.
+    Occupied(Occupied<'a, 'k>),
+    /// The key is absent.
+    Vacant(Vacant<'a, 'k>),
+}
+
+/// A present key, found by [`Tree::slot`].
+pub(crate) struct Occupied<'a, 'k> {
+    tree: &'a mut Tree,
+    /// A node of `tree`, holding `key`.
+    node: NonNull<bindings::rb_node>,
+    key: &'k [u8],
+}
+
+impl Occupied<'_, '_> {
+    /// The entry present.
+    pub(crate) fn entry(&self) -> EntryView<'_> {
+        // SAFETY: `self.node` is linked into the tree borrowed with `self`.
+        unsafe { EntryView::of(self.node) }
+    }
+
+    /// The tree's reference on the present entry, once it is unlinked.
+    fn detached(&self) -> Detached {
+        Detached {
+            ptr: entry_of(self.node),
+        }
+    }
+
+    /// Puts `new` in the place of the present entry, which is returned;
+    /// `Err(new)` if `new` has another key. No descent, cannot fail
+    /// otherwise.
+    pub(crate) fn replace<L: Link>(self, new: L) -> core::result::Result<Detached, L> {
+        if new.link_key() != self.key {
+            return Err(new);
+        }
+        let new = node_of(new.into_raw()).as_ptr();
+        // SAFETY: `self.node` is linked into the uniquely borrowed tree; `new` (same key, in no
+        // tree) takes its place and colour; the tree's references swap: old out, `new` in.
+        unsafe { bindings::rb_replace_node(self.node.as_ptr(), new, &mut self.tree.root) };
+        Ok(self.detached())
+    }
+
+    /// Unlinks the present entry and returns the tree's reference on it.
+    pub(crate) fn remove(self) -> Detached {
+        // SAFETY: `self.node` is linked into `self.tree`, borrowed uniquely.
+        unsafe { bindings::rb_erase(self.node.as_ptr(), &mut self.tree.root) };
+        self.detached()
+    }
+}
+
+/// An absent key's place, found by [`Tree::slot`]: the left or right child
+/// of `parent`, or the root when there is no parent.
+pub(crate) struct Vacant<'a, 'k> {
+    tree: &'a mut Tree,
+    parent: Option<NonNull<bindings::rb_node>>,
+    left: bool,
+    key: &'k [u8],
+}
+
+impl Vacant<'_, '_> {
+    /// Links `new` here; `Err(new)` if `new` has another key. No descent,
+    /// cannot fail otherwise.
+    pub(crate) fn insert<L: Link>(self, new: L) -> core::result::Result<(), L> {
+        if new.link_key() != self.key {
+            return Err(new);
+        }
+        let new = node_of(new.into_raw()).as_ptr();
+        let root: *mut bindings::rb_root = &mut self.tree.root;
+        let parent = self.parent.map_or(ptr::null_mut(), NonNull::as_ptr);
+        // SAFETY: that link of `parent` (or the root) was empty when `Tree::slot` found it, the
+        // tree borrowed uniquely since, so it still is and `self.key` belongs there; `new` has
+        // that key and is in no tree (`Link`); its reference becomes the tree's.
+        unsafe {
+            let link = match self.parent {
+                None => addr_of_mut!((*root).rb_node),
+                Some(_) if self.left => addr_of_mut!((*parent).rb_left),
+                Some(_) => addr_of_mut!((*parent).rb_right),
+            };
+            bindings::rb_link_node(new, parent, link);
+            bindings::rb_insert_color(new, root);
+        }
+        Ok(())
+    }
+}
