@@ -3,7 +3,10 @@
 //! command until it runs untouched. Every call that failed must report
 //! ENOMEM (allocation) or EFAULT (user copy) and leave the table exactly as
 //! it was; a call the kernel recovered from (kvmalloc falling back to
-//! vmalloc) must have done the whole write. Needs the debug kernel.
+//! vmalloc) must have done the whole write. A GET must allocate nothing,
+//! whatever the size of its value: only its user copies may fail. Needs the
+//! debug kernel. Besides, every record of a mixed batch is made to fail in
+//! turn, to prove the rollback of the records before it.
 
 use crate::ensure;
 use crate::harness::*;
@@ -12,7 +15,11 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 
 pub fn suite() -> Vec<Test> {
-    crate::tests![every_fault_point_of_every_write]
+    crate::tests![
+        every_fault_point_of_every_write,
+        every_fault_point_with_values_over_a_page,
+        every_failing_record_of_a_mixed_batch
+    ]
 }
 
 /// Knobs: inject into sleeping slab allocations too, and stay quiet
@@ -86,11 +93,15 @@ fn reset(fail_nth: &File) -> TestResult {
 }
 
 /// Fails fault point 1, 2, ... of `write` until it completes untouched.
+/// `may_allocate`: false for commands that must allocate nothing, for which
+/// an injected ENOMEM is a failure.
 fn each_fault_point(
     kv: &Nfkv,
     fail_nth: &File,
     name: &str,
+    baseline: &dyn Fn(&Nfkv) -> TestResult,
     write: &dyn Fn(&Nfkv) -> nfkv::Result<()>,
+    may_allocate: bool,
     counts: &mut Counts,
 ) -> TestResult {
     baseline(kv)?;
@@ -135,6 +146,11 @@ fn each_fault_point(
             }
             Err(e) => {
                 match e.errno() {
+                    Some(libc::ENOMEM) if !may_allocate => {
+                        return Err(format!(
+                            "{name}: fault {n} gave ENOMEM: the command allocated, and must not"
+                        ))
+                    }
                     Some(libc::ENOMEM) => counts.enomem += 1,
                     Some(libc::EFAULT) => counts.efault += 1,
                     _ => {
@@ -153,14 +169,27 @@ fn each_fault_point(
     Err(format!("{name}: still failing after 10000 fault points"))
 }
 
-fn every_fault_point_of_every_write() -> TestResult {
-    configure()?;
-    let kv = connect()?;
-    let fail_nth = File::options()
+fn open_fail_nth() -> Result<File, String> {
+    File::options()
         .read(true)
         .write(true)
         .open("/proc/thread-self/fail-nth")
-        .map_err(|e| format!("/proc/thread-self/fail-nth: {e}"))?;
+        .map_err(|e| format!("/proc/thread-self/fail-nth: {e}"))
+}
+
+/// A GET that counts a hit or ENOENT (`absent`) as success.
+fn get(key: &'static [u8], absent: bool) -> Write {
+    Box::new(move |kv| match kv.get(key) {
+        Err(e) if absent && e.errno() == Some(libc::ENOENT) => Ok(()),
+        Ok(_) if absent => Err(nfkv::Error::Invalid("present".into())),
+        r => r.map(|_| ()),
+    })
+}
+
+fn every_fault_point_of_every_write() -> TestResult {
+    configure()?;
+    let kv = connect()?;
+    let fail_nth = open_fail_nth()?;
     let mut counts = Counts::default();
     let big = vec![0x5a; kv.limits().max_value_len as usize];
     let writes: Vec<(&str, Write)> = vec![
@@ -216,11 +245,21 @@ fn every_fault_point_of_every_write() -> TestResult {
                 kv.apply(&b)
             }),
         ),
-        ("get", Box::new(|kv| kv.get(b"base05").map(|_| ()))),
+        ("get", get(b"base05", false)),
+        ("get of an absent key", get(b"absent", true)),
         ("list", Box::new(|kv| kv.list_page(b"", b"").map(|_| ()))),
     ];
     for (name, write) in &writes {
-        each_fault_point(&kv, &fail_nth, name, write.as_ref(), &mut counts)?;
+        let may_allocate = !name.starts_with("get");
+        each_fault_point(
+            &kv,
+            &fail_nth,
+            name,
+            &baseline,
+            write.as_ref(),
+            may_allocate,
+            &mut counts,
+        )?;
     }
     println!(
         "     faults: {} injected over {} commands: {} ENOMEM, {} EFAULT, {} recovered by the kernel",
@@ -231,5 +270,157 @@ fn every_fault_point_of_every_write() -> TestResult {
         counts.recovered
     );
     ensure!(counts.enomem > 0, "no allocation failure was ever injected");
+    Ok(())
+}
+
+/// The baseline plus entries whose values are over a page.
+fn big_baseline(kv: &Nfkv) -> TestResult {
+    baseline(kv)?;
+    let mut b = Batch::new();
+    b.put(b"big", &[0xa5; 40000], Condition::default()).put(
+        b"big5000",
+        &[0x5a; 5000],
+        Condition::default(),
+    );
+    ck("big baseline", kv.apply(&b))
+}
+
+/// The same with max_value_len=65536: entries and requests over a page
+/// (kvmalloc, which may fall back to vmalloc), and GET and LIST of values
+/// over a page.
+fn every_fault_point_with_values_over_a_page() -> TestResult {
+    configure()?;
+    reload("max_value_len=65536")?;
+    let r = (|| {
+        let kv = connect()?;
+        ensure!(
+            kv.limits().max_value_len == 65536,
+            "max_value_len {}",
+            kv.limits().max_value_len
+        );
+        let fail_nth = open_fail_nth()?;
+        let mut counts = Counts::default();
+        let commands: Vec<(&str, Write)> = vec![
+            (
+                "put insert, 16 KiB",
+                Box::new(|kv| kv.put(b"new", &[1; 16384], Condition::default())),
+            ),
+            (
+                "put overwrite, 64 KiB",
+                Box::new(|kv| kv.put(b"big", &[2; 65536], Condition::default())),
+            ),
+            (
+                "batch of values over a page",
+                Box::new(|kv| {
+                    let mut b = Batch::new();
+                    for i in 0..3u32 {
+                        b.put(
+                            format!("big{i}").as_bytes(),
+                            &[i as u8; 20000],
+                            Condition::default(),
+                        );
+                    }
+                    b.put(b"base01", &[9; 8000], Condition::default())
+                        .put(b"big5000", b"small now", Condition::default())
+                        .delete(b"big", None);
+                    kv.apply(&b)
+                }),
+            ),
+            (
+                "get of a value over a page (40000 B)",
+                Box::new(|kv| match kv.get(b"big") {
+                    Ok(v) if v.value.len() != 40000 || v.value.iter().any(|&b| b != 0xa5) => {
+                        Err(nfkv::Error::Invalid("wrong value".into()))
+                    }
+                    r => r.map(|_| ()),
+                }),
+            ),
+            (
+                "get of a value over a page (5000 B)",
+                get(b"big5000", false),
+            ),
+            (
+                "list of values over a page",
+                Box::new(|kv| kv.list_page(b"big", b"").map(|_| ())),
+            ),
+        ];
+        for (name, command) in &commands {
+            let may_allocate = !name.starts_with("get");
+            each_fault_point(
+                &kv,
+                &fail_nth,
+                name,
+                &big_baseline,
+                command.as_ref(),
+                may_allocate,
+                &mut counts,
+            )?;
+        }
+        println!(
+            "     faults over a page: {} injected over {} commands: {} ENOMEM, {} EFAULT, {} recovered by the kernel",
+            counts.injected,
+            commands.len(),
+            counts.enomem,
+            counts.efault,
+            counts.recovered
+        );
+        ensure!(counts.enomem > 0, "no allocation failure was ever injected");
+        Ok(())
+    })();
+    reload("")?;
+    r
+}
+
+/// A batch that overwrites, deletes, inserts, and touches keys twice, made
+/// to fail after each of its records in turn (by a delete of an absent key,
+/// not a fault): the records before the failing one were applied under the
+/// lock and must all be undone, with or without a flush first.
+fn every_failing_record_of_a_mixed_batch() -> TestResult {
+    let kv = connect()?;
+    // (delete?, key, value): the good batch.
+    let records: [(bool, &[u8], &[u8]); 9] = [
+        (false, b"base01", b"overwritten"),
+        (true, b"base02", b""),
+        (false, b"fresh1", b"inserted"),
+        (false, b"base01", b"overwritten twice"),
+        (true, b"fresh1", b""),
+        (false, b"base02", b"back again, longer than before"),
+        (false, b"fresh2", b"x"),
+        (true, b"base03", b""),
+        (false, b"base04", b""),
+    ];
+    for flush in [false, true] {
+        for failing in 0..=records.len() {
+            baseline(&kv)?;
+            let before = dump(&kv)?;
+            let mut b = Batch::new();
+            if flush {
+                b.flush();
+            }
+            for (i, &(delete, key, value)) in records.iter().enumerate() {
+                if i == failing {
+                    b.delete(b"never there", None);
+                }
+                if delete {
+                    if flush && key.starts_with(b"base") {
+                        // Flushed: put it back first, so the delete works.
+                        b.put(key, b"", Condition::default());
+                    }
+                    b.delete(key, None);
+                } else {
+                    b.put(key, value, Condition::default());
+                }
+            }
+            if failing == records.len() {
+                b.delete(b"never there", None);
+            }
+            let what = format!("flush {flush}, failing before record {failing}");
+            expect_err(&what, kv.apply(&b), libc::ENOENT)?;
+            ensure!(
+                dump(&kv)? == before,
+                "{what}: the failed batch changed the table"
+            );
+        }
+    }
     Ok(())
 }
