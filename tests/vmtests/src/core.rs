@@ -916,7 +916,7 @@ fn optbase_relocates_the_range() -> TestResult {
 fn rmmod_then_client_reports_not_loaded() -> TestResult {
     let kv = fresh()?;
     put(&kv, b"k", b"v")?;
-    sh("rmmod nfkv")?;
+    rmmod()?;
     let r = match (kv.info(), Nfkv::open()) {
         (Err(nfkv::Error::NotLoaded { .. }), Err(e @ nfkv::Error::NotLoaded { .. })) => {
             ensure!(e.to_string().contains("insmod nfkv.ko"), "message: {e}");

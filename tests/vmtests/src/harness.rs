@@ -363,28 +363,47 @@ pub fn write_proc(path: &str, data: &str) -> TestResult {
     std::fs::write(path, data).map_err(|e| format!("{path}: {e}"))
 }
 
-/// Runs a shell command; fails unless it succeeds.
-pub fn sh(cmd: &str) -> TestResult {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .output()
-        .map_err(|e| format!("{cmd}: {e}"))?;
+/// Whether nfkv is loaded.
+pub fn loaded() -> bool {
+    std::fs::read_to_string("/proc/modules")
+        .is_ok_and(|m| m.lines().any(|l| l.starts_with("nfkv ")))
+}
+
+/// `rmmod nfkv`, as the syscall (no fork/exec: under TCG with a debug
+/// kernel a process start costs most of a second, and the lifecycle suite
+/// loads and unloads hundreds of times). Non-blocking like rmmod: EBUSY or
+/// EAGAIN while a caller holds the module.
+pub fn rmmod() -> TestResult {
+    let name = c"nfkv";
+    // SAFETY: delete_module reads a NUL-terminated name; the pointer is valid for the call.
+    let r = unsafe { libc::syscall(libc::SYS_delete_module, name.as_ptr(), libc::O_NONBLOCK) };
+    ensure!(r == 0, "rmmod nfkv: {}", io::Error::last_os_error());
+    Ok(())
+}
+
+/// `insmod $NFKV_KO PARAMS`, as the syscall (see [`rmmod`]).
+pub fn insmod(params: &str) -> TestResult {
+    let ko = std::env::var("NFKV_KO").map_err(|_| "NFKV_KO is not set".to_string())?;
+    let file = std::fs::File::open(&ko).map_err(|e| format!("{ko}: {e}"))?;
+    let args =
+        std::ffi::CString::new(params).map_err(|_| format!("params {params:?} hold a NUL"))?;
+    // SAFETY: finit_module reads the open descriptor and a NUL-terminated string, both valid
+    // for the call.
+    let r = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), args.as_ptr(), 0) };
     ensure!(
-        out.status.success(),
-        "`{cmd}` failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        r == 0,
+        "insmod {ko} {params}: {}",
+        io::Error::last_os_error()
     );
     Ok(())
 }
 
 /// Reloads nfkv.ko (from $NFKV_KO) with module parameters `params`.
 pub fn reload(params: &str) -> TestResult {
-    let ko = std::env::var("NFKV_KO").map_err(|_| "NFKV_KO is not set".to_string())?;
-    sh(&format!(
-        "(! grep -q '^nfkv ' /proc/modules || rmmod nfkv) && insmod {ko} {params}"
-    ))
+    if loaded() {
+        rmmod()?;
+    }
+    insmod(params)
 }
 
 /// The socket's descriptor number, for error messages.

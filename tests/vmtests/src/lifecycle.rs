@@ -70,7 +70,7 @@ fn insmod_rmmod_cycles_with_data() -> TestResult {
         fill("cycle", 100).map_err(|e| format!("cycle {cycle}: {e}"))?;
         held = Some(namespace_held_across_rmmod(10).map_err(|e| format!("cycle {cycle}: {e}"))?);
     }
-    sh("rmmod nfkv")?;
+    rmmod()?;
     reload("")?;
     if let Some(h) = held.take() {
         h.finish().map_err(|e| format!("last cycle: {e}"))?;
