@@ -31,7 +31,8 @@ use core::cmp::Ordering;
 use core::marker::PhantomData;
 use core::mem::{size_of, ManuallyDrop};
 use core::ptr::{self, addr_of, addr_of_mut, NonNull};
-use kernel::alloc::{Flags, KVVec};
+use kernel::alloc::{Flags, KVVec, KVec};
+use kernel::page::PAGE_SIZE;
 use kernel::bindings;
 use kernel::prelude::*;
 
@@ -59,11 +60,18 @@ pub(crate) const MAX_KEY_LEN: usize = 255;
 /// Longest value an entry can hold.
 pub(crate) const MAX_VALUE_LEN: usize = (1 << 24) - 1;
 
-/// The entry allocation is a `KVVec<u64>` of this many words: kmalloc from
-/// the slab up to a page, kvmalloc (kmalloc without retrying, else vmalloc)
-/// above, so no high-order contiguous allocation is ever required.
+/// The entry allocation is a vector of this many `u64` words.
 fn words(key_len: usize, value_len: usize) -> usize {
     (HEADER + key_len + value_len).div_ceil(size_of::<u64>())
+}
+
+/// Whether an entry of `words` words is a `KVec` (kmalloc, from the slab)
+/// rather than a `KVVec` (kvmalloc: kmalloc without retrying, else vmalloc,
+/// so no high-order contiguous allocation is ever required). Up to a page
+/// both are one kmalloc, but kvrealloc tries a failed kmalloc a second time,
+/// which hides the ENOMEM path from fault injection: `KVec` fails once.
+fn in_slab(words: usize) -> bool {
+    words * size_of::<u64>() <= PAGE_SIZE
 }
 
 /// An entry known to be live for `'a`: the one place its fields are read.
@@ -139,9 +147,15 @@ unsafe fn release(h: NonNull<Header>) {
     // links it: the tree would hold a reference).
     let (key_len, value_len) = unsafe { Live::new(h) }.lens();
     let words = words(key_len, value_len);
-    // SAFETY: `NewEntry::new` allocated the entry as a `KVVec<u64>` of exactly `words`
-    // elements, rebuilt here (length 0: `u64` needs no drop) to free it.
-    drop(unsafe { KVVec::<u64>::from_raw_parts(h.as_ptr().cast(), 0, words) });
+    if in_slab(words) {
+        // SAFETY: `NewEntry::new` allocated this entry as a `KVec<u64>` of exactly `words`
+        // elements (`in_slab`), rebuilt here (length 0: `u64` needs no drop) to free it.
+        drop(unsafe { KVec::<u64>::from_raw_parts(h.as_ptr().cast(), 0, words) });
+    } else {
+        // SAFETY: `NewEntry::new` allocated this entry as a `KVVec<u64>` of exactly `words`
+        // elements (not `in_slab`), rebuilt here (length 0: `u64` needs no drop) to free it.
+        drop(unsafe { KVVec::<u64>::from_raw_parts(h.as_ptr().cast(), 0, words) });
+    }
 }
 
 /// The entry containing the tree node `node`.
@@ -171,13 +185,21 @@ impl NewEntry {
             return Err(EINVAL);
         }
         let words = words(key.len(), value.len());
-        let v = KVVec::<u64>::with_capacity(words, flags)?;
         // `release` frees by the lengths, so the capacity must be theirs;
         // `with_capacity` of an empty vector reserves exactly that.
-        if v.capacity() != words {
-            return Err(ENOMEM);
-        }
-        let (ptr, _, _) = v.into_raw_parts();
+        let ptr = if in_slab(words) {
+            let v = KVec::<u64>::with_capacity(words, flags)?;
+            if v.capacity() != words {
+                return Err(ENOMEM);
+            }
+            v.into_raw_parts().0
+        } else {
+            let v = KVVec::<u64>::with_capacity(words, flags)?;
+            if v.capacity() != words {
+                return Err(ENOMEM);
+            }
+            v.into_raw_parts().0
+        };
         // A vector with capacity never has a null pointer.
         let h = NonNull::new(ptr.cast::<Header>()).ok_or(ENOMEM)?;
         // SAFETY: `h` is a fresh 8-aligned allocation of `words * 8 >= HEADER + key + value`

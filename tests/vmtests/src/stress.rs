@@ -403,10 +403,13 @@ fn rmmod_races_live_clients() -> TestResult {
     fresh()?;
     let stop = AtomicBool::new(false);
     let ops = AtomicU64::new(0);
+    // Workers that have made calls: rmmod starts once all four have (a
+    // module unloaded before a client connected races nothing).
+    let ready = AtomicU32::new(0);
     let r = std::thread::scope(|s| -> TestResult {
         let workers: Vec<_> = (0..4)
             .map(|t| {
-                let (stop, ops) = (&stop, &ops);
+                let (stop, ops, ready) = (&stop, &ops, &ready);
                 s.spawn(move || -> TestResult {
                     let kv = connect()?;
                     let mut unloaded = false;
@@ -427,6 +430,9 @@ fn rmmod_races_live_clients() -> TestResult {
                             }
                         }
                         ops.fetch_add(1, Ordering::Relaxed);
+                        if i == 10 {
+                            ready.fetch_add(1, Ordering::SeqCst);
+                        }
                         // On SMP with preemption some worker is inside a
                         // call (holding a module reference) almost all the
                         // time, and rmmod only succeeds when none is: leave
@@ -442,6 +448,9 @@ fn rmmod_races_live_clients() -> TestResult {
         let (mut refused, mut unloaded) = (0, false);
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
+            if ready.load(Ordering::SeqCst) < 4 {
+                continue;
+            }
             if rmmod().is_ok() {
                 unloaded = true;
                 break;
@@ -454,6 +463,11 @@ fn rmmod_races_live_clients() -> TestResult {
             w.join().map_err(|_| "worker panicked".to_string())??;
         }
         println!("     rmmod race: {} client ops, rmmod refused {refused} times, then unloaded: {unloaded}", ops.load(Ordering::Relaxed));
+        ensure!(
+            ready.load(Ordering::SeqCst) == 4,
+            "only {} of 4 workers got going",
+            ready.load(Ordering::SeqCst)
+        );
         ensure!(unloaded, "rmmod never succeeded within 60 s");
         Ok(())
     });
