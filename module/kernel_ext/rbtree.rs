@@ -32,8 +32,8 @@ use core::marker::PhantomData;
 use core::mem::{size_of, ManuallyDrop};
 use core::ptr::{self, addr_of, addr_of_mut, NonNull};
 use kernel::alloc::{Flags, KVVec, KVec};
-use kernel::page::PAGE_SIZE;
 use kernel::bindings;
+use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 
 /// The start of every entry; the key and then the value follow it. Only

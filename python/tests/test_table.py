@@ -199,7 +199,9 @@ def test_items_consistent(table: nfkv.Table) -> None:
     for i in range(100):
         table.put(f"k{i:03}", str(i))
     assert list(table.items(consistent=True)) == list(table.items())
-    assert len(list(table.items(prefix=b"k05", consistent=True))) == 1
+    assert list(table.items(prefix=b"k05", consistent=True)) == [
+        (f"k05{i}".encode(), str(50 + i).encode()) for i in range(10)
+    ]
 
 
 def test_items_is_lazy(table: nfkv.Table) -> None:
