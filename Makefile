@@ -66,7 +66,7 @@ kernel:
 
 demo: setup
 	$(MAKE) module client
-	tests/vm/run --no-load -- tests/demo.sh
+	tests/vm/run --kernel $(KERNEL) --no-load -- tests/demo.sh
 
 check: setup
 	tests/run-all
