@@ -31,7 +31,8 @@ use core::cmp::Ordering;
 use core::marker::PhantomData;
 use core::mem::{size_of, ManuallyDrop};
 use core::ptr::{self, addr_of, addr_of_mut, NonNull};
-use kernel::alloc::{Flags, KVVec, KVec};
+use kernel::alloc::allocator::{KVmalloc, Kmalloc};
+use kernel::alloc::{Allocator, Flags, KVVec, KVec, Vec};
 use kernel::bindings;
 use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
@@ -72,6 +73,18 @@ fn words(key_len: usize, value_len: usize) -> usize {
 /// which hides the ENOMEM path from fault injection: `KVec` fails once.
 fn in_slab(words: usize) -> bool {
     words * size_of::<u64>() <= PAGE_SIZE
+}
+
+/// A vector of exactly `words` `u64`s from allocator `A`, as a raw pointer
+/// (never null): `release` frees it by the same rule.
+fn alloc_words<A: Allocator>(words: usize, flags: Flags) -> Result<*mut u64> {
+    let v = Vec::<u64, A>::with_capacity(words, flags)?;
+    // `with_capacity` of an empty vector reserves exactly `words`; `release`
+    // relies on it.
+    if v.capacity() != words {
+        return Err(ENOMEM);
+    }
+    Ok(v.into_raw_parts().0)
 }
 
 /// An entry known to be live for `'a`: the one place its fields are read.
@@ -185,20 +198,10 @@ impl NewEntry {
             return Err(EINVAL);
         }
         let words = words(key.len(), value.len());
-        // `release` frees by the lengths, so the capacity must be theirs;
-        // `with_capacity` of an empty vector reserves exactly that.
         let ptr = if in_slab(words) {
-            let v = KVec::<u64>::with_capacity(words, flags)?;
-            if v.capacity() != words {
-                return Err(ENOMEM);
-            }
-            v.into_raw_parts().0
+            alloc_words::<Kmalloc>(words, flags)?
         } else {
-            let v = KVVec::<u64>::with_capacity(words, flags)?;
-            if v.capacity() != words {
-                return Err(ENOMEM);
-            }
-            v.into_raw_parts().0
+            alloc_words::<KVmalloc>(words, flags)?
         };
         // A vector with capacity never has a null pointer.
         let h = NonNull::new(ptr.cast::<Header>()).ok_or(ENOMEM)?;
