@@ -68,6 +68,27 @@ pub(crate) unsafe fn pin_init_at<T, E>(init: impl PinInit<T, E>, slot: *mut T) -
     r
 }
 
+/// The bytes (without the NUL) of the C string at `ptr`.
+///
+/// 6.12: `kernel::str::CStr` is the kernel's own type, with an inherent
+/// `from_char_ptr`. 7.3: `kernel::str::CStr` is `core::ffi::CStr` and the
+/// kernel's clippy wants `CStrExt::from_char_ptr` (its `char` is unsigned)
+/// instead of `core::ffi::CStr::from_ptr`.
+///
+/// # Safety
+///
+/// `ptr` points to a NUL-terminated string that is valid and unchanged for `'a`.
+pub(crate) unsafe fn c_str_bytes<'a>(ptr: *const u8) -> &'a [u8] {
+    #[cfg(kext_cstr_ext)]
+    // SAFETY: the caller's contract is `from_char_ptr`'s.
+    let s = unsafe { <kernel::str::CStr as kernel::str::CStrExt>::from_char_ptr(ptr.cast()) }
+        .to_bytes();
+    #[cfg(not(kext_cstr_ext))]
+    // SAFETY: the caller's contract is `from_char_ptr`'s.
+    let s = unsafe { kernel::str::CStr::from_char_ptr(ptr.cast()) }.as_bytes();
+    s
+}
+
 /// `kernel::module!` with one author.
 ///
 /// 6.12: `author: "..."`. 7.3: `authors: ["..."]` (several allowed).

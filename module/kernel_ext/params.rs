@@ -4,6 +4,7 @@
 //! 6.12's `module!` cannot declare them), read safely from the module's own
 //! `struct kernel_param` table.
 
+use super::compat;
 use core::ffi::{c_uint, CStr};
 use kernel::bindings;
 use kernel::prelude::*;
@@ -37,7 +38,7 @@ impl ModuleParams {
         };
         let param = params.iter().find(|p| {
             // SAFETY: every parameter has a NUL-terminated static name.
-            !p.name.is_null() && unsafe { CStr::from_ptr(p.name.cast()) } == name
+            !p.name.is_null() && unsafe { compat::c_str_bytes(p.name.cast()) } == name.to_bytes()
         })?;
         // Only read-only parameters: nothing writes them after load.
         let writable = (bindings::S_IWUSR | bindings::S_IWGRP | bindings::S_IWOTH) as u16;
