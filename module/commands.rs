@@ -33,12 +33,13 @@ fn emsgsize() -> Error {
     errno(kernel::bindings::EMSGSIZE)
 }
 
-/// Set requests up to this size are copied onto the stack.
+/// Set requests up to this size are copied onto the stack, in one piece.
 const SMALL_REQUEST: usize = 512;
 
 /// Runs set command `cmd` (an offset from optbase) on request `req`. The
-/// command and the length it allows are checked before anything past the
-/// fixed header is copied or allocated.
+/// command and the length it allows are checked before anything is copied;
+/// a request over [`SMALL_REQUEST`] bytes also has its fixed header checked
+/// before anything past it is allocated or copied.
 pub(crate) fn set(net: &NetTable, limits: &Limits, cmd: u32, req: &mut SetRequest<'_>) -> Result {
     if !matches!(
         cmd,
@@ -53,15 +54,22 @@ pub(crate) fn set(net: &NetTable, limits: &Limits, cmd: u32, req: &mut SetReques
         cmd::SET_PUT => write_one(net, limits, OpKind::Put, req),
         cmd::SET_DEL => write_one(net, limits, OpKind::Del, req),
         cmd::SET_FLUSH => {
-            let flush = read_header::<{ codec::FLUSH_SIZE }>(req)?;
-            if req.remaining() != 0 {
+            if req.len() != codec::FLUSH_SIZE {
                 return Err(EINVAL);
             }
-            codec::parse_flush(&flush)?;
-            commit(net, limits, true, &mut [])
+            req.with_rest_on_stack::<{ codec::FLUSH_SIZE }, _>(|flush| {
+                codec::parse_flush(flush)?;
+                commit(net, limits, true, &mut [])
+            })
         }
         _ => batch(net, limits, req),
     }
+}
+
+/// Whether a request of `len` bytes, at least `header` long, is copied onto
+/// the stack whole.
+fn small(len: usize, header: usize) -> bool {
+    (header..=SMALL_REQUEST).contains(&len)
 }
 
 /// Reads the fixed header of size `N` at the start of `req`; `EINVAL` when
@@ -75,20 +83,14 @@ fn read_header<const N: usize>(req: &mut SetRequest<'_>) -> Result<[u8; N]> {
     Ok(header)
 }
 
-/// Runs `f` on the whole request: `header` (already read) and the rest, on
-/// the stack when small.
-fn with_request<R>(
+/// Runs `f` on the whole of a large request: `header` (already read and
+/// checked) and the rest, copied into one allocation (not zeroed).
+fn with_large_request<R>(
     req: &mut SetRequest<'_>,
     header: &[u8],
     f: impl FnOnce(&[u8]) -> Result<R>,
 ) -> Result<R> {
     let len = req.len();
-    if len <= SMALL_REQUEST {
-        let mut buf = [0u8; SMALL_REQUEST];
-        buf[..header.len()].copy_from_slice(header);
-        req.read(&mut buf[header.len()..len])?;
-        return f(&buf[..len]);
-    }
     let mut buf = KVVec::with_capacity(len, GFP)?;
     buf.extend_from_slice(header, GFP)?;
     req.append_to(&mut buf, len - header.len(), GFP)?;
@@ -96,21 +98,23 @@ fn with_request<R>(
 }
 
 fn write_one(net: &NetTable, limits: &Limits, kind: OpKind, req: &mut SetRequest<'_>) -> Result {
+    let apply = |bytes: &[u8]| {
+        let op = codec::parse_single(kind, bytes, limits.max_value_len)?;
+        commit(net, limits, false, &mut [PreparedOp::new(&op)?])
+    };
+    if small(req.len(), codec::OP_SIZE) {
+        return req.with_rest_on_stack::<SMALL_REQUEST, _>(apply);
+    }
     let header = read_header::<{ codec::OP_SIZE }>(req)?;
     let op = codec::op_header(&header, limits.max_value_len)?;
     if op.kind != kind || op.wire_len() != req.len() {
         return Err(EINVAL);
     }
-    with_request(req, &header, |bytes| {
-        let op = codec::parse_single(kind, bytes, limits.max_value_len)?;
-        commit(net, limits, false, &mut [PreparedOp::new(&op)?])
-    })
+    with_large_request(req, &header, apply)
 }
 
 fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
-    let header = read_header::<{ codec::BATCH_SIZE }>(req)?;
-    Batch::check_header(&header, req.len())?;
-    with_request(req, &header, |bytes| {
+    let apply = |bytes: &[u8]| {
         let batch = Batch::parse(bytes, limits.max_value_len)?;
         let mut ops = KVVec::with_capacity(batch.count, GFP)?;
         batch.for_each(|_, op| -> Result {
@@ -118,7 +122,13 @@ fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
             Ok(())
         })?;
         commit(net, limits, batch.flush, &mut ops)
-    })
+    };
+    if small(req.len(), codec::BATCH_SIZE) {
+        return req.with_rest_on_stack::<SMALL_REQUEST, _>(apply);
+    }
+    let header = read_header::<{ codec::BATCH_SIZE }>(req)?;
+    Batch::check_header(&header, req.len())?;
+    with_large_request(req, &header, apply)
 }
 
 /// Applies a prepared write. What it displaced (in `ops`, and what a flush
@@ -131,9 +141,10 @@ fn commit(net: &NetTable, limits: &Limits, flush: bool, ops: &mut [PreparedOp<'_
 }
 
 /// Runs get command `cmd` with buffer `buf`; returns the reply length.
+/// `info` gives the fixed part of `NFKV_SO_GET_INFO`'s reply.
 pub(crate) fn get(
     net: &NetTable,
-    info: &codec::Info,
+    info: impl FnOnce() -> codec::Info,
     cmd: u32,
     buf: &GetBuffer<'_>,
 ) -> Result<usize> {
@@ -145,7 +156,7 @@ pub(crate) fn get(
                 entries: entries as u32,
                 bytes_used,
                 generation,
-                ..*info
+                ..info()
             };
             buf.write_reply(&[&info.encode()])?;
             Ok(codec::INFO_SIZE)
@@ -162,12 +173,13 @@ pub(crate) fn get(
 }
 
 fn get_value(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
-    let mut req = [0u8; codec::GET_REQUEST_MAX];
-    let key = codec::parse_get(buf.read_request(&mut req)?, buf.len())?;
     // A reference on the entry, taken under the lock (allocating nothing);
     // the value is copied straight from the entry after unlocking (a linked
     // entry never changes). The last reference frees the entry, after the lock.
-    let entry = net.table.lock().get(key)?;
+    let entry = buf.with_request::<{ codec::GET_REQUEST_MAX }, _>(|req| {
+        let key = codec::parse_get(req, buf.len())?;
+        net.table.lock().get(key)
+    })?;
     let value = entry.value();
     let header = codec::ValueHeader {
         version: entry.version(),
@@ -187,8 +199,12 @@ fn get_value(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
 const SMALL_PAGE: usize = 512;
 
 fn list(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
-    let mut req = [0u8; codec::LIST_REQUEST_MAX];
-    let req = ListRequest::parse(buf.read_request(&mut req)?, buf.len())?;
+    buf.with_request::<{ codec::LIST_REQUEST_MAX }, _>(|req| {
+        list_request(net, buf, &ListRequest::parse(req, buf.len())?)
+    })
+}
+
+fn list_request(net: &NetTable, buf: &GetBuffer<'_>, req: &ListRequest<'_>) -> Result<usize> {
     let limit = (buf.len() as usize).min(LIST_PAGE_MAX);
     // Size the page by what the table can put in it: every entry padded,
     // after the header; never more than the caller's buffer.
@@ -207,7 +223,7 @@ fn list(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
             large = KVVec::from_elem(0u8, size, GFP)?;
             &mut large
         };
-        match list_into(net, &req, page)? {
+        match list_into(net, req, page)? {
             // The table grew since it was sized and the first entry did not
             // fit this page, though it fits the caller's: size again.
             Listed::NeedsPage(needed, _) if needed <= limit && size < needed => size = needed,

@@ -196,7 +196,7 @@ impl SockoptHandler for Handler {
         let config = Config::current();
         let cmd = config.command(optname);
         let result = if caller.net_admin() {
-            commands::get(net, &config.info(), cmd, buf)
+            commands::get(net, || config.info(), cmd, buf)
         } else {
             Err(EPERM)
         };

@@ -75,7 +75,7 @@ impl<'k> PreparedOp<'k> {
     /// of memory.
     pub(crate) fn new(op: &Op<'k>) -> Result<Self> {
         let new = match op.kind {
-            OpKind::Put => Some(NewEntry::new(op.key, op.value, GFP)?),
+            OpKind::Put => Some(NewEntry::new(op.key, op.value)?),
             OpKind::Del => None,
         };
         Ok(PreparedOp {
@@ -193,51 +193,48 @@ impl Table {
     /// allow; otherwise changes nothing.
     fn apply(&mut self, op: &mut PreparedOp<'_>, limits: &Limits) -> Result {
         let version = self.generation + 1;
-        let slot = self.tree.slot(op.key);
-        let present = match &slot {
-            Slot::Occupied(o) => Some(o.entry()),
-            Slot::Vacant(_) => None,
-        };
-        check(op.kind, &op.cond, present.map(|e| e.version()))?;
-        let removed = present.map_or(0, |e| e.stored_len());
-        let (entries, bytes, done) = match (slot, op.kind) {
-            // Refused by `check`.
-            (Slot::Vacant(_), OpKind::Del) => return Err(ENOENT),
-            (Slot::Occupied(o), OpKind::Del) => {
+        let (entries, bytes, done) = match op.kind {
+            OpKind::Del => {
+                let Slot::Occupied(o) = self.tree.slot(op.key) else {
+                    return Err(ENOENT);
+                };
+                let removed = o.entry();
+                check(op.kind, &op.cond, Some(removed.version()))?;
+                let removed = removed.stored_len();
                 op.retired = Some(o.remove());
                 (self.entries - 1, self.bytes_used - removed, Done::Removed)
             }
-            (slot, OpKind::Put) => {
-                let new = op.new.as_mut().ok_or(EINVAL)?;
-                if matches!(slot, Slot::Vacant(_)) && self.entries >= limits.max_entries {
-                    return Err(ENOSPC);
-                }
-                let bytes = self.bytes_used - removed + new.stored_len();
-                if bytes > limits.max_bytes {
-                    return Err(ENOSPC);
-                }
+            OpKind::Put => {
+                let mut new = op.new.take().ok_or(EINVAL)?;
                 new.set_version(version);
-                let new = op.new.take().ok_or(EINVAL)?;
-                // The entry holds `op.key`, the key the slot was found for:
-                // linking it cannot fail.
-                match slot {
-                    Slot::Vacant(v) => {
-                        if let Err(new) = v.insert(new) {
-                            op.new = Some(new);
-                            return Err(EINVAL);
-                        }
-                        (self.entries + 1, bytes, Done::Inserted)
+                let added = new.stored_len();
+                let (entries, bytes_used) = (self.entries, self.bytes_used);
+                // The entries and key + value bytes after the op, if it is allowed.
+                let mut after = (entries, bytes_used);
+                let linked = self.tree.upsert(new, |present| {
+                    check(op.kind, &op.cond, present.as_ref().map(|e| e.version()))?;
+                    let (removed, grown) = match present {
+                        Some(e) => (e.stored_len(), 0),
+                        None if entries >= limits.max_entries => return Err(ENOSPC),
+                        None => (0, 1),
+                    };
+                    let bytes = bytes_used - removed + added;
+                    if bytes > limits.max_bytes {
+                        return Err(ENOSPC);
                     }
-                    Slot::Occupied(o) => match o.replace(new) {
-                        Ok(old) => {
-                            op.retired = Some(old);
-                            (self.entries, bytes, Done::Replaced)
-                        }
-                        Err(new) => {
-                            op.new = Some(new);
-                            return Err(EINVAL);
-                        }
-                    },
+                    after = (entries + grown, bytes);
+                    Ok(())
+                });
+                match linked {
+                    Ok(None) => (after.0, after.1, Done::Inserted),
+                    Ok(Some(old)) => {
+                        op.retired = Some(old);
+                        (after.0, after.1, Done::Replaced)
+                    }
+                    Err((new, e)) => {
+                        op.new = Some(new);
+                        return Err(e);
+                    }
                 }
             }
         };

@@ -4,6 +4,7 @@
  * here is specific to one module.
  */
 #include <linux/capability.h>
+#include <linux/slab.h>
 #include <linux/timekeeping.h>
 #include <linux/user_namespace.h>
 #include <net/netns/generic.h>
@@ -42,4 +43,18 @@ int kext_copy_from_sockptr_offset(void *dst, sockptr_t src, size_t offset, size_
 u64 kext_clock_real_ns(void)
 {
 	return ktime_get_real_ns();
+}
+
+/*
+ * An rbtree entry of `size` bytes, charged to the caller's memory cgroup:
+ * up to a page one kmalloc (freed with kfree; it fails once, as fault
+ * injection expects), above that kvmalloc: kmalloc without retrying, then
+ * vmalloc, so no high-order contiguous block is ever needed (freed with
+ * kvfree). rbtree.rs `in_slab` is the same rule.
+ */
+void *kext_entry_alloc(size_t size)
+{
+	if (size <= PAGE_SIZE)
+		return kmalloc(size, GFP_KERNEL_ACCOUNT);
+	return kvmalloc(size, GFP_KERNEL_ACCOUNT);
 }

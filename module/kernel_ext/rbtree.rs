@@ -27,14 +27,12 @@
 //! and [`Tree`], so a user that drops those after unlocking never allocates
 //! or frees under its lock.
 
+use super::bindings as b;
 use core::cmp::Ordering;
 use core::marker::PhantomData;
 use core::mem::{size_of, ManuallyDrop};
 use core::ptr::{self, addr_of, addr_of_mut, NonNull};
-use kernel::alloc::allocator::{KVmalloc, Kmalloc};
-use kernel::alloc::{Allocator, Flags, KVVec, KVec, Vec};
 use kernel::bindings;
-use kernel::page::PAGE_SIZE;
 use kernel::prelude::*;
 
 /// The start of every entry; the key and then the value follow it. Only
@@ -61,30 +59,16 @@ pub(crate) const MAX_KEY_LEN: usize = 255;
 /// Longest value an entry can hold.
 pub(crate) const MAX_VALUE_LEN: usize = (1 << 24) - 1;
 
-/// The entry allocation is a vector of this many `u64` words.
-fn words(key_len: usize, value_len: usize) -> usize {
-    (HEADER + key_len + value_len).div_ceil(size_of::<u64>())
+/// Bytes of the allocation of an entry.
+fn entry_size(key_len: usize, value_len: usize) -> usize {
+    HEADER + key_len + value_len
 }
 
-/// Whether an entry of `words` words is a `KVec` (kmalloc, from the slab)
-/// rather than a `KVVec` (kvmalloc: kmalloc without retrying, else vmalloc,
-/// so no high-order contiguous allocation is ever required). Up to a page
-/// both are one kmalloc, but kvrealloc tries a failed kmalloc a second time,
-/// which hides the ENOMEM path from fault injection: `KVec` fails once.
-fn in_slab(words: usize) -> bool {
-    words * size_of::<u64>() <= PAGE_SIZE
-}
-
-/// A vector of exactly `words` `u64`s from allocator `A`, as a raw pointer
-/// (never null): `release` frees it by the same rule.
-fn alloc_words<A: Allocator>(words: usize, flags: Flags) -> Result<*mut u64> {
-    let v = Vec::<u64, A>::with_capacity(words, flags)?;
-    // `with_capacity` of an empty vector reserves exactly `words`; `release`
-    // relies on it.
-    if v.capacity() != words {
-        return Err(ENOMEM);
-    }
-    Ok(v.into_raw_parts().0)
+/// Whether `kext_entry_alloc` takes an entry of `size` bytes from the slab
+/// (`kmalloc`, freed with `kfree`) rather than from `kvmalloc`: the same
+/// rule as in helpers.c.
+fn in_slab(size: usize) -> bool {
+    size <= kernel::page::PAGE_SIZE
 }
 
 /// An entry known to be live for `'a`: the one place its fields are read.
@@ -159,15 +143,15 @@ unsafe fn release(h: NonNull<Header>) {
     // SAFETY: that was the last reference, so the entry is still live to us alone (no tree
     // links it: the tree would hold a reference).
     let (key_len, value_len) = unsafe { Live::new(h) }.lens();
-    let words = words(key_len, value_len);
-    if in_slab(words) {
-        // SAFETY: `NewEntry::new` allocated this entry as a `KVec<u64>` of exactly `words`
-        // elements (`in_slab`), rebuilt here (length 0: `u64` needs no drop) to free it.
-        drop(unsafe { KVec::<u64>::from_raw_parts(h.as_ptr().cast(), 0, words) });
+    let raw = h.as_ptr().cast();
+    if in_slab(entry_size(key_len, value_len)) {
+        // SAFETY: `kext_entry_alloc` took an entry of this size from the slab; nothing reads
+        // it again.
+        unsafe { bindings::kfree(raw) };
     } else {
-        // SAFETY: `NewEntry::new` allocated this entry as a `KVVec<u64>` of exactly `words`
-        // elements (not `in_slab`), rebuilt here (length 0: `u64` needs no drop) to free it.
-        drop(unsafe { KVVec::<u64>::from_raw_parts(h.as_ptr().cast(), 0, words) });
+        // SAFETY: `kext_entry_alloc` allocated the entry with `kvmalloc`; nothing reads it
+        // again.
+        unsafe { bindings::kvfree(raw) };
     }
 }
 
@@ -191,27 +175,27 @@ pub(crate) struct NewEntry {
 
 impl NewEntry {
     /// Allocates one entry holding `key` and `value` (version 0), charged
-    /// as `flags` says. EINVAL for lengths over [`MAX_KEY_LEN`] or
-    /// [`MAX_VALUE_LEN`].
-    pub(crate) fn new(key: &[u8], value: &[u8], flags: Flags) -> Result<Self> {
+    /// to the caller's memory cgroup; from the slab up to a page, above that
+    /// kvmalloc's (kmalloc without retrying, else vmalloc), so no high-order
+    /// contiguous allocation is ever needed. EINVAL for lengths over
+    /// [`MAX_KEY_LEN`] or [`MAX_VALUE_LEN`].
+    pub(crate) fn new(key: &[u8], value: &[u8]) -> Result<Self> {
         if key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
             return Err(EINVAL);
         }
-        let words = words(key.len(), value.len());
-        let ptr = if in_slab(words) {
-            alloc_words::<Kmalloc>(words, flags)?
-        } else {
-            alloc_words::<KVmalloc>(words, flags)?
-        };
-        // A vector with capacity never has a null pointer.
-        let h = NonNull::new(ptr.cast::<Header>()).ok_or(ENOMEM)?;
-        // SAFETY: `h` is a fresh 8-aligned allocation of `words * 8 >= HEADER + key + value`
+        // SAFETY: `kext_entry_alloc` is `kvmalloc`, callable with any size in process context.
+        let raw = unsafe { b::kext_entry_alloc(entry_size(key.len(), value.len())) };
+        let h = NonNull::new(raw.cast::<Header>()).ok_or(ENOMEM)?;
+        // SAFETY: `h` is a fresh 8-aligned (kmalloc, vmalloc) allocation of `HEADER + key + value`
         // bytes that only we reach; the header is written whole, then key and value after it.
         unsafe {
             h.as_ptr().write(Header {
                 node: bindings::rb_node::default(),
                 version: 0,
-                refcount: bindings::REFCOUNT_INIT(1),
+                // REFCOUNT_INIT(1): one reference, ours.
+                refcount: bindings::refcount_t {
+                    refs: bindings::atomic_t { counter: 1 },
+                },
                 lens: value.len() as u32 | (key.len() as u32) << 24,
             });
             let dst = h.as_ptr().cast::<u8>().add(HEADER);
@@ -573,11 +557,9 @@ impl Occupied<'_, '_> {
         if new.link_key() != self.key {
             return Err(new);
         }
-        let new = node_of(new.into_raw()).as_ptr();
-        // SAFETY: `self.node` is linked into the uniquely borrowed tree; `new` (same key, in no
-        // tree) takes its place and colour; the tree's references swap: old out, `new` in.
-        unsafe { bindings::rb_replace_node(self.node.as_ptr(), new, &mut self.tree.root) };
-        Ok(self.detached())
+        // SAFETY: `self.node` is linked into the uniquely borrowed tree and holds `self.key`,
+        // which is `new`'s key.
+        Ok(unsafe { self.tree.replace_node(self.node, new) })
     }
 
     /// Unlinks the present entry and returns the tree's reference on it.
@@ -604,21 +586,97 @@ impl Vacant<'_, '_> {
         if new.link_key() != self.key {
             return Err(new);
         }
+        // SAFETY: that link was empty when `Tree::slot` found it for `self.key`, the tree
+        // borrowed uniquely since; `new` has that key.
+        unsafe { self.tree.link_at(self.parent, self.left, new) };
+        Ok(())
+    }
+}
+
+impl Tree {
+    /// Links `new` under its own key with one descent and no second key
+    /// comparison. `check` first sees the entry that has that key, if any,
+    /// and may refuse: then the tree is unchanged and `new` comes back with
+    /// the error. Returns the entry `new` displaced.
+    pub(crate) fn upsert<L: Link, E>(
+        &mut self,
+        new: L,
+        check: impl FnOnce(Option<EntryView<'_>>) -> core::result::Result<(), E>,
+    ) -> core::result::Result<Option<Detached>, (L, E)> {
+        let found = match self.descend(new.link_key()) {
+            Ok(e) => Ok(node_of(e.entry.h)),
+            Err((parent, ord)) => Err((parent.map(|p| node_of(p.entry.h)), ord)),
+        };
+        // SAFETY: a found node is linked into this tree, which nothing changes while `check`
+        // runs (we hold it uniquely and `check` cannot reach it); `check` takes the view for
+        // any lifetime, so it cannot keep it past the call.
+        let present = found.ok().map(|node| unsafe { EntryView::of(node) });
+        if let Err(e) = check(present) {
+            return Err((new, e));
+        }
+        match found {
+            // SAFETY: `node` is linked into this tree (unchanged since the descent) and holds
+            // the key `new` was looked up with: its own.
+            Ok(node) => Ok(Some(unsafe { self.replace_node(node, new) })),
+            Err((parent, ord)) => {
+                // SAFETY: the descent for `new`'s key ended at this empty link, and the tree
+                // is unchanged since.
+                unsafe { self.link_at(parent, ord == Ordering::Less, new) };
+                Ok(None)
+            }
+        }
+    }
+
+    /// Puts `new` in the place of the entry at `node`, which is returned.
+    ///
+    /// # Safety
+    ///
+    /// `node` is linked into this tree and holds `new`'s key.
+    unsafe fn replace_node<L: Link>(
+        &mut self,
+        node: NonNull<bindings::rb_node>,
+        new: L,
+    ) -> Detached {
         let new = node_of(new.into_raw()).as_ptr();
-        let root: *mut bindings::rb_root = &mut self.tree.root;
-        let parent = self.parent.map_or(ptr::null_mut(), NonNull::as_ptr);
-        // SAFETY: that link of `parent` (or the root) was empty when `Tree::slot` found it, the
-        // tree borrowed uniquely since, so it still is and `self.key` belongs there; `new` has
-        // that key and is in no tree (`Link`); its reference becomes the tree's.
+        // SAFETY: `node` is linked into this uniquely borrowed tree (caller); `new` (same key,
+        // in no tree: `Link`) takes its place and colour; the tree's references swap: the old
+        // entry's goes out with the `Detached`, `new`'s becomes the tree's.
+        unsafe { bindings::rb_replace_node(node.as_ptr(), new, &mut self.root) };
+        Detached {
+            ptr: entry_of(node),
+        }
+    }
+
+    /// Links `new` as the left (`left`) or right child of `parent`, or as the
+    /// root when there is none.
+    ///
+    /// # Safety
+    ///
+    /// That link is empty, and `new`'s key belongs there: a descent for it
+    /// ended there and the tree has not changed since.
+    unsafe fn link_at<L: Link>(
+        &mut self,
+        parent: Option<NonNull<bindings::rb_node>>,
+        left: bool,
+        new: L,
+    ) {
+        let new = node_of(new.into_raw()).as_ptr();
+        let root: *mut bindings::rb_root = &mut self.root;
+        let parent_ptr = parent.map_or(ptr::null_mut(), NonNull::as_ptr);
+        // SAFETY: that link of `parent` (or the root) is empty and `new`'s key belongs there
+        // (caller); `new` is in no tree (`Link`); its reference becomes the tree's.
         unsafe {
-            let link = match self.parent {
+            let link = match parent {
                 None => addr_of_mut!((*root).rb_node),
-                Some(_) if self.left => addr_of_mut!((*parent).rb_left),
-                Some(_) => addr_of_mut!((*parent).rb_right),
+                Some(_) if left => addr_of_mut!((*parent_ptr).rb_left),
+                Some(_) => addr_of_mut!((*parent_ptr).rb_right),
             };
-            bindings::rb_link_node(new, parent, link);
+            // rb_link_node(new, parent, link), a static inline.
+            (*new).__rb_parent_color = parent_ptr as usize;
+            (*new).rb_left = ptr::null_mut();
+            (*new).rb_right = ptr::null_mut();
+            *link = new;
             bindings::rb_insert_color(new, root);
         }
-        Ok(())
     }
 }

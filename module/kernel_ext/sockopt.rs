@@ -15,6 +15,7 @@ use super::pernet::{self, NetRef, PernetData, PernetRegistration};
 use super::registration::{RawOps, Registration};
 use core::ffi::{c_int, c_uint, c_void};
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
 use kernel::alloc::{Flags, KVVec};
@@ -47,6 +48,25 @@ impl SetRequest<'_> {
     pub(crate) fn read(&mut self, out: &mut [u8]) -> Result {
         // SAFETY: `out` is valid for writes of its length.
         unsafe { self.read_raw(out.as_mut_ptr(), out.len()) }
+    }
+
+    /// Runs `f` on the unread rest of the request, copied onto the stack in
+    /// one piece and never zeroed first; `EINVAL` when it is over `N` bytes.
+    pub(crate) fn with_rest_on_stack<const N: usize, R>(
+        &mut self,
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
+        let n = self.remaining();
+        if n > N {
+            return Err(EINVAL);
+        }
+        let mut buf = MaybeUninit::<[u8; N]>::uninit();
+        let dst = buf.as_mut_ptr().cast::<u8>();
+        // SAFETY: `buf` has room for `N >= n` bytes.
+        unsafe { self.read_raw(dst, n)? };
+        // SAFETY: the copy succeeded, so it initialised the first `n` bytes of `buf`, which
+        // outlives the borrow (it is dropped at the end of this function, after `f`).
+        f(unsafe { core::slice::from_raw_parts(dst, n) })
     }
 
     /// Appends the next `n` bytes to `v` (growing it; nothing is zeroed).
@@ -93,13 +113,20 @@ impl GetBuffer<'_> {
         usize::try_from(self.len).map_err(|_| EINVAL)
     }
 
-    /// Reads the first `min(len, out.len())` bytes of the buffer.
-    pub(crate) fn read_request<'b>(&self, out: &'b mut [u8]) -> Result<&'b [u8]> {
-        let n = self.capacity()?.min(out.len());
+    /// Runs `f` on the first `min(len, N)` bytes of the buffer (the
+    /// request), copied onto the stack and never zeroed first.
+    pub(crate) fn with_request<const N: usize, R>(
+        &self,
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
+        let n = self.capacity()?.min(N);
+        let mut buf = [const { MaybeUninit::<u8>::uninit() }; N];
         UserSlice::new(compat::user_ptr(self.ptr), n)
             .reader()
-            .read_slice(&mut out[..n])?;
-        Ok(&out[..n])
+            .read_raw(&mut buf[..n])?;
+        // SAFETY: `read_raw` succeeded, so it initialised the first `n` bytes of `buf`, which
+        // outlives the borrow (it is dropped at the end of this function, after `f`).
+        f(unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) })
     }
 
     /// Writes `parts` one after the other from the start of the buffer;
