@@ -4,6 +4,7 @@
 //! Safe Rust; the caller has checked CAP_NET_ADMIN.
 
 use crate::codec::{self, cmd, Batch, ListPageWriter, ListRequest, OpKind, Reject};
+use crate::kernel_ext::rbtree::NewEntry;
 use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
 use crate::table::{Limits, NetTable, PreparedOp, GFP};
 use kernel::prelude::*;
@@ -51,7 +52,7 @@ pub(crate) fn set(net: &NetTable, limits: &Limits, cmd: u32, req: &mut SetReques
         return Err(E2BIG);
     }
     match cmd {
-        cmd::SET_PUT => write_one(net, limits, OpKind::Put, req),
+        cmd::SET_PUT => put(net, limits, req),
         cmd::SET_DEL => write_one(net, limits, OpKind::Del, req),
         cmd::SET_FLUSH => {
             if req.len() != codec::FLUSH_SIZE {
@@ -83,18 +84,29 @@ fn read_header<const N: usize>(req: &mut SetRequest<'_>) -> Result<[u8; N]> {
     Ok(header)
 }
 
-/// Runs `f` on the whole of a large request: `header` (already read and
-/// checked) and the rest, copied into one allocation (not zeroed).
-fn with_large_request<R>(
-    req: &mut SetRequest<'_>,
-    header: &[u8],
-    f: impl FnOnce(&[u8]) -> Result<R>,
-) -> Result<R> {
-    let len = req.len();
-    let mut buf = KVVec::with_capacity(len, GFP)?;
-    buf.extend_from_slice(header, GFP)?;
-    req.append_to(&mut buf, len - header.len(), GFP)?;
-    f(&buf)
+/// A PUT: the header is read and checked, then key and value are copied
+/// from the caller's buffer straight into the new entry (one copy, no
+/// request buffer), which is linked with no undo log.
+fn put(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
+    let header = read_header::<{ codec::OP_SIZE }>(req)?;
+    let op = codec::op_header(&header, limits.max_value_len)?;
+    if op.kind != OpKind::Put || op.wire_len() != req.len() {
+        return Err(EINVAL);
+    }
+    let new = NewEntry::filled(op.key_len, op.value_len, req)?;
+    // The guard is a temporary of this statement: what the put displaced,
+    // or the refused entry, is freed after unlocking.
+    let done = net.table.lock().put_one(new, &op.cond, limits);
+    match done {
+        Ok(displaced) => {
+            drop(displaced);
+            Ok(())
+        }
+        Err((refused, e)) => {
+            drop(refused);
+            Err(e)
+        }
+    }
 }
 
 fn write_one(net: &NetTable, limits: &Limits, kind: OpKind, req: &mut SetRequest<'_>) -> Result {
@@ -110,7 +122,7 @@ fn write_one(net: &NetTable, limits: &Limits, kind: OpKind, req: &mut SetRequest
     if op.kind != kind || op.wire_len() != req.len() {
         return Err(EINVAL);
     }
-    with_large_request(req, &header, apply)
+    req.with_rest_after(&header, apply)
 }
 
 fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
@@ -128,7 +140,7 @@ fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
     }
     let header = read_header::<{ codec::BATCH_SIZE }>(req)?;
     Batch::check_header(&header, req.len())?;
-    with_large_request(req, &header, apply)
+    req.with_rest_after(&header, apply)
 }
 
 /// Applies a prepared write. What it displaced (in `ops`, and what a flush

@@ -180,6 +180,7 @@ struct Handler;
 impl SockoptHandler for Handler {
     type Net = NetTable;
 
+    #[inline]
     fn set(net: &NetTable, caller: Caller<'_>, optname: i32, req: &mut SetRequest<'_>) -> Result {
         let config = Config::current();
         let cmd = config.command(optname);
@@ -192,6 +193,7 @@ impl SockoptHandler for Handler {
         result
     }
 
+    #[inline]
     fn get(net: &NetTable, caller: Caller<'_>, optname: i32, buf: &GetBuffer<'_>) -> Result<usize> {
         let config = Config::current();
         let cmd = config.command(optname);

@@ -18,7 +18,7 @@
 //! ([`EntryRef`]) and copy it out after unlocking.
 
 use crate::codec::{self, Condition, ListPageWriter, ListRequest, Op, OpKind};
-use crate::kernel_ext::rbtree::{Detached, EntryRef, NewEntry, Slot, Tree};
+use crate::kernel_ext::rbtree::{Detached, EntryRef, EntryView, NewEntry, Slot, Tree};
 use crate::policy::{self, SharedBudget};
 use core::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use kernel::alloc::Flags;
@@ -99,6 +99,30 @@ fn check(kind: OpKind, cond: &Condition, present: Option<u64>) -> Result {
         (_, Some(v)) if cond.if_version.is_some_and(|want| want != v) => Err(estale()),
         _ => Ok(()),
     }
+}
+
+/// Whether a put of `added` key + value bytes may replace `present` (or
+/// fill its absence) under `cond`, in a table of `usage` (entries, bytes):
+/// its conditions, then the entry and byte limits. Returns the usage after.
+fn admit_put(
+    usage: (usize, u64),
+    cond: &Condition,
+    present: Option<EntryView<'_>>,
+    added: u64,
+    limits: &Limits,
+) -> Result<(usize, u64)> {
+    let (entries, bytes_used) = usage;
+    check(OpKind::Put, cond, present.as_ref().map(|e| e.version()))?;
+    let (removed, grown) = match present {
+        Some(e) => (e.stored_len(), 0),
+        None if entries >= limits.max_entries => return Err(ENOSPC),
+        None => (0, 1),
+    };
+    let bytes = bytes_used - removed + added;
+    if bytes > limits.max_bytes {
+        return Err(ENOSPC);
+    }
+    Ok((entries + grown, bytes))
 }
 
 /// The table proper; always used under [`NetTable::table`].
@@ -207,22 +231,11 @@ impl Table {
             OpKind::Put => {
                 let mut new = op.new.take().ok_or(EINVAL)?;
                 new.set_version(version);
+                let usage = (self.entries, self.bytes_used);
                 let added = new.stored_len();
-                let (entries, bytes_used) = (self.entries, self.bytes_used);
-                // The entries and key + value bytes after the op, if it is allowed.
-                let mut after = (entries, bytes_used);
+                let mut after = usage;
                 let linked = self.tree.upsert(new, |present| {
-                    check(op.kind, &op.cond, present.as_ref().map(|e| e.version()))?;
-                    let (removed, grown) = match present {
-                        Some(e) => (e.stored_len(), 0),
-                        None if entries >= limits.max_entries => return Err(ENOSPC),
-                        None => (0, 1),
-                    };
-                    let bytes = bytes_used - removed + added;
-                    if bytes > limits.max_bytes {
-                        return Err(ENOSPC);
-                    }
-                    after = (entries + grown, bytes);
+                    after = admit_put(usage, &op.cond, present, added, limits)?;
                     Ok(())
                 });
                 match linked {
@@ -241,6 +254,40 @@ impl Table {
         (self.entries, self.bytes_used, self.generation) = (entries, bytes, version);
         op.done = done;
         Ok(())
+    }
+
+    /// A single PUT of `new` under `cond`: [`Table::write`] of one op
+    /// without its undo log, since every check (the shared budget's
+    /// included) runs before the entry is linked. Returns the entry it
+    /// displaced; on refusal nothing changed and `new` comes back with the
+    /// error. Either is for the caller to drop once the lock is dropped.
+    pub(crate) fn put_one(
+        &mut self,
+        mut new: NewEntry,
+        cond: &Condition,
+        limits: &Limits,
+    ) -> core::result::Result<Option<Detached>, (NewEntry, Error)> {
+        let version = self.generation + 1;
+        new.set_version(version);
+        let usage = (self.entries, self.bytes_used);
+        let (added, budget, before) = (new.stored_len(), self.budget, self.charge());
+        let mut after = usage;
+        let displaced = self.tree.upsert(new, |present| {
+            after = admit_put(usage, cond, present, added, limits)?;
+            let charge = policy::charge_of(after.0 as u64, after.1);
+            match budget {
+                Some(budget) if charge > before => budget.try_charge(charge - before),
+                _ => Ok(()),
+            }
+        })?;
+        (self.entries, self.bytes_used, self.generation) = (after.0, after.1, version);
+        let charge = self.charge();
+        if let Some(budget) = budget {
+            if charge < before {
+                budget.uncharge(before - charge);
+            }
+        }
+        Ok(displaced)
     }
 
     /// Undoes what [`Table::apply`] did to the tree for `op`, the last op
@@ -321,17 +368,27 @@ struct PendingWrite<'t, 'o, 'k> {
 
 impl PendingWrite<'_, '_, '_> {
     /// Keeps the write. Returns what a flush took out.
-    fn commit(mut self) -> Retired {
+    /// (By reference: moving the guard out would copy it, which TCG runs
+    /// as one `rep movsq` iteration per word.)
+    fn commit(&mut self) -> Retired {
         self.committed = true;
         self.flushed.take()
     }
 }
 
 impl Drop for PendingWrite<'_, '_, '_> {
+    #[inline]
     fn drop(&mut self) {
-        if self.committed {
-            return;
+        if !self.committed {
+            self.undo();
         }
+    }
+}
+
+impl PendingWrite<'_, '_, '_> {
+    /// Undoes the ops applied, in reverse, and restores the counters.
+    #[cold]
+    fn undo(&mut self) {
         for op in self.ops[..self.applied].iter_mut().rev() {
             self.table.unapply(op);
         }

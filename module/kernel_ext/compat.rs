@@ -22,32 +22,6 @@ pub(crate) fn user_ptr(addr: usize) -> UserPtr {
     }
 }
 
-/// Marks the first `additional` elements of `vec`'s spare capacity as
-/// initialised.
-///
-/// 6.12: `Vec::set_len(new_len)`. 7.3: `Vec::inc_len(additional)`.
-///
-/// # Safety
-///
-/// `additional <= vec.capacity() - vec.len()`, and those elements have been
-/// written.
-pub(crate) unsafe fn vec_inc_len<T, A: kernel::alloc::Allocator>(
-    vec: &mut kernel::alloc::Vec<T, A>,
-    additional: usize,
-) {
-    #[cfg(kext_vec_inc_len)]
-    // SAFETY: the caller's contract is `inc_len`'s.
-    unsafe {
-        vec.inc_len(additional)
-    };
-    #[cfg(not(kext_vec_inc_len))]
-    // SAFETY: the caller's contract: the new length is within the capacity
-    // and the elements up to it are initialised, as `set_len` requires.
-    unsafe {
-        vec.set_len(vec.len() + additional)
-    };
-}
-
 /// Initialises `slot` with `init` (the raw step under `KBox::pin_init` and
 /// friends, for memory the kernel allocated).
 ///

@@ -34,26 +34,21 @@ bool kext_net_owned_by_init_user_ns(const struct net *net)
 	return net->user_ns == &init_user_ns;
 }
 
-/* copy_from_sockptr_offset() for user and kernel pointers alike; 0 or -EFAULT. */
-int kext_copy_from_sockptr_offset(void *dst, sockptr_t src, size_t offset, size_t size)
-{
-	return copy_from_sockptr_offset(dst, src, offset, size) ? -EFAULT : 0;
-}
-
 u64 kext_clock_real_ns(void)
 {
 	return ktime_get_real_ns();
 }
 
 /*
- * An rbtree entry of `size` bytes, charged to the caller's memory cgroup:
- * up to a page one kmalloc (freed with kfree; it fails once, as fault
- * injection expects), above that kvmalloc: kmalloc without retrying, then
- * vmalloc, so no high-order contiguous block is ever needed (freed with
- * kvfree). rbtree.rs `in_slab` is the same rule.
+ * `size` bytes charged to the caller's memory cgroup, as kvmalloc gives
+ * them: up to a page one kmalloc (freed with kfree; it fails once, as fault
+ * injection expects), above that kmalloc without retrying, then vmalloc, so
+ * no high-order contiguous block is ever needed (freed with kvfree). For
+ * rbtree entries and set requests; rbtree.rs `in_slab` names the same rule.
  */
-void *kext_entry_alloc(size_t size)
+void *kext_kvmalloc_account(size_t size)
 {
+	/* What kvmalloc does up to a page, without its extra call. */
 	if (size <= PAGE_SIZE)
 		return kmalloc(size, GFP_KERNEL_ACCOUNT);
 	return kvmalloc(size, GFP_KERNEL_ACCOUNT);

@@ -12,6 +12,5 @@ struct net *kext_sock_net(const struct sock *sk);
 void *kext_net_generic(const struct net *net, unsigned int id);
 bool kext_net_ns_capable(const struct net *net, int cap);
 bool kext_net_owned_by_init_user_ns(const struct net *net);
-int kext_copy_from_sockptr_offset(void *dst, sockptr_t src, size_t offset, size_t size);
 u64 kext_clock_real_ns(void);
-void *kext_entry_alloc(size_t size);
+void *kext_kvmalloc_account(size_t size);

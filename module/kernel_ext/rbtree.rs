@@ -30,8 +30,9 @@
 use super::bindings as b;
 use core::cmp::Ordering;
 use core::marker::PhantomData;
-use core::mem::{size_of, ManuallyDrop};
+use core::mem::{size_of, ManuallyDrop, MaybeUninit};
 use core::ptr::{self, addr_of, addr_of_mut, NonNull};
+use core::sync::atomic::{fence, AtomicU32, Ordering as AtomicOrdering};
 use kernel::bindings;
 use kernel::prelude::*;
 
@@ -44,8 +45,12 @@ pub(crate) struct Header {
     node: bindings::rb_node,
     /// Written only while the entry is a [`NewEntry`].
     version: u64,
-    /// Atomic (`refcount_t`), changed only through the kernel's helpers.
-    refcount: bindings::refcount_t,
+    /// References: the tree's while linked, one per [`NewEntry`],
+    /// [`Detached`] or [`EntryRef`]. An inline atomic rather than a
+    /// `refcount_t` (whose operations are out-of-line helper calls for
+    /// Rust): it cannot overflow, as every reference but the tree's is held
+    /// by a task inside one call (a u32 would need 2^32 of them at once).
+    refcount: AtomicU32,
     /// `value_len | key_len << 24`, fixed at allocation.
     lens: u32,
 }
@@ -64,9 +69,9 @@ fn entry_size(key_len: usize, value_len: usize) -> usize {
     HEADER + key_len + value_len
 }
 
-/// Whether `kext_entry_alloc` takes an entry of `size` bytes from the slab
-/// (`kmalloc`, freed with `kfree`) rather than from `kvmalloc`: the same
-/// rule as in helpers.c.
+/// Whether `kext_kvmalloc_account` (kvmalloc) gives an entry of `size`
+/// bytes from the slab (one `kmalloc`, freed with `kfree`) rather than
+/// possibly from vmalloc (freed with `kvfree`).
 fn in_slab(size: usize) -> bool {
     size <= kernel::page::PAGE_SIZE
 }
@@ -136,20 +141,25 @@ impl<'a> Live<'a> {
 /// which never reads the entry's node again.
 unsafe fn release(h: NonNull<Header>) {
     // SAFETY: the entry is live and the caller's reference keeps it so until
-    // this decrement; `refcount_dec_and_test` is atomic.
-    if !unsafe { bindings::refcount_dec_and_test(addr_of_mut!((*h.as_ptr()).refcount)) } {
+    // this decrement.
+    let refcount = unsafe { &(*h.as_ptr()).refcount };
+    // Release: our uses of the entry happen before whoever frees it; the
+    // one that takes the count to zero then synchronises with all of them
+    // (`refcount_dec_and_test`'s ordering, as `Arc` does it).
+    if refcount.fetch_sub(1, AtomicOrdering::Release) != 1 {
         return;
     }
+    fence(AtomicOrdering::Acquire);
     // SAFETY: that was the last reference, so the entry is still live to us alone (no tree
     // links it: the tree would hold a reference).
     let (key_len, value_len) = unsafe { Live::new(h) }.lens();
     let raw = h.as_ptr().cast();
     if in_slab(entry_size(key_len, value_len)) {
-        // SAFETY: `kext_entry_alloc` took an entry of this size from the slab; nothing reads
+        // SAFETY: `kext_kvmalloc_account` took an entry of this size from the slab; nothing reads
         // it again.
         unsafe { bindings::kfree(raw) };
     } else {
-        // SAFETY: `kext_entry_alloc` allocated the entry with `kvmalloc`; nothing reads it
+        // SAFETY: `kext_kvmalloc_account` allocated the entry with `kvmalloc`; nothing reads it
         // again.
         unsafe { bindings::kvfree(raw) };
     }
@@ -167,6 +177,39 @@ fn node_of(h: NonNull<Header>) -> NonNull<bindings::rb_node> {
     h.cast()
 }
 
+/// Where the key and value bytes of a [`NewEntry`] come from.
+///
+/// # Safety
+///
+/// When [`EntrySource::write_to`] returns `Ok`, it has written every byte of
+/// `dst` (entries are read as initialised bytes).
+pub(crate) unsafe trait EntrySource {
+    /// Writes exactly `dst.len()` bytes into `dst`, or fails.
+    fn write_to(&mut self, dst: &mut [MaybeUninit<u8>]) -> Result;
+}
+
+/// A key and a value already in memory.
+struct KeyValue<'a>(&'a [u8], &'a [u8]);
+
+// SAFETY: `write_to` writes `dst` whole or refuses it.
+unsafe impl EntrySource for KeyValue<'_> {
+    fn write_to(&mut self, dst: &mut [MaybeUninit<u8>]) -> Result {
+        let (key, value) = (self.0, self.1);
+        if dst.len() != key.len() + value.len() {
+            return Err(EINVAL);
+        }
+        let (k, v) = dst.split_at_mut(key.len());
+        for (dst, src) in [(k, key), (v, value)] {
+            // SAFETY: `dst` and `src` have the same length (checked and split above) and do not
+            // overlap (`dst` is borrowed mutably); `MaybeUninit<u8>` has `u8`'s layout.
+            unsafe {
+                ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len())
+            };
+        }
+        Ok(())
+    }
+}
+
 /// An entry being built: allocated and filled before any lock is taken; its
 /// only reference is this one, and it is in no tree.
 pub(crate) struct NewEntry {
@@ -180,29 +223,52 @@ impl NewEntry {
     /// contiguous allocation is ever needed. EINVAL for lengths over
     /// [`MAX_KEY_LEN`] or [`MAX_VALUE_LEN`].
     pub(crate) fn new(key: &[u8], value: &[u8]) -> Result<Self> {
-        if key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
+        Self::filled(key.len(), value.len(), &mut KeyValue(key, value))
+    }
+
+    /// Allocates one entry for a key of `key_len` and a value of `value_len`
+    /// bytes as [`NewEntry::new`] does, filled, key then value, by `source`
+    /// (e.g. straight from a caller's buffer). When `source` fails, the
+    /// entry is freed unread.
+    pub(crate) fn filled<S: EntrySource + ?Sized>(
+        key_len: usize,
+        value_len: usize,
+        source: &mut S,
+    ) -> Result<Self> {
+        if key_len > MAX_KEY_LEN || value_len > MAX_VALUE_LEN {
             return Err(EINVAL);
         }
-        // SAFETY: `kext_entry_alloc` is `kvmalloc`, callable with any size in process context.
-        let raw = unsafe { b::kext_entry_alloc(entry_size(key.len(), value.len())) };
+        // SAFETY: `kext_kvmalloc_account` is `kvmalloc`, callable with any size in process context.
+        let raw = unsafe { b::kext_kvmalloc_account(entry_size(key_len, value_len)) };
         let h = NonNull::new(raw.cast::<Header>()).ok_or(ENOMEM)?;
-        // SAFETY: `h` is a fresh 8-aligned (kmalloc, vmalloc) allocation of `HEADER + key + value`
-        // bytes that only we reach; the header is written whole, then key and value after it.
-        unsafe {
+        // SAFETY: `h` is a fresh 8-aligned (kmalloc, vmalloc) allocation of `HEADER + key_len +
+        // value_len` bytes that only we reach; the header is written whole, and the bytes after
+        // it are handed out as `MaybeUninit` (never read as bytes before they are written).
+        let data = unsafe {
             h.as_ptr().write(Header {
                 node: bindings::rb_node::default(),
                 version: 0,
-                // REFCOUNT_INIT(1): one reference, ours.
-                refcount: bindings::refcount_t {
-                    refs: bindings::atomic_t { counter: 1 },
-                },
-                lens: value.len() as u32 | (key.len() as u32) << 24,
+                // One reference, ours.
+                refcount: AtomicU32::new(1),
+                lens: value_len as u32 | (key_len as u32) << 24,
             });
-            let dst = h.as_ptr().cast::<u8>().add(HEADER);
-            ptr::copy_nonoverlapping(key.as_ptr(), dst, key.len());
-            ptr::copy_nonoverlapping(value.as_ptr(), dst.add(key.len()), value.len());
+            core::slice::from_raw_parts_mut(
+                h.as_ptr()
+                    .cast::<u8>()
+                    .add(HEADER)
+                    .cast::<MaybeUninit<u8>>(),
+                key_len + value_len,
+            )
+        };
+        match source.write_to(data) {
+            // `source` wrote every byte (`EntrySource`'s contract): a complete entry.
+            Ok(()) => Ok(NewEntry { ptr: h }),
+            Err(e) => {
+                // SAFETY: allocated just above by `kvmalloc`, never linked nor read.
+                unsafe { bindings::kvfree(raw) };
+                Err(e)
+            }
         }
-        Ok(NewEntry { ptr: h })
     }
 
     /// Sets the version the entry will carry once linked.
@@ -374,9 +440,12 @@ impl<'a> EntryView<'a> {
     /// A counted reference on this entry, to read it after the tree's lock
     /// is dropped. Allocates nothing.
     pub(crate) fn to_ref(self) -> EntryRef {
-        // SAFETY: the entry is alive (the tree holds a reference, so the
-        // count is at least one); `refcount_inc` is atomic.
-        unsafe { bindings::refcount_inc(addr_of_mut!((*self.entry.h.as_ptr()).refcount)) };
+        // SAFETY: the entry is alive: the tree holds a reference, so the count is at least
+        // one and stays so while the tree is borrowed.
+        let refcount = unsafe { &(*self.entry.h.as_ptr()).refcount };
+        // Relaxed, as `refcount_inc`: taking a reference on an entry already
+        // referenced orders nothing.
+        refcount.fetch_add(1, AtomicOrdering::Relaxed);
         EntryRef { ptr: self.entry.h }
     }
 

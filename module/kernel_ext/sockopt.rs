@@ -12,15 +12,15 @@
 use super::bindings as b;
 use super::compat;
 use super::pernet::{self, NetRef, PernetData, PernetRegistration};
+use super::rbtree::EntrySource;
 use super::registration::{RawOps, Registration};
 use core::ffi::{c_int, c_uint, c_void};
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
+use core::ptr;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering;
-use kernel::alloc::{Flags, KVVec};
 use kernel::bindings;
-use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::uaccess::UserSlice;
 
@@ -69,14 +69,34 @@ impl SetRequest<'_> {
         f(unsafe { core::slice::from_raw_parts(dst, n) })
     }
 
-    /// Appends the next `n` bytes to `v` (growing it; nothing is zeroed).
-    pub(crate) fn append_to(&mut self, v: &mut KVVec<u8>, n: usize, flags: Flags) -> Result {
-        v.reserve(n, flags)?;
-        // SAFETY: `reserve` made room for `n` more bytes after `v.len()`.
-        unsafe { self.read_raw(v.as_mut_ptr().add(v.len()), n)? };
-        // SAFETY: the copy initialised those `n` bytes, within the capacity.
-        unsafe { compat::vec_inc_len(v, n) };
-        Ok(())
+    /// Copies the next `out.len()` bytes into `out`; `EINVAL` past the end,
+    /// `EFAULT` when the caller's buffer is unreadable.
+    pub(crate) fn read_uninit(&mut self, out: &mut [MaybeUninit<u8>]) -> Result {
+        // SAFETY: `out` is valid for writes of its length.
+        unsafe { self.read_raw(out.as_mut_ptr().cast(), out.len()) }
+    }
+
+    /// Runs `f` on `header` followed by the unread rest of the request, in
+    /// one allocation (kvmalloc, charged to the caller's memory cgroup; not
+    /// zeroed, only what is copied in is read).
+    pub(crate) fn with_rest_after<R>(
+        &mut self,
+        header: &[u8],
+        f: impl FnOnce(&[u8]) -> Result<R>,
+    ) -> Result<R> {
+        let rest = self.remaining();
+        let len = header.len().checked_add(rest).ok_or(EINVAL)?;
+        let buf = KvBuffer::new(len)?;
+        let dst = buf.ptr.as_ptr();
+        // SAFETY: `dst` has room for `len` bytes: `header` first, then `rest` bytes read into
+        // the space after it.
+        unsafe {
+            ptr::copy_nonoverlapping(header.as_ptr(), dst, header.len());
+            self.read_raw(dst.add(header.len()), rest)?;
+        }
+        // SAFETY: all `len` bytes were written just above; `buf` outlives the borrow (it is
+        // dropped at the end of this function, after `f`).
+        f(unsafe { core::slice::from_raw_parts(dst, len) })
     }
 
     /// # Safety
@@ -86,12 +106,60 @@ impl SetRequest<'_> {
         if n > self.remaining() {
             return Err(EINVAL);
         }
-        // SAFETY: `dst` has room for `n` bytes (caller); `arg` is the caller's buffer of
-        // `len >= pos + n` bytes for the call `'a` is bound to (a user pointer, checked by
-        // the copy, or a kernel one valid for `len` bytes by nf_setsockopt's contract).
-        to_result(unsafe { b::kext_copy_from_sockptr_offset(dst.cast(), self.arg, self.pos, n) })?;
+        // copy_from_sockptr_offset(), without its out-of-line wrapper.
+        let copied = if self.arg.is_kernel() {
+            // SAFETY: `is_kernel` says `kernel` is the union's member in use.
+            let src = unsafe { self.arg.__bindgen_anon_1.kernel }.cast::<u8>();
+            // SAFETY: a kernel `arg` is valid for reads of `len >= pos + n` bytes for the call
+            // `'a` is bound to (nf_setsockopt's contract); `dst` has room for `n` (caller).
+            unsafe { ptr::copy_nonoverlapping(src.add(self.pos), dst, n) };
+            true
+        } else {
+            // SAFETY: `user` is the union's member in use.
+            let src = unsafe { self.arg.__bindgen_anon_1.user }.cast::<u8>();
+            // SAFETY: `dst` has room for `n` bytes (caller); `_copy_from_user` checks the user
+            // range (`access_ok`) and survives faults, zeroing what it could not copy.
+            let left = unsafe {
+                bindings::_copy_from_user(dst.cast(), src.wrapping_add(self.pos).cast(), n)
+            };
+            left == 0
+        };
+        if !copied {
+            return Err(EFAULT);
+        }
         self.pos += n;
         Ok(())
+    }
+}
+
+// SAFETY: `read_uninit` copies exactly `dst.len()` bytes or fails.
+unsafe impl EntrySource for SetRequest<'_> {
+    fn write_to(&mut self, dst: &mut [MaybeUninit<u8>]) -> Result {
+        self.read_uninit(dst)
+    }
+}
+
+/// `len > 0` bytes from `kvmalloc`, charged to the caller's memory cgroup;
+/// freed on drop.
+struct KvBuffer {
+    ptr: NonNull<u8>,
+}
+
+impl KvBuffer {
+    fn new(len: usize) -> Result<Self> {
+        // SAFETY: `kext_kvmalloc_account` is `kvmalloc`, callable with any size in process
+        // context (nf_sockopt handlers run in the calling task).
+        let raw = unsafe { b::kext_kvmalloc_account(len.max(1)) };
+        Ok(KvBuffer {
+            ptr: NonNull::new(raw.cast()).ok_or(ENOMEM)?,
+        })
+    }
+}
+
+impl Drop for KvBuffer {
+    fn drop(&mut self) {
+        // SAFETY: `kvmalloc` allocated it (`new`) and nothing uses it after this.
+        unsafe { bindings::kvfree(self.ptr.as_ptr().cast()) };
     }
 }
 
