@@ -91,6 +91,7 @@ impl<'k> PreparedOp<'k> {
 
 /// Refuses an op whose conditions the key's current state fails (`present`:
 /// its version, if it is there).
+#[inline]
 fn check(kind: OpKind, cond: &Condition, present: Option<u64>) -> Result {
     match (kind, present) {
         (OpKind::Put, Some(_)) if cond.create_only => Err(EEXIST),
@@ -104,6 +105,7 @@ fn check(kind: OpKind, cond: &Condition, present: Option<u64>) -> Result {
 /// Whether a put of `added` key + value bytes may replace `present` (or
 /// fill its absence) under `cond`, in a table of `usage` (entries, bytes):
 /// its conditions, then the entry and byte limits. Returns the usage after.
+#[inline]
 fn admit_put(
     usage: (usize, u64),
     cond: &Condition,
