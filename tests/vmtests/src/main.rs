@@ -44,6 +44,21 @@ fn main() {
         }
         return;
     }
+    // A name that is no suite (say "core,faults": the names are separate
+    // arguments) would otherwise run nothing and report success.
+    let unknown: Vec<&String> = args
+        .iter()
+        .filter(|a| !all.iter().any(|(name, _)| name == a))
+        .collect();
+    if !unknown.is_empty() {
+        let names: Vec<&str> = all.iter().map(|(name, _)| *name).collect();
+        eprintln!(
+            "nfkv-vmtests: no suite named {unknown:?}; the suites are: {} (one argument each)",
+            names.join(" ")
+        );
+        println!("0 passed, 1 failed");
+        std::process::exit(2);
+    }
     let (mut passed, mut failed) = (0, 0);
     for (name, suite) in &all {
         if !args.is_empty() && !args.iter().any(|a| a == name) {
@@ -52,6 +67,10 @@ fn main() {
         let (p, f) = run_suite(name, &suite(), filter.as_deref());
         passed += p;
         failed += f;
+    }
+    if passed + failed == 0 {
+        eprintln!("nfkv-vmtests: no test matched");
+        failed = 1;
     }
     println!("{passed} passed, {failed} failed");
     std::process::exit(i32::from(failed > 0));
