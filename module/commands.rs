@@ -88,25 +88,27 @@ fn read_header<const N: usize>(req: &mut SetRequest<'_>) -> Result<[u8; N]> {
 /// from the caller's buffer straight into the new entry (one copy, no
 /// request buffer), which is linked with no undo log.
 fn put(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
-    let header = read_header::<{ codec::OP_SIZE }>(req)?;
-    let op = codec::op_header(&header, limits.max_value_len)?;
-    if op.kind != OpKind::Put || op.wire_len() != req.len() {
-        return Err(EINVAL);
-    }
+    let (_, op) = single_op_header(req, limits, OpKind::Put)?;
     let new = NewEntry::filled(op.key_len, op.value_len, req)?;
     // The guard is a temporary of this statement: what the put displaced,
-    // or the refused entry, is freed after unlocking.
+    // or the refused entry, is freed below, after unlocking.
     let done = net.table.lock().put_one(new, &op.cond, limits);
-    match done {
-        Ok(displaced) => {
-            drop(displaced);
-            Ok(())
-        }
-        Err((refused, e)) => {
-            drop(refused);
-            Err(e)
-        }
+    done.map(drop).map_err(|(_refused, e)| e)
+}
+
+/// Reads and checks the `struct nfkv_op` header of a PUT or DEL request of
+/// `kind`, whose length must be exactly what the header says.
+fn single_op_header(
+    req: &mut SetRequest<'_>,
+    limits: &Limits,
+    kind: OpKind,
+) -> Result<([u8; codec::OP_SIZE], codec::OpHeader)> {
+    let header = read_header::<{ codec::OP_SIZE }>(req)?;
+    let op = codec::op_header(&header, limits.max_value_len)?;
+    if op.kind != kind || op.wire_len() != req.len() {
+        return Err(EINVAL);
     }
+    Ok((header, op))
 }
 
 fn write_one(net: &NetTable, limits: &Limits, kind: OpKind, req: &mut SetRequest<'_>) -> Result {
@@ -117,11 +119,7 @@ fn write_one(net: &NetTable, limits: &Limits, kind: OpKind, req: &mut SetRequest
     if small(req.len(), codec::OP_SIZE) {
         return req.with_rest_on_stack::<SMALL_REQUEST, _>(apply);
     }
-    let header = read_header::<{ codec::OP_SIZE }>(req)?;
-    let op = codec::op_header(&header, limits.max_value_len)?;
-    if op.kind != kind || op.wire_len() != req.len() {
-        return Err(EINVAL);
-    }
+    let (header, _) = single_op_header(req, limits, kind)?;
     req.with_rest_after(&header, apply)
 }
 
