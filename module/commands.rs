@@ -53,7 +53,7 @@ pub(crate) fn set(net: &NetTable, limits: &Limits, cmd: u32, req: &mut SetReques
     }
     match cmd {
         cmd::SET_PUT => put(net, limits, req),
-        cmd::SET_DEL => write_one(net, limits, OpKind::Del, req),
+        cmd::SET_DEL => delete(net, limits, req),
         cmd::SET_FLUSH => {
             if req.len() != codec::FLUSH_SIZE {
                 return Err(EINVAL);
@@ -111,15 +111,15 @@ fn single_op_header(
     Ok((header, op))
 }
 
-fn write_one(net: &NetTable, limits: &Limits, kind: OpKind, req: &mut SetRequest<'_>) -> Result {
+fn delete(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
     let apply = |bytes: &[u8]| {
-        let op = codec::parse_single(kind, bytes, limits.max_value_len)?;
-        commit(net, limits, false, &mut [PreparedOp::new(&op)?])
+        let op = codec::parse_single(OpKind::Del, bytes, limits.max_value_len)?;
+        commit(net, limits, false, &mut [PreparedOp::delete(op.key, op.cond)])
     };
     if small(req.len(), codec::OP_SIZE) {
         return req.with_rest_on_stack::<SMALL_REQUEST, _>(apply);
     }
-    let (header, _) = single_op_header(req, limits, kind)?;
+    let (header, _) = single_op_header(req, limits, OpKind::Del)?;
     req.with_rest_after(&header, apply)
 }
 
@@ -127,8 +127,8 @@ fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
     let apply = |bytes: &[u8]| {
         let batch = Batch::parse(bytes, limits.max_value_len)?;
         let mut ops = KVVec::with_capacity(batch.count, GFP)?;
-        batch.for_each(|_, op| -> Result {
-            ops.push(PreparedOp::new(&op)?, GFP)?;
+        batch.for_each(|_, record| -> Result {
+            ops.push(PreparedOp::new(&record)?, GFP)?;
             Ok(())
         })?;
         commit(net, limits, batch.flush, &mut ops)

@@ -4,7 +4,8 @@
 //! entries and their tree are [`crate::kernel_ext::rbtree`].
 //!
 //! An entry is one allocation (tree node, reference count, version, key and
-//! value), made and filled before the lock is taken ([`PreparedOp::new`]).
+//! value), made and filled before the lock is taken ([`PreparedOp::new`], or for a
+//! single PUT straight from the caller's buffer).
 //! Under the lock a write applies its ops in order, each with one descent of
 //! the tree, checking each op's conditions and the limits against the table
 //! as the earlier ops left it (so ops on the same key see each other without
@@ -17,7 +18,7 @@
 //! or freed under the lock. Reads take a reference on the entry
 //! ([`EntryRef`]) and copy it out after unlocking.
 
-use crate::codec::{self, Condition, ListPageWriter, ListRequest, Op, OpKind};
+use crate::codec::{self, Condition, ListPageWriter, ListRequest, OpKind, Record};
 use crate::kernel_ext::rbtree::{Detached, EntryRef, EntryView, NewEntry, Slot, Tree};
 use crate::policy::{self, SharedBudget};
 use core::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
@@ -70,22 +71,36 @@ pub(crate) struct PreparedOp<'k> {
 }
 
 impl<'k> PreparedOp<'k> {
-    /// Allocates what `op` needs (a put: its entry, key and value in one
-    /// allocation; a delete: nothing), so applying it cannot fail for want
-    /// of memory.
-    pub(crate) fn new(op: &Op<'k>) -> Result<Self> {
-        let new = match op.kind {
-            OpKind::Put => Some(NewEntry::new(op.key, op.value)?),
+    /// Allocates what batch record `record` needs (a put: its entry, key and
+    /// value copied in one piece; a delete: nothing), so applying it cannot
+    /// fail for want of memory.
+    #[inline]
+    pub(crate) fn new(record: &Record<'k>) -> Result<Self> {
+        let h = &record.header;
+        let new = match h.kind {
+            OpKind::Put => Some(NewEntry::new(h.key_len, record.key_value())?),
             OpKind::Del => None,
         };
         Ok(PreparedOp {
-            key: op.key,
-            kind: op.kind,
-            cond: op.cond,
+            key: record.split().0,
+            kind: h.kind,
+            cond: h.cond,
             new,
             done: Done::Nothing,
             retired: None,
         })
+    }
+
+    /// A delete of `key` under `cond`.
+    pub(crate) fn delete(key: &'k [u8], cond: Condition) -> Self {
+        PreparedOp {
+            key,
+            kind: OpKind::Del,
+            cond,
+            new: None,
+            done: Done::Nothing,
+            retired: None,
+        }
     }
 }
 

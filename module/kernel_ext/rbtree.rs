@@ -28,6 +28,7 @@
 //! or frees under its lock.
 
 use super::bindings as b;
+use crate::codec::key_order;
 use core::cmp::Ordering;
 use core::marker::PhantomData;
 use core::mem::{size_of, ManuallyDrop, MaybeUninit};
@@ -188,24 +189,19 @@ pub(crate) unsafe trait EntrySource {
     fn write_to(&mut self, dst: &mut [MaybeUninit<u8>]) -> Result;
 }
 
-/// A key and a value already in memory.
-struct KeyValue<'a>(&'a [u8], &'a [u8]);
+/// Key and value bytes already in memory, back to back.
+struct Bytes<'a>(&'a [u8]);
 
 // SAFETY: `write_to` writes `dst` whole or refuses it.
-unsafe impl EntrySource for KeyValue<'_> {
+unsafe impl EntrySource for Bytes<'_> {
     fn write_to(&mut self, dst: &mut [MaybeUninit<u8>]) -> Result {
-        let (key, value) = (self.0, self.1);
-        if dst.len() != key.len() + value.len() {
+        let src = self.0;
+        if dst.len() != src.len() {
             return Err(EINVAL);
         }
-        let (k, v) = dst.split_at_mut(key.len());
-        for (dst, src) in [(k, key), (v, value)] {
-            // SAFETY: `dst` and `src` have the same length (checked and split above) and do not
-            // overlap (`dst` is borrowed mutably); `MaybeUninit<u8>` has `u8`'s layout.
-            unsafe {
-                ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len())
-            };
-        }
+        // SAFETY: `dst` and `src` have the same length (checked above) and do not overlap (`dst`
+        // is borrowed mutably); `MaybeUninit<u8>` has `u8`'s layout.
+        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len()) };
         Ok(())
     }
 }
@@ -217,13 +213,15 @@ pub(crate) struct NewEntry {
 }
 
 impl NewEntry {
-    /// Allocates one entry holding `key` and `value` (version 0), charged
+    /// Allocates one entry holding a key of `key_len` bytes and a value,
+    /// which follow each other in `key_value` (version 0), charged
     /// to the caller's memory cgroup; from the slab up to a page, above that
     /// kvmalloc's (kmalloc without retrying, else vmalloc), so no high-order
     /// contiguous allocation is ever needed. EINVAL for lengths over
     /// [`MAX_KEY_LEN`] or [`MAX_VALUE_LEN`].
-    pub(crate) fn new(key: &[u8], value: &[u8]) -> Result<Self> {
-        Self::filled(key.len(), value.len(), &mut KeyValue(key, value))
+    pub(crate) fn new(key_len: usize, key_value: &[u8]) -> Result<Self> {
+        let value_len = key_value.len().checked_sub(key_len).ok_or(EINVAL)?;
+        Self::filled(key_len, value_len, &mut Bytes(key_value))
     }
 
     /// Allocates one entry for a key of `key_len` and a value of `value_len`
@@ -514,7 +512,7 @@ impl Tree {
         while let Some(n) = NonNull::new(node) {
             // SAFETY: `n` is linked into this tree, borrowed for the call.
             let e = unsafe { EntryView::of(n) };
-            let ord = key.cmp(e.key());
+            let ord = key_order(key, e.key());
             if ord == Ordering::Equal {
                 return Ok(e);
             }

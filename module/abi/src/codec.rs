@@ -96,6 +96,12 @@ pub const fn align_up(len: usize) -> Option<usize> {
     }
 }
 
+/// `len` rounded up to [`ALIGN`], for lengths bounded far below overflow
+/// (a header plus bounded key and value lengths).
+const fn padded(len: usize) -> usize {
+    (len + ALIGN - 1) & !(ALIGN - 1)
+}
+
 // Field access by offset. Callers pass slices whose length they checked
 // against the struct size, so the indexing never fails.
 
@@ -131,6 +137,31 @@ fn take(buf: &[u8], len: usize) -> Result<(&[u8], &[u8]), Reject> {
         return Err(Reject::Invalid);
     }
     Ok(buf.split_at(len))
+}
+
+/// The order of keys: bytewise, a key before any longer key it begins
+/// (`memcmp` order, as `<[u8]>::cmp`). Compares eight bytes at a time inline,
+/// so the short keys a table holds are ordered without a call per compare.
+#[inline]
+pub fn key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
+    let (mut a, mut b) = (a, b);
+    while let (Some((x, a_rest)), Some((y, b_rest))) =
+        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
+    {
+        // Big-endian: the first byte that differs decides, as bytewise.
+        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        if x != y {
+            return x.cmp(&y);
+        }
+        (a, b) = (a_rest, b_rest);
+    }
+    // Fewer than eight bytes left in one of them.
+    for (x, y) in a.iter().zip(b) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 fn check_key_len(len: usize) -> Result<(), Reject> {
@@ -219,7 +250,7 @@ impl<'a> Op<'a> {
     /// Bytes of this op as a batch record, padding included.
     pub fn record_len(&self) -> usize {
         // Key and value lengths are bounded, so this cannot overflow.
-        (self.wire_len() + ALIGN - 1) & !(ALIGN - 1)
+        padded(self.wire_len())
     }
 
     /// The `struct nfkv_op` header of this op.
@@ -247,8 +278,6 @@ impl<'a> Op<'a> {
     }
 }
 
-/// Parses one `struct nfkv_op` with its key and value from the front of
-/// `buf`; returns the op and the bytes after the value.
 /// The checked fixed part of one op.
 #[derive(Debug, Clone, Copy)]
 pub struct OpHeader {
@@ -271,6 +300,7 @@ impl OpHeader {
 
 /// Checks the fixed part of an op (everything but the key and value bytes),
 /// refusing with the errno the whole op would get.
+#[inline]
 pub fn op_header(h: &[u8; OP_SIZE], max_value_len: usize) -> Result<OpHeader, Reject> {
     let kind = match u32::from(get_u16(h, offset_of!(uapi::nfkv_op, op))) {
         uapi::NFKV_OP_PUT => OpKind::Put,
@@ -300,36 +330,61 @@ pub fn op_header(h: &[u8; OP_SIZE], max_value_len: usize) -> Result<OpHeader, Re
     })
 }
 
-fn parse_op(buf: &[u8], max_value_len: usize) -> Result<(Op<'_>, &[u8]), Reject> {
-    let (h, rest) = take(buf, OP_SIZE)?;
-    let h: &[u8; OP_SIZE] = h.try_into().map_err(|_| Reject::Invalid)?;
-    let OpHeader {
-        kind,
-        cond,
-        key_len,
-        value_len,
-    } = op_header(h, max_value_len)?;
-    let (key, rest) = take(rest, key_len)?;
-    let (value, rest) = take(rest, value_len)?;
-    Ok((
+/// One op as it lies in a request: its checked header, then its key and
+/// value back to back (so an entry can take both in one copy).
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    /// The op's fixed part.
+    pub header: OpHeader,
+    /// `header.key_len` key bytes, then `header.value_len` value bytes.
+    key_value: &'a [u8],
+}
+
+impl<'a> Record<'a> {
+    /// The key, then the value.
+    pub fn key_value(&self) -> &'a [u8] {
+        self.key_value
+    }
+
+    /// The key and the value.
+    pub fn split(&self) -> (&'a [u8], &'a [u8]) {
+        // `parse_record` took `key_len + value_len` bytes: the `min` only
+        // spares a bounds check.
+        self.key_value
+            .split_at(self.header.key_len.min(self.key_value.len()))
+    }
+
+    /// The op this record holds.
+    pub fn op(&self) -> Op<'a> {
+        let (key, value) = self.split();
         Op {
-            kind,
-            cond,
+            kind: self.header.kind,
+            cond: self.header.cond,
             key,
             value,
-        },
-        rest,
-    ))
+        }
+    }
+}
+
+/// Parses one `struct nfkv_op` with its key and value from the front of
+/// `buf`; returns it and the bytes after the value.
+#[inline]
+fn parse_record(buf: &[u8], max_value_len: usize) -> Result<(Record<'_>, &[u8]), Reject> {
+    let (h, rest) = take(buf, OP_SIZE)?;
+    let h: &[u8; OP_SIZE] = h.try_into().map_err(|_| Reject::Invalid)?;
+    let header = op_header(h, max_value_len)?;
+    let (key_value, rest) = take(rest, header.key_len + header.value_len)?;
+    Ok((Record { header, key_value }, rest))
 }
 
 /// Parses a whole `NFKV_SO_SET_PUT` (`kind` Put) or `NFKV_SO_SET_DEL` (`kind`
 /// Del) request: exactly one op of that kind and nothing after it.
 pub fn parse_single(kind: OpKind, buf: &[u8], max_value_len: usize) -> Result<Op<'_>, Reject> {
-    let (op, rest) = parse_op(buf, max_value_len)?;
-    if op.kind != kind || !rest.is_empty() {
+    let (record, rest) = parse_record(buf, max_value_len)?;
+    if record.header.kind != kind || !rest.is_empty() {
         return Err(Reject::Invalid);
     }
-    Ok(op)
+    Ok(record.op())
 }
 
 /// Parses an `NFKV_SO_SET_FLUSH` request.
@@ -340,7 +395,7 @@ pub fn parse_flush(buf: &[u8]) -> Result<(), Reject> {
     Ok(())
 }
 
-const MIN_RECORD_LEN: usize = (OP_SIZE + 1 + ALIGN - 1) & !(ALIGN - 1);
+const MIN_RECORD_LEN: usize = padded(OP_SIZE + 1);
 
 /// An `NFKV_SO_SET_BATCH` request whose header was checked.
 #[derive(Debug, Clone, Copy)]
@@ -391,17 +446,17 @@ impl<'a> Batch<'a> {
     /// at the end of the request is malformed too.
     pub fn for_each<E: From<Reject>>(
         &self,
-        mut visit: impl FnMut(usize, Op<'a>) -> Result<(), E>,
+        mut visit: impl FnMut(usize, Record<'a>) -> Result<(), E>,
     ) -> Result<(), E> {
         let mut rest = self.records;
         for index in 0..self.count {
-            let (op, after) = parse_op(rest, self.max_value_len)?;
-            let padding = op.record_len() - op.wire_len();
-            let (pad, after) = take(after, padding)?;
+            let (record, after) = parse_record(rest, self.max_value_len)?;
+            let wire_len = record.header.wire_len();
+            let (pad, after) = take(after, padded(wire_len) - wire_len)?;
             if pad.iter().any(|&b| b != 0) {
                 return Err(Reject::Invalid.into());
             }
-            visit(index, op)?;
+            visit(index, record)?;
             rest = after;
         }
         if !rest.is_empty() {
@@ -541,7 +596,7 @@ impl<'a> ListRequest<'a> {
 /// Bytes one list entry takes in a reply, padding included.
 pub fn list_entry_len(key_len: usize, value_len: usize) -> usize {
     // Both lengths are bounded by the table's limits: no overflow.
-    (LIST_ENTRY_SIZE + key_len + value_len + ALIGN - 1) & !(ALIGN - 1)
+    padded(LIST_ENTRY_SIZE + key_len + value_len)
 }
 
 /// The `struct nfkv_list_reply` header.

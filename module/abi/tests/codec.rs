@@ -330,7 +330,7 @@ proptest! {
         let batch = Batch::parse(&req, MAX_VALUE).unwrap();
         prop_assert_eq!(batch.flush, flush);
         let mut seen = Vec::new();
-        batch.for_each(|i, op| -> Result<(), Reject> { seen.push((i, op)); Ok(()) }).unwrap();
+        batch.for_each(|i, rec| -> Result<(), Reject> { seen.push((i, rec.op())); Ok(()) }).unwrap();
         prop_assert_eq!(seen.len(), ops.len());
         for ((i, op), o) in seen.iter().zip(&ops) {
             prop_assert_eq!(*op, as_op(o), "record {}", i);
@@ -399,7 +399,7 @@ proptest! {
         m.apply(&mut bytes, start, len);
         if let Ok(b) = Batch::parse(&bytes, MAX_VALUE) {
             let mut got = Vec::new();
-            if b.for_each(|_, op| -> Result<(), Reject> { got.push(op); Ok(()) }).is_ok() {
+            if b.for_each(|_, rec| -> Result<(), Reject> { got.push(rec.op()); Ok(()) }).is_ok() {
                 prop_assert_eq!(got.len(), b.count);
                 for op in &got {
                     check_accepted(op)?;
@@ -474,4 +474,47 @@ fn mutations_exercise_acceptance_and_refusal() {
         accepted >= 200 && refused >= 200,
         "{accepted} mutated requests accepted, {refused} refused"
     );
+}
+
+#[test]
+fn key_order_edges() {
+    use std::cmp::Ordering::*;
+    let cases: &[(&[u8], &[u8], std::cmp::Ordering)] = &[
+        (b"", b"", Equal),
+        (b"a", b"", Greater),
+        (b"abcdefgh", b"abcdefgh", Equal),
+        (b"abcdefgh", b"abcdefghi", Less),
+        (b"abcdefgh\x00", b"abcdefgh", Greater),
+        (b"abcdefgx", b"abcdefgh", Greater),
+        (b"\x01bcdefgh", b"\xffbcdefgh", Less),
+        // The first differing byte decides, not the last one.
+        (b"\x02\0\0\0\0\0\0\0", b"\x01\0\0\0\0\0\0\x09", Greater),
+        (b"0123456789abcdef", b"0123456789abcdeg", Less),
+        (b"0123456789abcdef", b"0123456789abcd", Greater),
+        (b"0123456789abcdefXYZ", b"0123456789abcdefXYz", Less),
+    ];
+    for &(a, b, want) in cases {
+        assert_eq!(key_order(a, b), want, "{a:?} vs {b:?}");
+        assert_eq!(key_order(b, a), want.reverse(), "{b:?} vs {a:?}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn key_order_is_bytewise(a in prop::collection::vec(any::<u8>(), 0..40),
+                             b in prop::collection::vec(any::<u8>(), 0..40)) {
+        prop_assert_eq!(key_order(&a, &b), a.cmp(&b));
+    }
+
+    /// Keys that share a prefix of any length, so the words that differ
+    /// (or the tails, or the lengths) decide, not the first byte.
+    #[test]
+    fn key_order_after_a_shared_prefix(prefix in prop::collection::vec(any::<u8>(), 0..33),
+                                       a in prop::collection::vec(any::<u8>(), 0..12),
+                                       b in prop::collection::vec(any::<u8>(), 0..12)) {
+        let a = [&prefix[..], &a[..]].concat();
+        let b = [&prefix[..], &b[..]].concat();
+        prop_assert_eq!(key_order(&a, &b), a.cmp(&b));
+        prop_assert_eq!(key_order(&a, &a), std::cmp::Ordering::Equal);
+    }
 }
