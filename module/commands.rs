@@ -111,10 +111,15 @@ fn single_op_header(
     Ok((header, op))
 }
 
+/// A DEL: one descent under the lock, no undo log (see
+/// [`Table::delete_one`](crate::table::Table::delete_one)).
 fn delete(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
     let apply = |bytes: &[u8]| {
         let op = codec::parse_single(OpKind::Del, bytes, limits.max_value_len)?;
-        commit(net, limits, false, &mut [PreparedOp::delete(op.key, op.cond)])
+        // The guard is a temporary of this statement: the entry is freed
+        // below, after unlocking.
+        let removed = net.table.lock().delete_one(op.key, &op.cond);
+        removed.map(drop)
     };
     if small(req.len(), codec::OP_SIZE) {
         return req.with_rest_on_stack::<SMALL_REQUEST, _>(apply);

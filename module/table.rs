@@ -6,7 +6,9 @@
 //! An entry is one allocation (tree node, reference count, version, key and
 //! value), made and filled before the lock is taken ([`PreparedOp::new`], or for a
 //! single PUT straight from the caller's buffer).
-//! Under the lock a write applies its ops in order, each with one descent of
+//! A single PUT or DEL checks everything before it changes the tree
+//! ([`Table::put_one`], [`Table::delete_one`]), so it needs no undo. For
+//! FLUSH and BATCH, under the lock a write applies its ops in order, each with one descent of
 //! the tree, checking each op's conditions and the limits against the table
 //! as the earlier ops left it (so ops on the same key see each other without
 //! sorting). The write's net growth is then charged to the shared budget;
@@ -89,18 +91,6 @@ impl<'k> PreparedOp<'k> {
             done: Done::Nothing,
             retired: None,
         })
-    }
-
-    /// A delete of `key` under `cond`.
-    pub(crate) fn delete(key: &'k [u8], cond: Condition) -> Self {
-        PreparedOp {
-            key,
-            kind: OpKind::Del,
-            cond,
-            new: None,
-            done: Done::Nothing,
-            retired: None,
-        }
     }
 }
 
@@ -305,6 +295,29 @@ impl Table {
             }
         }
         Ok(displaced)
+    }
+
+    /// A single DEL of `key` under `cond`: [`Table::write`] of one op without
+    /// its undo log, since the only checks come before the entry is
+    /// unlinked (a delete only gives budget back). Returns the entry it
+    /// unlinked, for the caller to drop once the lock is dropped; on refusal
+    /// nothing changed.
+    pub(crate) fn delete_one(&mut self, key: &[u8], cond: &Condition) -> Result<Detached> {
+        let before = self.charge();
+        let Slot::Occupied(o) = self.tree.slot(key) else {
+            return Err(ENOENT);
+        };
+        let entry = o.entry();
+        check(OpKind::Del, cond, Some(entry.version()))?;
+        let removed = entry.stored_len();
+        let detached = o.remove();
+        self.entries -= 1;
+        self.bytes_used -= removed;
+        self.generation += 1;
+        if let Some(budget) = self.budget {
+            budget.uncharge(before.saturating_sub(self.charge()));
+        }
+        Ok(detached)
     }
 
     /// Undoes what [`Table::apply`] did to the tree for `op`, the last op

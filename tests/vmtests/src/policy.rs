@@ -206,6 +206,13 @@ fn unprivileged_namespaces_share_a_budget() -> TestResult {
                 (1..=15).contains(&total),
                 "{total} entries of 64 KiB stored across namespaces sharing 1 MiB"
             );
+            // A delete gives its charge back to the whole group: room
+            // again, in another namespace.
+            ck("delete", tables[0].delete(b"ns0-0", None))?;
+            ck(
+                "a put in another namespace after a delete",
+                tables[3].put(b"after-delete", &value, Condition::default()),
+            )?;
             Ok(())
         })?;
         // The initial namespace is never charged to that budget.
