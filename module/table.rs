@@ -226,14 +226,9 @@ impl Table {
         let version = self.generation + 1;
         let (entries, bytes, done) = match op.kind {
             OpKind::Del => {
-                let Slot::Occupied(o) = self.tree.slot(op.key) else {
-                    return Err(ENOENT);
-                };
-                let removed = o.entry();
-                check(op.kind, &op.cond, Some(removed.version()))?;
-                let removed = removed.stored_len();
-                op.retired = Some(o.remove());
-                (self.entries - 1, self.bytes_used - removed, Done::Removed)
+                op.retired = Some(self.unlink(op.key, &op.cond)?);
+                op.done = Done::Removed;
+                return Ok(());
             }
             OpKind::Put => {
                 let mut new = op.new.take().ok_or(EINVAL)?;
@@ -297,13 +292,9 @@ impl Table {
         Ok(displaced)
     }
 
-    /// A single DEL of `key` under `cond`: [`Table::write`] of one op without
-    /// its undo log, since the only checks come before the entry is
-    /// unlinked (a delete only gives budget back). Returns the entry it
-    /// unlinked, for the caller to drop once the lock is dropped; on refusal
-    /// nothing changed.
-    pub(crate) fn delete_one(&mut self, key: &[u8], cond: &Condition) -> Result<Detached> {
-        let before = self.charge();
+    /// Deletes `key` under `cond` with one descent, counting it as one
+    /// write; otherwise changes nothing. Returns the unlinked entry.
+    fn unlink(&mut self, key: &[u8], cond: &Condition) -> Result<Detached> {
         let Slot::Occupied(o) = self.tree.slot(key) else {
             return Err(ENOENT);
         };
@@ -314,6 +305,17 @@ impl Table {
         self.entries -= 1;
         self.bytes_used -= removed;
         self.generation += 1;
+        Ok(detached)
+    }
+
+    /// A single DEL of `key` under `cond`: [`Table::write`] of one op without
+    /// its undo log, since the only checks come before the entry is
+    /// unlinked (a delete only gives budget back). Returns the entry it
+    /// unlinked, for the caller to drop once the lock is dropped; on refusal
+    /// nothing changed.
+    pub(crate) fn delete_one(&mut self, key: &[u8], cond: &Condition) -> Result<Detached> {
+        let before = self.charge();
+        let detached = self.unlink(key, cond)?;
         if let Some(budget) = self.budget {
             budget.uncharge(before.saturating_sub(self.charge()));
         }
