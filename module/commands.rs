@@ -3,7 +3,7 @@
 //! The commands: from request bytes to table operations and reply bytes.
 //! Safe Rust; the caller has checked CAP_NET_ADMIN.
 
-use crate::codec::{self, cmd, Batch, ListPageWriter, ListRequest, OpKind, Reject};
+use crate::codec::{self, cmd, Batch, Condition, ListPageWriter, ListRequest, OpKind, Reject};
 use crate::kernel_ext::rbtree::NewEntry;
 use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
 use crate::table::{Limits, NetTable, PreparedOp, GFP};
@@ -84,15 +84,30 @@ fn read_header<const N: usize>(req: &mut SetRequest<'_>) -> Result<[u8; N]> {
     Ok(header)
 }
 
-/// A PUT: the header is read and checked, then key and value are copied
-/// from the caller's buffer straight into the new entry (one copy, no
-/// request buffer), which is linked with no undo log.
+/// A PUT. Up to [`SMALL_REQUEST`] bytes, the request is copied onto the
+/// stack in one piece and the entry filled from there (one user copy, as
+/// the C reference does); above, the header is read and checked, then key
+/// and value are copied from the caller's buffer straight into the new
+/// entry (no request buffer). Either way the entry is linked with no undo
+/// log.
 fn put(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
+    if small(req.len(), codec::OP_SIZE) {
+        return req.with_rest_on_stack::<SMALL_REQUEST, _>(|bytes| {
+            let record = codec::parse_single_record(OpKind::Put, bytes, limits.max_value_len)?;
+            let new = NewEntry::new(record.header.key_len, record.key_value())?;
+            link(net, limits, new, &record.header.cond)
+        });
+    }
     let (_, op) = single_op_header(req, limits, OpKind::Put)?;
     let new = NewEntry::filled(op.key_len, op.value_len, req)?;
+    link(net, limits, new, &op.cond)
+}
+
+/// Links a PUT's entry under `cond`.
+fn link(net: &NetTable, limits: &Limits, new: NewEntry, cond: &Condition) -> Result {
     // The guard is a temporary of this statement: what the put displaced,
     // or the refused entry, is freed below, after unlocking.
-    let done = net.table.lock().put_one(new, &op.cond, limits);
+    let done = net.table.lock().put_one(new, cond, limits);
     done.map(drop).map_err(|(_refused, e)| e)
 }
 

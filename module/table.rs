@@ -365,18 +365,22 @@ impl Table {
         } else {
             self.tree.lower_bound(start)
         };
+        // Keys are unique and the walk starts at the lower bound of the
+        // larger one: only its first entry can be `after` itself.
+        if let Some(first) = cursor {
+            if !req.after.is_empty() && first.key() == req.after {
+                cursor = first.next();
+            }
+        }
         while let Some(entry) = cursor {
             cursor = entry.next();
-            let key = entry.key();
-            if !req.after.is_empty() && key == req.after {
-                continue;
-            }
-            if !key.starts_with(req.prefix) {
+            let (key_len, key_value) = entry.key_value();
+            if !req.prefix.is_empty() && !key_value[..key_len].starts_with(req.prefix) {
                 return Ok((false, None));
             }
-            if !page.push(entry.version(), key, entry.value()) {
-                let needed =
-                    codec::LIST_REPLY_SIZE + codec::list_entry_len(key.len(), entry.value().len());
+            if !page.push(entry.version(), key_len, key_value) {
+                let needed = codec::LIST_REPLY_SIZE
+                    + codec::list_entry_len(key_len, key_value.len() - key_len);
                 return Ok((true, Some(needed)));
             }
         }

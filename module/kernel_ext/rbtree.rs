@@ -118,6 +118,19 @@ impl<'a> Live<'a> {
         }
     }
 
+    /// The key's length, and key and value as the one slice they are stored as.
+    fn key_value(self) -> (usize, &'a [u8]) {
+        let (key_len, value_len) = self.lens();
+        // SAFETY: as in `data`: the `key_len + value_len` bytes after the header.
+        let key_value = unsafe {
+            core::slice::from_raw_parts(
+                self.h.as_ptr().cast::<u8>().add(HEADER),
+                key_len + value_len,
+            )
+        };
+        (key_len, key_value)
+    }
+
     /// Key and value bytes.
     fn stored_len(self) -> u64 {
         let (key_len, value_len) = self.lens();
@@ -420,14 +433,15 @@ impl<'a> EntryView<'a> {
         self.entry.data().0
     }
 
-    /// The value.
-    pub(crate) fn value(&self) -> &'a [u8] {
-        self.entry.data().1
-    }
-
     /// The version.
     pub(crate) fn version(&self) -> u64 {
         self.entry.version()
+    }
+
+    /// The key's length, and key and value in one slice (as a list entry
+    /// carries them).
+    pub(crate) fn key_value(&self) -> (usize, &'a [u8]) {
+        self.entry.key_value()
     }
 
     /// Key and value bytes.

@@ -380,11 +380,21 @@ fn parse_record(buf: &[u8], max_value_len: usize) -> Result<(Record<'_>, &[u8]),
 /// Parses a whole `NFKV_SO_SET_PUT` (`kind` Put) or `NFKV_SO_SET_DEL` (`kind`
 /// Del) request: exactly one op of that kind and nothing after it.
 pub fn parse_single(kind: OpKind, buf: &[u8], max_value_len: usize) -> Result<Op<'_>, Reject> {
+    parse_single_record(kind, buf, max_value_len).map(|record| record.op())
+}
+
+/// [`parse_single`], as the record (key and value in one slice).
+#[inline]
+pub fn parse_single_record(
+    kind: OpKind,
+    buf: &[u8],
+    max_value_len: usize,
+) -> Result<Record<'_>, Reject> {
     let (record, rest) = parse_record(buf, max_value_len)?;
     if record.header.kind != kind || !rest.is_empty() {
         return Err(Reject::Invalid);
     }
-    Ok(record.op())
+    Ok(record)
 }
 
 /// Parses an `NFKV_SO_SET_FLUSH` request.
@@ -662,28 +672,41 @@ impl<'b> ListPageWriter<'b> {
         })
     }
 
-    /// Appends an entry if it fits whole; returns whether it did.
-    pub fn push(&mut self, version: u64, key: &[u8], value: &[u8]) -> bool {
-        let len = list_entry_len(key.len(), value.len());
-        if self.buf.len() - self.used < len {
+    /// Appends an entry (its key the first `key_len` bytes of `key_value`)
+    /// if it fits whole; returns whether it did. Writes every byte of the
+    /// entry, padding included: the page need not be zeroed first.
+    pub fn push(&mut self, version: u64, key_len: usize, key_value: &[u8]) -> bool {
+        let data = LIST_ENTRY_SIZE + key_value.len();
+        let len = padded(data);
+        let Some(e) = self
+            .buf
+            .get_mut(self.used..)
+            .and_then(|rest| rest.get_mut(..len))
+        else {
             return false;
-        }
-        let e = &mut self.buf[self.used..self.used + len];
-        e.fill(0);
-        put_u64(e, offset_of!(uapi::nfkv_list_entry, version), version);
+        };
+        let key_len = key_len.min(key_value.len());
+        let mut header = [0u8; LIST_ENTRY_SIZE];
+        put_u64(
+            &mut header,
+            offset_of!(uapi::nfkv_list_entry, version),
+            version,
+        );
         put_u16(
-            e,
+            &mut header,
             offset_of!(uapi::nfkv_list_entry, key_len),
-            key.len() as u16,
+            key_len as u16,
         );
         put_u32(
-            e,
+            &mut header,
             offset_of!(uapi::nfkv_list_entry, value_len),
-            value.len() as u32,
+            (key_value.len() - key_len) as u32,
         );
-        e[LIST_ENTRY_SIZE..LIST_ENTRY_SIZE + key.len()].copy_from_slice(key);
-        let v = LIST_ENTRY_SIZE + key.len();
-        e[v..v + value.len()].copy_from_slice(value);
+        // The padding lies in the last ALIGN bytes (len >= header > ALIGN):
+        // zero them as one word, then write over the rest.
+        e[len - ALIGN..].fill(0);
+        e[..LIST_ENTRY_SIZE].copy_from_slice(&header);
+        e[LIST_ENTRY_SIZE..data].copy_from_slice(key_value);
         self.used += len;
         self.count += 1;
         true

@@ -412,11 +412,12 @@ proptest! {
 
     #[test]
     fn list_pages_round_trip(entries in prop::collection::vec((any::<u64>(), prop::collection::vec(any::<u8>(), 1..40), prop::collection::vec(any::<u8>(), 0..100)), 0..30), room in 24usize..4096, generation in any::<u64>()) {
-        let mut page = vec![0u8; room];
+        // Not zeroed: the writer must write every byte it returns.
+        let mut page = vec![0xa5u8; room];
         let mut w = ListPageWriter::new(&mut page).unwrap();
         let mut written = 0;
         for (v, k, val) in &entries {
-            if !w.push(*v, k, val) { break; }
+            if !w.push(*v, k.len(), &[&k[..], &val[..]].concat()) { break; }
             written += 1;
         }
         let more = written < entries.len();
@@ -428,6 +429,18 @@ proptest! {
         prop_assert_eq!(h.more, more);
         prop_assert_eq!(h.count as usize, written);
         prop_assert_eq!(&back[..], &entries[..written]);
+        // Byte for byte as the header describes them: reserved and padding zero.
+        let mut want = Vec::new();
+        for (v, k, val) in &entries[..written] {
+            want.extend_from_slice(&v.to_ne_bytes());
+            want.extend_from_slice(&(k.len() as u16).to_ne_bytes());
+            want.extend_from_slice(&[0, 0]);
+            want.extend_from_slice(&(val.len() as u32).to_ne_bytes());
+            want.extend_from_slice(k);
+            want.extend_from_slice(val);
+            want.resize(want.len().next_multiple_of(8), 0);
+        }
+        prop_assert_eq!(&page[LIST_REPLY_SIZE..used], &want[..]);
     }
 
     #[test]
