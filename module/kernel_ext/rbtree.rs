@@ -104,24 +104,11 @@ impl<'a> Live<'a> {
         ((lens >> 24) as usize, (lens & 0xff_ffff) as usize)
     }
 
-    /// Key and value.
-    fn data(self) -> (&'a [u8], &'a [u8]) {
-        let (key_len, value_len) = self.lens();
-        // SAFETY: `NewEntry::new` allocated `HEADER + key_len + value_len` bytes at `h`, filled
-        // key and value after the header and never writes them again; the entry outlives `'a`.
-        unsafe {
-            let key = self.h.as_ptr().cast::<u8>().add(HEADER);
-            (
-                core::slice::from_raw_parts(key, key_len),
-                core::slice::from_raw_parts(key.add(key_len), value_len),
-            )
-        }
-    }
-
     /// The key's length, and key and value as the one slice they are stored as.
     fn key_value(self) -> (usize, &'a [u8]) {
         let (key_len, value_len) = self.lens();
-        // SAFETY: as in `data`: the `key_len + value_len` bytes after the header.
+        // SAFETY: `NewEntry::new` allocated `HEADER + key_len + value_len` bytes at `h`, filled
+        // key and value after the header and never writes them again; the entry outlives `'a`.
         let key_value = unsafe {
             core::slice::from_raw_parts(
                 self.h.as_ptr().cast::<u8>().add(HEADER),
@@ -129,6 +116,12 @@ impl<'a> Live<'a> {
             )
         };
         (key_len, key_value)
+    }
+
+    /// Key and value.
+    fn data(self) -> (&'a [u8], &'a [u8]) {
+        let (key_len, key_value) = self.key_value();
+        key_value.split_at(key_len)
     }
 
     /// Key and value bytes.
