@@ -26,7 +26,7 @@ mod uapi {
 
 #[allow(dead_code, unreachable_pub)]
 #[forbid(unsafe_code)]
-#[path = "abi/src/codec.rs"]
+#[path = "../abi/src/codec.rs"]
 mod codec;
 #[forbid(unsafe_code)]
 mod commands;

@@ -8,7 +8,7 @@
 //! The kernel refuses a negative optlen itself (`__sys_setsockopt` for set,
 //! `do_ip_getsockopt` for get, both EINVAL), so nfkv's own handling of a
 //! negative get length (`codec::check_get_len`) cannot be reached from
-//! userspace: it is covered on the host (`module/abi/tests/codec.rs`). Set
+//! userspace: it is covered on the host (`abi/tests/codec.rs`). Set
 //! lengths up to INT_MAX, and every get length >= 0, do reach nfkv and are
 //! checked here.
 

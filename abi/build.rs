@@ -3,8 +3,7 @@
 use std::{env, path::PathBuf};
 
 fn main() {
-    let header =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../../include/nfkv.h");
+    let header = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap()).join("../include/nfkv.h");
     println!("cargo:rerun-if-changed={}", header.display());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("nfkv_uapi.rs");
     bindgen::Builder::default()
