@@ -49,13 +49,16 @@ parse_kernel() {
 }
 
 
-# The LLVM major version a kernel build tree was configured with.
-kdir_llvm() {
+# The major version of the compiler a kernel build tree was configured with:
+# kdir_llvm for clang (LLVM), kdir_gcc for gcc; fails for the other one.
+kdir_compiler_major() {
     local v
-    v=$(sed -n 's/^CONFIG_CLANG_VERSION=\([0-9]*\)$/\1/p' "$1/.config" 2>/dev/null)
+    v=$(sed -n "s/^$2=\([0-9]*\)\$/\1/p" "$1/.config" 2>/dev/null)
     [ -n "$v" ] && [ "$v" != 0 ] || return 1
     echo $((v / 10000))
 }
+kdir_llvm() { kdir_compiler_major "$1" CONFIG_CLANG_VERSION; }
+kdir_gcc() { kdir_compiler_major "$1" CONFIG_GCC_VERSION; }
 
 # The source tarball of kernel VERSION (fetched on first use).
 kernel_tarball() { "$NFKV_ROOT/scripts/fetch-kernel-source" "$1"; }
