@@ -26,16 +26,16 @@ impl ModuleParams {
         if module.is_null() {
             return None;
         }
-        // SAFETY: `module` is this module's `struct module`, live while its
-        // code runs; `kp`/`num_kp` describe its parameter array, which the
-        // loader set up before `init` and which lives as long as the module.
-        let params = unsafe {
-            let m = &*module;
-            if m.kp.is_null() {
-                return None;
-            }
-            core::slice::from_raw_parts(m.kp, m.num_kp as usize)
-        };
+        // SAFETY: `module` is this module's `struct module`, live while its code runs. Only the
+        // two fields are read, through the raw pointer: the kernel writes other fields (state,
+        // reference counts) concurrently, so no reference to the whole struct is made.
+        let (kp, num_kp) = unsafe { ((*module).kp, (*module).num_kp) };
+        if kp.is_null() {
+            return None;
+        }
+        // SAFETY: `kp`/`num_kp` describe the module's parameter array, which the loader set up
+        // before `init` and which lives, unchanged, as long as the module.
+        let params = unsafe { core::slice::from_raw_parts(kp, num_kp as usize) };
         let param = params.iter().find(|p| {
             // SAFETY: every parameter has a NUL-terminated static name.
             !p.name.is_null() && unsafe { compat::c_str_bytes(p.name.cast()) } == name.to_bytes()
