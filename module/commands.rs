@@ -4,8 +4,8 @@
 //! Safe Rust; the caller has checked CAP_NET_ADMIN.
 
 use crate::codec::{self, cmd, Batch, Condition, ListPageWriter, ListRequest, OpKind, Reject};
-use crate::kernel_ext::rbtree::NewEntry;
 use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
+use crate::store::NewEntry;
 use crate::table::{Limits, NetTable, PreparedOp, GFP};
 use kernel::prelude::*;
 
@@ -212,7 +212,7 @@ fn get_value(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
     })?;
     let value = entry.value();
     let header = codec::ValueHeader {
-        version: entry.version(),
+        version: entry.meta(),
         value_len: value.len() as u32,
     }
     .encode();

@@ -36,11 +36,6 @@ impl SharedBudget {
         self.limit.store(bytes, Ordering::Relaxed);
     }
 
-    /// The limit.
-    pub(crate) fn limit(&self) -> u64 {
-        self.limit.load(Ordering::Relaxed)
-    }
-
     /// Takes `n` bytes, or fails with `ENOSPC` having taken nothing.
     pub(crate) fn try_charge(&self, n: u64) -> Result {
         let limit = self.limit.load(Ordering::Relaxed);

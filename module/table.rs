@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The key/value table of one network namespace. Safe Rust only: the
-//! entries and their tree are [`crate::kernel_ext::rbtree`].
+//! entries and their tree are [`crate::store`].
 //!
 //! An entry is one allocation (tree node, reference count, version, key and
 //! value), made and filled before the lock is taken ([`PreparedOp::new`], or for a
@@ -21,9 +21,9 @@
 //! ([`EntryRef`]) and copy it out after unlocking.
 
 use crate::codec::{self, Condition, ListPageWriter, ListRequest, OpKind, Record};
-use crate::kernel_ext::rbtree::{Detached, EntryRef, EntryView, NewEntry, Slot, Tree};
 use crate::policy::{self, SharedBudget};
-use core::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use crate::stats::Stats;
+use crate::store::{Detached, EntryRef, EntryView, NewEntry, Slot, Tree};
 use kernel::alloc::Flags;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -119,7 +119,7 @@ fn admit_put(
     limits: &Limits,
 ) -> Result<(usize, u64)> {
     let (entries, bytes_used) = usage;
-    check(OpKind::Put, cond, present.as_ref().map(|e| e.version()))?;
+    check(OpKind::Put, cond, present.as_ref().map(|e| e.meta()))?;
     let (removed, grown) = match present {
         Some(e) => (e.stored_len(), 0),
         None if entries >= limits.max_entries => return Err(ENOSPC),
@@ -232,7 +232,7 @@ impl Table {
             }
             OpKind::Put => {
                 let mut new = op.new.take().ok_or(EINVAL)?;
-                new.set_version(version);
+                new.set_meta(version);
                 let usage = (self.entries, self.bytes_used);
                 let added = new.stored_len();
                 let mut after = usage;
@@ -270,7 +270,7 @@ impl Table {
         limits: &Limits,
     ) -> core::result::Result<Option<Detached>, (NewEntry, Error)> {
         let version = self.generation + 1;
-        new.set_version(version);
+        new.set_meta(version);
         let usage = (self.entries, self.bytes_used);
         let (added, budget, before) = (new.stored_len(), self.budget, self.charge());
         let mut after = usage;
@@ -299,7 +299,7 @@ impl Table {
             return Err(ENOENT);
         };
         let entry = o.entry();
-        check(OpKind::Del, cond, Some(entry.version()))?;
+        check(OpKind::Del, cond, Some(entry.meta()))?;
         let removed = entry.stored_len();
         let detached = o.remove();
         self.entries -= 1;
@@ -378,7 +378,7 @@ impl Table {
             if !req.prefix.is_empty() && !key_value[..key_len].starts_with(req.prefix) {
                 return Ok((false, None));
             }
-            if !page.push(entry.version(), key_len, key_value) {
+            if !page.push(entry.meta(), key_len, key_value) {
                 let needed = codec::LIST_REPLY_SIZE
                     + codec::list_entry_len(key_len, key_value.len() - key_len);
                 return Ok((true, Some(needed)));
@@ -447,49 +447,6 @@ impl Drop for Table {
             budget.uncharge(self.charge());
         }
         policy::retire_generation(self.generation);
-    }
-}
-
-/// Per-command outcome counters.
-pub(crate) struct Stats {
-    counters: [[AtomicU64; 2]; codec::SET_COMMANDS + codec::GET_COMMANDS],
-}
-
-/// Which of the two command families a counter belongs to.
-#[derive(Clone, Copy)]
-pub(crate) enum Family {
-    Set,
-    Get,
-}
-
-impl Stats {
-    const fn new() -> Self {
-        Stats {
-            counters: [const { [AtomicU64::new(0), AtomicU64::new(0)] };
-                codec::SET_COMMANDS + codec::GET_COMMANDS],
-        }
-    }
-
-    /// Counts one call of command `cmd` (an offset) of `family`; offsets
-    /// that are no command are not counted.
-    pub(crate) fn count(&self, family: Family, cmd: u32, ok: bool) {
-        let (index, commands) = match family {
-            Family::Set => (cmd as usize, codec::SET_COMMANDS),
-            Family::Get => (codec::SET_COMMANDS + cmd as usize, codec::GET_COMMANDS),
-        };
-        if (cmd as usize) < commands {
-            self.counters[index][usize::from(!ok)].fetch_add(1, AtomicOrdering::Relaxed);
-        }
-    }
-
-    /// A snapshot for `NFKV_SO_GET_STATS`.
-    pub(crate) fn snapshot(&self) -> codec::Stats {
-        let mut s = codec::Stats::default();
-        for (c, src) in Iterator::chain(s.set.iter_mut(), s.get.iter_mut()).zip(&self.counters) {
-            c.ok = src[0].load(AtomicOrdering::Relaxed);
-            c.failed = src[1].load(AtomicOrdering::Relaxed);
-        }
-        s
     }
 }
 

@@ -1,19 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Safe abstractions for a Rust nf_sockopt module, and every `unsafe` block
-//! of nfkv. Nothing here knows nfkv: copy this folder (with helpers.c,
-//! helpers.h and the bindgen rule of Kbuild) to start another module.
+//! Safe abstractions for a Rust nf_sockopt module. Nothing here knows the
+//! module that uses it: copy this folder (with helpers.c, helpers.h and the
+//! `kext_*` rules of Kbuild) to start another one.
 //!
-//! - [`sockopt`]: optnames answered by a handler trait with safe request and
-//!   reply types, registered RAII;
+//! - [`sockopt`]: optnames answered by a handler the registration owns, with
+//!   safe request and reply types, registered RAII;
 //! - [`pernet`]: a value per network namespace, registered RAII;
 //! - [`registration`]: the one shape both registrations take;
 //! - [`params`]: C-declared module parameters, read safely;
-//! - [`rbtree`]: an intrusive red-black tree of byte-keyed, reference-counted
-//!   entries, each one allocation;
+//! - [`rbtree`]: an intrusive red-black tree of byte-keyed,
+//!   reference-counted entries, each one allocation;
+//! - [`bytes`]: filling uninitialised memory from a slice or a request;
 //! - [`clock`]: the wall clock;
 //! - [`compat`]: every difference between the kernel versions supported.
 
+pub(crate) mod bytes;
 pub(crate) mod compat;
 pub(crate) mod params;
 pub(crate) mod pernet;

@@ -7,7 +7,8 @@
 //! The kernel allocates `size_of::<T>()` zeroed bytes per namespace
 //! (`pernet_operations.size`) and `T` is initialised in place there, pinned.
 //! The callbacks get no context pointer, so each `T` names the static
-//! [`PernetId<T>`] where the kernel keeps its slot number.
+//! [`PernetId<T>`] where the kernel keeps its slot number: declare it with
+//! [`pernet_id!`](crate::kernel_ext::pernet::pernet_id).
 
 use super::bindings as b;
 use super::registration::{RawOps, Registration};
@@ -15,7 +16,7 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_uint};
 use core::marker::PhantomData;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
 
@@ -57,27 +58,46 @@ impl NetRef<'_> {
     }
 }
 
-/// What each network namespace gets one of.
-pub(crate) trait PernetData: Send + Sync + Sized + 'static {
-    /// The static holding this type's pernet id: `static ID: PernetId<Self>`.
+/// The static where the kernel keeps `Self`'s pernet slot number; the
+/// callbacks, which get no context pointer, find it here.
+///
+/// # Safety
+///
+/// [`HasPernetId::id`] returns the same static every time. Implement it
+/// with [`pernet_id!`](crate::kernel_ext::pernet::pernet_id).
+pub(crate) unsafe trait HasPernetId: Sized + 'static {
+    /// `Self`'s id.
     fn id() -> &'static PernetId<Self>;
+}
 
+/// Implements [`HasPernetId`] for a type with a static of its own.
+macro_rules! pernet_id {
+    ($t:ty) => {
+        // SAFETY: `id` returns the one static declared inside it.
+        #[allow(unsafe_code)]
+        unsafe impl $crate::kernel_ext::pernet::HasPernetId for $t {
+            fn id() -> &'static $crate::kernel_ext::pernet::PernetId<Self> {
+                static ID: $crate::kernel_ext::pernet::PernetId<$t> =
+                    $crate::kernel_ext::pernet::PernetId::new();
+                &ID
+            }
+        }
+    };
+}
+pub(crate) use pernet_id;
+
+/// What each network namespace gets one of.
+pub(crate) trait PernetData: HasPernetId + Send + Sync {
     /// Initialises the data of a new namespace (in place, pinned).
     fn init(net: NetRef<'_>) -> impl PinInit<Self, Error>;
 }
 
-/// The slot number the kernel gives `T`'s registration, plus what the
-/// sockopt abstraction needs to know no caller still uses the data when it
-/// goes away. Declare one `static` per type; at most one registration of `T`
-/// can exist at a time.
+/// The slot number the kernel gives `T`'s registration. At most one
+/// registration of `T` can exist at a time.
 pub(crate) struct PernetId<T> {
     id: UnsafeCell<c_uint>,
     /// Set while a [`PernetRegistration<T>`] exists.
     registered: AtomicBool,
-    /// Set while sockopt callbacks may read `T` (see `sockopt.rs`).
-    pub(super) open: AtomicBool,
-    /// Sockopt callbacks currently reading `T`.
-    pub(super) in_flight: AtomicUsize,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -91,8 +111,6 @@ impl<T> PernetId<T> {
         PernetId {
             id: UnsafeCell::new(0),
             registered: AtomicBool::new(false),
-            open: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
             _t: PhantomData,
         }
     }

@@ -2,14 +2,16 @@
 
 //! An intrusive red-black tree of byte-keyed, reference-counted entries over
 //! the kernel's `rb_node` (`lib/rbtree.c`): an entry is ONE allocation
-//! holding the tree node, a reference count, a version, the key and the
-//! value, sized to what it holds.
+//! holding the tree node, a reference count, the key and value lengths, a
+//! small fixed-size field of the user's ([`EntryKind::Meta`], e.g. a
+//! version), the key and the value, sized to what it holds. Keys sort by
+//! [`EntryKind::key_order`].
 //!
 //! The types keep the tree's invariants, so that their users are safe Rust:
 //!
 //! - [`NewEntry`]: an entry being built, owned by nobody else and in no tree;
-//!   the only form whose version can be set.
-//! - [`Tree`]: keeps its entries in bytewise key order without duplicates,
+//!   the only form whose [`EntryKind::Meta`] can be set.
+//! - [`Tree`]: keeps its entries in key order without duplicates,
 //!   and owns one reference on each.
 //! - [`Detached`]: the tree's reference on an entry just taken out of a tree;
 //!   it can be linked again (undo) or dropped.
@@ -28,7 +30,7 @@
 //! or frees under its lock.
 
 use super::bindings as b;
-use crate::codec::key_order;
+use super::bytes::{ByteSource, Bytes};
 use core::cmp::Ordering;
 use core::marker::PhantomData;
 use core::mem::{size_of, ManuallyDrop, MaybeUninit};
@@ -37,15 +39,24 @@ use core::sync::atomic::{fence, AtomicU32, Ordering as AtomicOrdering};
 use kernel::bindings;
 use kernel::prelude::*;
 
+/// What the entries of a [`Tree`] carry besides key and value, and how their
+/// keys sort.
+pub(crate) trait EntryKind: 'static {
+    /// A small fixed-size field of every entry (e.g. a version): set while
+    /// the entry is a [`NewEntry`], read-only once it is linked.
+    type Meta: Copy + Default + Send + Sync;
+
+    /// The order of keys in a tree (e.g. bytewise).
+    fn key_order(a: &[u8], b: &[u8]) -> Ordering;
+}
+
 /// The start of every entry; the key and then the value follow it. Only
-/// this file reads or writes it.
+/// this file reads or writes it (its fields are private).
 #[repr(C)]
-pub(crate) struct Header {
+pub(crate) struct Header<M> {
     /// Linked into at most one [`Tree`] (only while that tree owns a
     /// reference); written only through the tree holding it.
     node: bindings::rb_node,
-    /// Written only while the entry is a [`NewEntry`].
-    version: u64,
     /// References: the tree's while linked, one per [`NewEntry`],
     /// [`Detached`] or [`EntryRef`]. An inline atomic rather than a
     /// `refcount_t` (whose operations are out-of-line helper calls for
@@ -54,11 +65,14 @@ pub(crate) struct Header {
     refcount: AtomicU32,
     /// `value_len | key_len << 24`, fixed at allocation.
     lens: u32,
+    /// Written only while the entry is a [`NewEntry`].
+    meta: M,
 }
 
-/// Bytes before the key.
-const HEADER: usize = size_of::<Header>();
-const _: () = assert!(HEADER == 40 && core::mem::align_of::<Header>() == 8);
+/// Bytes before the key of an entry of kind `K`.
+const fn header_size<K: EntryKind>() -> usize {
+    size_of::<Header<K::Meta>>()
+}
 
 /// Longest key an entry can hold.
 pub(crate) const MAX_KEY_LEN: usize = 255;
@@ -66,8 +80,8 @@ pub(crate) const MAX_KEY_LEN: usize = 255;
 pub(crate) const MAX_VALUE_LEN: usize = (1 << 24) - 1;
 
 /// Bytes of the allocation of an entry.
-fn entry_size(key_len: usize, value_len: usize) -> usize {
-    HEADER + key_len + value_len
+fn entry_size<K: EntryKind>(key_len: usize, value_len: usize) -> usize {
+    header_size::<K>() + key_len + value_len
 }
 
 /// Whether `kext_kvmalloc_account` (kvmalloc) gives an entry of `size`
@@ -78,18 +92,25 @@ fn in_slab(size: usize) -> bool {
 }
 
 /// An entry known to be live for `'a`: the one place its fields are read.
-#[derive(Clone, Copy)]
-struct Live<'a> {
-    h: NonNull<Header>,
-    _life: PhantomData<&'a Header>,
+struct Live<'a, K: EntryKind> {
+    h: NonNull<Header<K::Meta>>,
+    _life: PhantomData<&'a Header<K::Meta>>,
 }
 
-impl<'a> Live<'a> {
+impl<K: EntryKind> Clone for Live<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K: EntryKind> Copy for Live<'_, K> {}
+
+impl<'a, K: EntryKind> Live<'a, K> {
     /// # Safety
     ///
     /// `h` points to an entry that stays live for `'a` and is not a
-    /// [`NewEntry`] someone else holds (whose version may be written).
-    unsafe fn new(h: NonNull<Header>) -> Self {
+    /// [`NewEntry`] someone else holds (whose meta may be written).
+    unsafe fn new(h: NonNull<Header<K::Meta>>) -> Self {
         Live {
             h,
             _life: PhantomData,
@@ -107,11 +128,12 @@ impl<'a> Live<'a> {
     /// The key's length, and key and value as the one slice they are stored as.
     fn key_value(self) -> (usize, &'a [u8]) {
         let (key_len, value_len) = self.lens();
-        // SAFETY: `NewEntry::new` allocated `HEADER + key_len + value_len` bytes at `h`, filled
-        // key and value after the header and never writes them again; the entry outlives `'a`.
+        // SAFETY: `NewEntry::filled` allocated `header_size + key_len + value_len` bytes at `h`,
+        // filled key and value after the header and never writes them again; the entry
+        // outlives `'a`.
         let key_value = unsafe {
             core::slice::from_raw_parts(
-                self.h.as_ptr().cast::<u8>().add(HEADER),
+                self.h.as_ptr().cast::<u8>().add(header_size::<K>()),
                 key_len + value_len,
             )
         };
@@ -130,11 +152,11 @@ impl<'a> Live<'a> {
         (key_len + value_len) as u64
     }
 
-    /// The version.
-    fn version(self) -> u64 {
-        // SAFETY: live (invariant); only `NewEntry::set_version` writes it, through
+    /// The meta field.
+    fn meta(self) -> K::Meta {
+        // SAFETY: live (invariant); only `NewEntry::set_meta` writes it, through
         // `&mut NewEntry`, and no `Live` of that entry exists meanwhile (invariant).
-        unsafe { (*self.h.as_ptr()).version }
+        unsafe { (*self.h.as_ptr()).meta }
     }
 }
 
@@ -146,7 +168,7 @@ impl<'a> Live<'a> {
 /// While an entry is linked into a tree, that tree holds a reference: so
 /// either the caller is not it, or the caller is that tree being dropped,
 /// which never reads the entry's node again.
-unsafe fn release(h: NonNull<Header>) {
+unsafe fn release<K: EntryKind>(h: NonNull<Header<K::Meta>>) {
     // SAFETY: the entry is live and the caller's reference keeps it so until
     // this decrement.
     let refcount = unsafe { &(*h.as_ptr()).refcount };
@@ -159,9 +181,9 @@ unsafe fn release(h: NonNull<Header>) {
     fence(AtomicOrdering::Acquire);
     // SAFETY: that was the last reference, so the entry is still live to us alone (no tree
     // links it: the tree would hold a reference).
-    let (key_len, value_len) = unsafe { Live::new(h) }.lens();
+    let (key_len, value_len) = unsafe { Live::<K>::new(h) }.lens();
     let raw = h.as_ptr().cast();
-    if in_slab(entry_size(key_len, value_len)) {
+    if in_slab(entry_size::<K>(key_len, value_len)) {
         // SAFETY: `kext_kvmalloc_account` took an entry of this size from the slab; nothing reads
         // it again.
         unsafe { bindings::kfree(raw) };
@@ -173,54 +195,26 @@ unsafe fn release(h: NonNull<Header>) {
 }
 
 /// The entry containing the tree node `node`.
-fn entry_of(node: NonNull<bindings::rb_node>) -> NonNull<Header> {
+fn entry_of<M>(node: NonNull<bindings::rb_node>) -> NonNull<Header<M>> {
     // `node` is the first field of the `#[repr(C)]` header.
     node.cast()
 }
 
 /// The tree node of the entry at `h`.
-fn node_of(h: NonNull<Header>) -> NonNull<bindings::rb_node> {
+fn node_of<M>(h: NonNull<Header<M>>) -> NonNull<bindings::rb_node> {
     // `node` is the first field of the `#[repr(C)]` header.
     h.cast()
 }
 
-/// Where the key and value bytes of a [`NewEntry`] come from.
-///
-/// # Safety
-///
-/// When [`EntrySource::write_to`] returns `Ok`, it has written every byte of
-/// `dst` (entries are read as initialised bytes).
-pub(crate) unsafe trait EntrySource {
-    /// Writes exactly `dst.len()` bytes into `dst`, or fails.
-    fn write_to(&mut self, dst: &mut [MaybeUninit<u8>]) -> Result;
-}
-
-/// Key and value bytes already in memory, back to back.
-struct Bytes<'a>(&'a [u8]);
-
-// SAFETY: `write_to` writes `dst` whole or refuses it.
-unsafe impl EntrySource for Bytes<'_> {
-    fn write_to(&mut self, dst: &mut [MaybeUninit<u8>]) -> Result {
-        let src = self.0;
-        if dst.len() != src.len() {
-            return Err(EINVAL);
-        }
-        // SAFETY: `dst` and `src` have the same length (checked above) and do not overlap (`dst`
-        // is borrowed mutably); `MaybeUninit<u8>` has `u8`'s layout.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr().cast::<u8>(), src.len()) };
-        Ok(())
-    }
-}
-
 /// An entry being built: allocated and filled before any lock is taken; its
 /// only reference is this one, and it is in no tree.
-pub(crate) struct NewEntry {
-    ptr: NonNull<Header>,
+pub(crate) struct NewEntry<K: EntryKind> {
+    ptr: NonNull<Header<K::Meta>>,
 }
 
-impl NewEntry {
+impl<K: EntryKind> NewEntry<K> {
     /// Allocates one entry holding a key of `key_len` bytes and a value,
-    /// which follow each other in `key_value` (version 0), charged
+    /// which follow each other in `key_value` (meta: its default), charged
     /// to the caller's memory cgroup; from the slab up to a page, above that
     /// kvmalloc's (kmalloc without retrying, else vmalloc), so no high-order
     /// contiguous allocation is ever needed. EINVAL for lengths over
@@ -234,38 +228,40 @@ impl NewEntry {
     /// bytes as [`NewEntry::new`] does, filled, key then value, by `source`
     /// (e.g. straight from a caller's buffer). When `source` fails, the
     /// entry is freed unread.
-    pub(crate) fn filled<S: EntrySource + ?Sized>(
+    pub(crate) fn filled<S: ByteSource + ?Sized>(
         key_len: usize,
         value_len: usize,
         source: &mut S,
     ) -> Result<Self> {
+        // kmalloc and vmalloc align every allocation to at least 8 bytes.
+        const { assert!(core::mem::align_of::<Header<K::Meta>>() <= 8) };
         if key_len > MAX_KEY_LEN || value_len > MAX_VALUE_LEN {
             return Err(EINVAL);
         }
         // SAFETY: `kext_kvmalloc_account` is `kvmalloc`, callable with any size in process context.
-        let raw = unsafe { b::kext_kvmalloc_account(entry_size(key_len, value_len)) };
-        let h = NonNull::new(raw.cast::<Header>()).ok_or(ENOMEM)?;
-        // SAFETY: `h` is a fresh 8-aligned (kmalloc, vmalloc) allocation of `HEADER + key_len +
-        // value_len` bytes that only we reach; the header is written whole, and the bytes after
-        // it are handed out as `MaybeUninit` (never read as bytes before they are written).
+        let raw = unsafe { b::kext_kvmalloc_account(entry_size::<K>(key_len, value_len)) };
+        let h = NonNull::new(raw.cast::<Header<K::Meta>>()).ok_or(ENOMEM)?;
+        // SAFETY: `h` is a fresh allocation of `header_size + key_len + value_len` bytes, aligned
+        // for the header (asserted above), that only we reach; the header is written whole, and
+        // the bytes after it are handed out as `MaybeUninit` (never read before being written).
         let data = unsafe {
             h.as_ptr().write(Header {
                 node: bindings::rb_node::default(),
-                version: 0,
                 // One reference, ours.
                 refcount: AtomicU32::new(1),
                 lens: value_len as u32 | (key_len as u32) << 24,
+                meta: K::Meta::default(),
             });
             core::slice::from_raw_parts_mut(
                 h.as_ptr()
                     .cast::<u8>()
-                    .add(HEADER)
+                    .add(header_size::<K>())
                     .cast::<MaybeUninit<u8>>(),
                 key_len + value_len,
             )
         };
         match source.write_to(data) {
-            // `source` wrote every byte (`EntrySource`'s contract): a complete entry.
+            // `source` wrote every byte (`ByteSource`'s contract): a complete entry.
             Ok(()) => Ok(NewEntry { ptr: h }),
             Err(e) => {
                 // SAFETY: allocated just above by `kvmalloc`, never linked nor read.
@@ -275,16 +271,16 @@ impl NewEntry {
         }
     }
 
-    /// Sets the version the entry will carry once linked.
-    pub(crate) fn set_version(&mut self, version: u64) {
+    /// Sets the meta field the entry will carry once linked.
+    pub(crate) fn set_meta(&mut self, meta: K::Meta) {
         // SAFETY: `self` is the only reference and the entry is in no tree,
         // so nothing else reads or writes it.
-        unsafe { (*self.ptr.as_ptr()).version = version };
+        unsafe { (*self.ptr.as_ptr()).meta = meta };
     }
 
-    fn live(&self) -> Live<'_> {
+    fn live(&self) -> Live<'_, K> {
         // SAFETY: our reference keeps the entry alive as long as `self`, and
-        // only `&mut self` writes its version.
+        // only `&mut self` writes its meta field.
         unsafe { Live::new(self.ptr) }
     }
 
@@ -299,83 +295,83 @@ impl NewEntry {
     }
 }
 
-impl Drop for NewEntry {
+impl<K: EntryKind> Drop for NewEntry<K> {
     fn drop(&mut self) {
         // SAFETY: our reference, the only one, on an entry in no tree.
-        unsafe { release(self.ptr) };
+        unsafe { release::<K>(self.ptr) };
     }
 }
 
 /// The reference a tree held on an entry it no longer links: the entry can
 /// be linked again (into one tree), read, or dropped. Other references
 /// ([`EntryRef`]) may exist, so the entry is read-only.
-pub(crate) struct Detached {
-    ptr: NonNull<Header>,
+pub(crate) struct Detached<K: EntryKind> {
+    ptr: NonNull<Header<K::Meta>>,
 }
 
-impl Detached {
+impl<K: EntryKind> Detached<K> {
     /// The key.
     pub(crate) fn key(&self) -> &[u8] {
         // SAFETY: our reference keeps the entry alive as long as `self`; it
         // was linked, so it is no `NewEntry`.
-        unsafe { Live::new(self.ptr) }.data().0
+        unsafe { Live::<K>::new(self.ptr) }.data().0
     }
 }
 
-impl Drop for Detached {
+impl<K: EntryKind> Drop for Detached<K> {
     fn drop(&mut self) {
         // SAFETY: our reference; the entry is in no tree (we would be that
         // tree's reference).
-        unsafe { release(self.ptr) };
+        unsafe { release::<K>(self.ptr) };
     }
 }
 
 mod private {
     /// Only this file's owning references can be linked.
-    pub(crate) trait Sealed {
+    pub(crate) trait Sealed<M> {
         /// Gives the reference up (to a tree) without releasing it.
-        fn into_raw(self) -> core::ptr::NonNull<super::Header>;
+        fn into_raw(self) -> core::ptr::NonNull<super::Header<M>>;
     }
 }
 
-/// What can be linked into a tree: an entry whose reference becomes the
-/// tree's, and which is in no tree now ([`NewEntry`] or [`Detached`]).
-pub(crate) trait Link: private::Sealed {
+/// What can be linked into a tree of `K`: an entry whose reference becomes
+/// the tree's, and which is in no tree now ([`NewEntry`] or [`Detached`]).
+pub(crate) trait Link<K: EntryKind>: private::Sealed<K::Meta> {
     /// The entry's key.
     fn link_key(&self) -> &[u8];
 }
 
-impl private::Sealed for NewEntry {
-    fn into_raw(self) -> NonNull<Header> {
+impl<K: EntryKind> private::Sealed<K::Meta> for NewEntry<K> {
+    fn into_raw(self) -> NonNull<Header<K::Meta>> {
         ManuallyDrop::new(self).ptr
     }
 }
 
-impl Link for NewEntry {
+impl<K: EntryKind> Link<K> for NewEntry<K> {
     fn link_key(&self) -> &[u8] {
         self.key()
     }
 }
 
-impl private::Sealed for Detached {
-    fn into_raw(self) -> NonNull<Header> {
+impl<K: EntryKind> private::Sealed<K::Meta> for Detached<K> {
+    fn into_raw(self) -> NonNull<Header<K::Meta>> {
         ManuallyDrop::new(self).ptr
     }
 }
 
-impl Link for Detached {
+impl<K: EntryKind> Link<K> for Detached<K> {
     fn link_key(&self) -> &[u8] {
         self.key()
     }
 }
 
 /// A counted reference on an entry, for reading it with no lock held.
-pub(crate) struct EntryRef {
-    ptr: NonNull<Header>,
+pub(crate) struct EntryRef<K: EntryKind> {
+    ptr: NonNull<Header<K::Meta>>,
 }
 
-impl EntryRef {
-    fn live(&self) -> Live<'_> {
+impl<K: EntryKind> EntryRef<K> {
+    fn live(&self) -> Live<'_, K> {
         // SAFETY: our reference keeps the entry alive as long as `self`; it
         // was linked, so it is no `NewEntry`.
         unsafe { Live::new(self.ptr) }
@@ -386,27 +382,34 @@ impl EntryRef {
         self.live().data().1
     }
 
-    /// The version.
-    pub(crate) fn version(&self) -> u64 {
-        self.live().version()
+    /// The meta field.
+    pub(crate) fn meta(&self) -> K::Meta {
+        self.live().meta()
     }
 }
 
-impl Drop for EntryRef {
+impl<K: EntryKind> Drop for EntryRef<K> {
     fn drop(&mut self) {
         // SAFETY: our own reference, which is never a tree's.
-        unsafe { release(self.ptr) };
+        unsafe { release::<K>(self.ptr) };
     }
 }
 
 /// An entry of a tree, borrowed with the tree (so it stays linked and alive).
-#[derive(Clone, Copy)]
-pub(crate) struct EntryView<'a> {
-    entry: Live<'a>,
-    _tree: PhantomData<&'a Tree>,
+pub(crate) struct EntryView<'a, K: EntryKind> {
+    entry: Live<'a, K>,
+    _tree: PhantomData<&'a Tree<K>>,
 }
 
-impl<'a> EntryView<'a> {
+impl<K: EntryKind> Clone for EntryView<'_, K> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<K: EntryKind> Copy for EntryView<'_, K> {}
+
+impl<'a, K: EntryKind> EntryView<'a, K> {
     /// The entry of `node`, a node of a tree borrowed for `'a`.
     ///
     /// # Safety
@@ -426,9 +429,9 @@ impl<'a> EntryView<'a> {
         self.entry.data().0
     }
 
-    /// The version.
-    pub(crate) fn version(&self) -> u64 {
-        self.entry.version()
+    /// The meta field.
+    pub(crate) fn meta(&self) -> K::Meta {
+        self.entry.meta()
     }
 
     /// The key's length, and key and value in one slice (as a list entry
@@ -444,7 +447,7 @@ impl<'a> EntryView<'a> {
 
     /// A counted reference on this entry, to read it after the tree's lock
     /// is dropped. Allocates nothing.
-    pub(crate) fn to_ref(self) -> EntryRef {
+    pub(crate) fn to_ref(self) -> EntryRef<K> {
         // SAFETY: the entry is alive: the tree holds a reference, so the count is at least
         // one and stays so while the tree is borrowed.
         let refcount = unsafe { &(*self.entry.h.as_ptr()).refcount };
@@ -455,7 +458,7 @@ impl<'a> EntryView<'a> {
     }
 
     /// The next entry of the tree in key order.
-    pub(crate) fn next(self) -> Option<EntryView<'a>> {
+    pub(crate) fn next(self) -> Option<EntryView<'a, K>> {
         // SAFETY: the entry is linked into the tree borrowed for `'a`, which
         // nobody changes meanwhile (that takes `&mut Tree`).
         let next = unsafe { bindings::rb_next(addr_of!((*self.entry.h.as_ptr()).node)) };
@@ -464,17 +467,19 @@ impl<'a> EntryView<'a> {
     }
 }
 
-/// A tree of entries in bytewise key order, at most one per key. It owns a
-/// reference on each of its entries, released when it is dropped.
-pub(crate) struct Tree {
+/// A tree of entries in [`EntryKind::key_order`], at most one per key. It
+/// owns a reference on each of its entries, released when it is dropped.
+pub(crate) struct Tree<K: EntryKind> {
     root: bindings::rb_root,
+    _kind: PhantomData<K>,
 }
 
 // SAFETY: the tree owns references on its entries, whose shared fields are immutable or
-// atomic; its nodes are changed only through `&mut Tree`, so it may move to another thread.
-unsafe impl Send for Tree {}
+// atomic (`Meta` is `Send + Sync`); its nodes are changed only through `&mut Tree`, so it may
+// move to another thread.
+unsafe impl<K: EntryKind> Send for Tree<K> {}
 
-impl Default for Tree {
+impl<K: EntryKind> Default for Tree<K> {
     fn default() -> Self {
         Tree::new()
     }
@@ -496,30 +501,35 @@ unsafe fn child(node: NonNull<bindings::rb_node>, ord: Ordering) -> *mut binding
     }
 }
 
-impl Tree {
+impl<K: EntryKind> Tree<K> {
     /// An empty tree.
     pub(crate) const fn new() -> Self {
         Tree {
             root: bindings::rb_root {
                 rb_node: ptr::null_mut(),
             },
+            _kind: PhantomData,
         }
     }
 
     /// Takes every entry out, leaving the tree empty.
-    pub(crate) fn take(&mut self) -> Tree {
+    pub(crate) fn take(&mut self) -> Tree<K> {
         core::mem::take(self)
     }
 
     /// One descent towards `key`: the entry with that key, or the last node
     /// visited and the side of it where `key` belongs (none: the root).
-    fn descend(&self, key: &[u8]) -> Result<EntryView<'_>, (Option<EntryView<'_>>, Ordering)> {
+    #[allow(clippy::type_complexity)]
+    fn descend(
+        &self,
+        key: &[u8],
+    ) -> Result<EntryView<'_, K>, (Option<EntryView<'_, K>>, Ordering)> {
         let mut node = self.root.rb_node;
         let mut last = (None, Ordering::Equal);
         while let Some(n) = NonNull::new(node) {
             // SAFETY: `n` is linked into this tree, borrowed for the call.
             let e = unsafe { EntryView::of(n) };
-            let ord = key_order(key, e.key());
+            let ord = K::key_order(key, e.key());
             if ord == Ordering::Equal {
                 return Ok(e);
             }
@@ -532,12 +542,12 @@ impl Tree {
     }
 
     /// The entry with key `key`.
-    pub(crate) fn get(&self, key: &[u8]) -> Option<EntryView<'_>> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<EntryView<'_, K>> {
         self.descend(key).ok()
     }
 
     /// The first entry whose key is `key` or after it.
-    pub(crate) fn lower_bound(&self, key: &[u8]) -> Option<EntryView<'_>> {
+    pub(crate) fn lower_bound(&self, key: &[u8]) -> Option<EntryView<'_, K>> {
         match self.descend(key) {
             Ok(e) => Some(e),
             // `key` belongs left of the last node: that node is the first after it.
@@ -548,7 +558,7 @@ impl Tree {
     }
 
     /// The entry with the smallest key.
-    pub(crate) fn first(&self) -> Option<EntryView<'_>> {
+    pub(crate) fn first(&self) -> Option<EntryView<'_, K>> {
         // SAFETY: `root` is this tree's root, read through a shared borrow.
         let node = unsafe { bindings::rb_first(&self.root) };
         // SAFETY: `node` is a node of this tree, borrowed for `'_`.
@@ -556,7 +566,7 @@ impl Tree {
     }
 
     /// Where `key` is, or would be linked: one descent.
-    pub(crate) fn slot<'a, 'k>(&'a mut self, key: &'k [u8]) -> Slot<'a, 'k> {
+    pub(crate) fn slot<'a, 'k>(&'a mut self, key: &'k [u8]) -> Slot<'a, 'k, K> {
         let found = match self.descend(key) {
             Ok(e) => Ok(node_of(e.entry.h)),
             Err((parent, ord)) => Err((parent.map(|p| node_of(p.entry.h)), ord)),
@@ -577,7 +587,7 @@ impl Tree {
     }
 }
 
-impl Drop for Tree {
+impl<K: EntryKind> Drop for Tree<K> {
     fn drop(&mut self) {
         // Postorder: children before their parent, so releasing an entry
         // never frees a node the walk still has to read.
@@ -589,36 +599,36 @@ impl Drop for Tree {
             node = unsafe { bindings::rb_next_postorder(n.as_ptr()) };
             // SAFETY: the tree's reference on the entry at `n`, given up: the
             // tree is going away, and nothing will read its links again.
-            unsafe { release(entry_of(n)) };
+            unsafe { release::<K>(entry_of(n)) };
         }
     }
 }
 
 /// Where a key is in a tree, or would be linked.
-pub(crate) enum Slot<'a, 'k> {
+pub(crate) enum Slot<'a, 'k, K: EntryKind> {
     /// The key is present.
-    Occupied(Occupied<'a, 'k>),
+    Occupied(Occupied<'a, 'k, K>),
     /// The key is absent.
-    Vacant(Vacant<'a, 'k>),
+    Vacant(Vacant<'a, 'k, K>),
 }
 
 /// A present key, found by [`Tree::slot`].
-pub(crate) struct Occupied<'a, 'k> {
-    tree: &'a mut Tree,
+pub(crate) struct Occupied<'a, 'k, K: EntryKind> {
+    tree: &'a mut Tree<K>,
     /// A node of `tree`, holding `key`.
     node: NonNull<bindings::rb_node>,
     key: &'k [u8],
 }
 
-impl Occupied<'_, '_> {
+impl<K: EntryKind> Occupied<'_, '_, K> {
     /// The entry present.
-    pub(crate) fn entry(&self) -> EntryView<'_> {
+    pub(crate) fn entry(&self) -> EntryView<'_, K> {
         // SAFETY: `self.node` is linked into the tree borrowed with `self`.
         unsafe { EntryView::of(self.node) }
     }
 
     /// The tree's reference on the present entry, once it is unlinked.
-    fn detached(&self) -> Detached {
+    fn detached(&self) -> Detached<K> {
         Detached {
             ptr: entry_of(self.node),
         }
@@ -627,7 +637,7 @@ impl Occupied<'_, '_> {
     /// Puts `new` in the place of the present entry, which is returned;
     /// `Err(new)` if `new` has another key. No descent, cannot fail
     /// otherwise.
-    pub(crate) fn replace<L: Link>(self, new: L) -> core::result::Result<Detached, L> {
+    pub(crate) fn replace<L: Link<K>>(self, new: L) -> core::result::Result<Detached<K>, L> {
         if new.link_key() != self.key {
             return Err(new);
         }
@@ -637,7 +647,7 @@ impl Occupied<'_, '_> {
     }
 
     /// Unlinks the present entry and returns the tree's reference on it.
-    pub(crate) fn remove(self) -> Detached {
+    pub(crate) fn remove(self) -> Detached<K> {
         // SAFETY: `self.node` is linked into `self.tree`, borrowed uniquely.
         unsafe { bindings::rb_erase(self.node.as_ptr(), &mut self.tree.root) };
         self.detached()
@@ -646,17 +656,17 @@ impl Occupied<'_, '_> {
 
 /// An absent key's place, found by [`Tree::slot`]: the left or right child
 /// of `parent`, or the root when there is no parent.
-pub(crate) struct Vacant<'a, 'k> {
-    tree: &'a mut Tree,
+pub(crate) struct Vacant<'a, 'k, K: EntryKind> {
+    tree: &'a mut Tree<K>,
     parent: Option<NonNull<bindings::rb_node>>,
     left: bool,
     key: &'k [u8],
 }
 
-impl Vacant<'_, '_> {
+impl<K: EntryKind> Vacant<'_, '_, K> {
     /// Links `new` here; `Err(new)` if `new` has another key. No descent,
     /// cannot fail otherwise.
-    pub(crate) fn insert<L: Link>(self, new: L) -> core::result::Result<(), L> {
+    pub(crate) fn insert<L: Link<K>>(self, new: L) -> core::result::Result<(), L> {
         if new.link_key() != self.key {
             return Err(new);
         }
@@ -667,16 +677,16 @@ impl Vacant<'_, '_> {
     }
 }
 
-impl Tree {
+impl<K: EntryKind> Tree<K> {
     /// Links `new` under its own key with one descent and no second key
     /// comparison. `check` first sees the entry that has that key, if any,
     /// and may refuse: then the tree is unchanged and `new` comes back with
     /// the error. Returns the entry `new` displaced.
-    pub(crate) fn upsert<L: Link, E>(
+    pub(crate) fn upsert<L: Link<K>, E>(
         &mut self,
         new: L,
-        check: impl FnOnce(Option<EntryView<'_>>) -> core::result::Result<(), E>,
-    ) -> core::result::Result<Option<Detached>, (L, E)> {
+        check: impl FnOnce(Option<EntryView<'_, K>>) -> core::result::Result<(), E>,
+    ) -> core::result::Result<Option<Detached<K>>, (L, E)> {
         let found = match self.descend(new.link_key()) {
             Ok(e) => Ok(node_of(e.entry.h)),
             Err((parent, ord)) => Err((parent.map(|p| node_of(p.entry.h)), ord)),
@@ -706,11 +716,11 @@ impl Tree {
     /// # Safety
     ///
     /// `node` is linked into this tree and holds `new`'s key.
-    unsafe fn replace_node<L: Link>(
+    unsafe fn replace_node<L: Link<K>>(
         &mut self,
         node: NonNull<bindings::rb_node>,
         new: L,
-    ) -> Detached {
+    ) -> Detached<K> {
         let new = node_of(new.into_raw()).as_ptr();
         // SAFETY: `node` is linked into this uniquely borrowed tree (caller); `new` (same key,
         // in no tree: `Link`) takes its place and colour; the tree's references swap: the old
@@ -728,7 +738,7 @@ impl Tree {
     ///
     /// That link is empty, and `new`'s key belongs there: a descent for it
     /// ended there and the tree has not changed since.
-    unsafe fn link_at<L: Link>(
+    unsafe fn link_at<L: Link<K>>(
         &mut self,
         parent: Option<NonNull<bindings::rb_node>>,
         left: bool,

@@ -1,25 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! nf_sockopt: `setsockopt`/`getsockopt` optnames on a protocol family,
-//! answered by a [`SockoptHandler`] with the caller's namespace's data.
+//! answered by a [`SockoptHandler`] that the registration owns, with the
+//! caller's namespace's data.
 //!
-//! The kernel calls the handlers with no context pointer and without its own
-//! lock held, from any task that has a socket of the family; it keeps the
-//! owning module loaded while one runs. The handlers here find the
-//! namespace's data through [`PernetData`], and a [`SockoptRegistration`] owns
-//! the [`PernetRegistration`] of that data so the data outlives every call.
+//! The kernel calls the callbacks with no context pointer and without its
+//! own lock held, from any task that has a socket of the family. They find
+//! the handler through the handler type's [`SockoptSlot`], where the
+//! registration publishes it, and the namespace's data through
+//! [`PernetData`]; a [`SockoptRegistration`] owns the handler and the
+//! [`PernetRegistration`] of that data, and frees them only once no callback
+//! can reach them.
 
 use super::bindings as b;
+use super::bytes::ByteSource;
 use super::compat;
 use super::pernet::{self, NetRef, PernetData, PernetRegistration};
-use super::rbtree::EntrySource;
 use super::registration::{RawOps, Registration};
 use core::ffi::{c_int, c_uint, c_void};
 use core::marker::PhantomData;
 use core::mem::MaybeUninit;
 use core::ptr;
 use core::ptr::NonNull;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::uaccess::UserSlice;
@@ -133,7 +136,7 @@ impl SetRequest<'_> {
 }
 
 // SAFETY: `read_uninit` copies exactly `dst.len()` bytes or fails.
-unsafe impl EntrySource for SetRequest<'_> {
+unsafe impl ByteSource for SetRequest<'_> {
     fn write_to(&mut self, dst: &mut [MaybeUninit<u8>]) -> Result {
         self.read_uninit(dst)
     }
@@ -172,7 +175,11 @@ pub(crate) struct GetBuffer<'a> {
 }
 
 impl GetBuffer<'_> {
-    /// The caller's `optlen` (the socket layer refuses negative ones).
+    /// The caller's `optlen`. It may be negative: the IP layer checks the
+    /// length it read, but `ip_getsockopt` reads `optlen` from the caller
+    /// again before nf_sockopt, so another thread can change it in between.
+    /// [`GetBuffer::with_request`] and [`GetBuffer::write_reply`] refuse a
+    /// negative one with `EINVAL`.
     pub(crate) fn len(&self) -> i32 {
         self.len
     }
@@ -222,65 +229,136 @@ impl Caller<'_> {
     }
 }
 
-/// Answers the optnames of a [`SockoptRegistration`].
-pub(crate) trait SockoptHandler: 'static {
+/// Answers the optnames of a [`SockoptRegistration`], which owns it and
+/// hands it to every call, with the caller's namespace's data.
+pub(crate) trait SockoptHandler: Send + Sync + Sized + 'static {
     /// What each network namespace holds for the handler.
     type Net: PernetData;
 
-    /// `setsockopt(fd, level, optname, req, len)`: 0 or an errno.
-    fn set(data: &Self::Net, caller: Caller<'_>, optname: i32, req: &mut SetRequest<'_>) -> Result;
+    /// Where a registration publishes the handler for the callbacks, which
+    /// get no context pointer: `static SLOT: SockoptSlot<Self> =
+    /// SockoptSlot::new();`. Any slot of this type is sound: a registration
+    /// remembers the one it claimed.
+    fn slot() -> &'static SockoptSlot<Self>;
 
-    /// `getsockopt(fd, level, optname, buf, &len)`: the reply's length (at
-    /// most `buf.len()`; the kernel reports it back as `optlen`) or an errno.
-    fn get(
+    /// `setsockopt(fd, level, min + index, req, len)`: 0 or an errno.
+    fn set(
+        &self,
         data: &Self::Net,
         caller: Caller<'_>,
-        optname: i32,
+        index: u32,
+        req: &mut SetRequest<'_>,
+    ) -> Result;
+
+    /// `getsockopt(fd, level, min + index, buf, &len)`: the reply's length
+    /// (at most `buf.len()`; the kernel reports it back as `optlen`) or an
+    /// errno.
+    fn get(
+        &self,
+        data: &Self::Net,
+        caller: Caller<'_>,
+        index: u32,
         buf: &GetBuffer<'_>,
     ) -> Result<usize>;
 }
 
-/// Marks a callback as using `T` until dropped; see [`SockoptRegistration`].
-struct Use<T: PernetData>(PhantomData<T>);
+/// A handler as its registration publishes it.
+struct Published<H> {
+    handler: H,
+    /// The first optname: callbacks pass `optname - min` to the handler.
+    min: i32,
+}
 
-impl<T: PernetData> Use<T> {
-    /// `None` once the registration is being torn down.
-    fn enter() -> Option<Self> {
-        let id = T::id();
-        id.in_flight.fetch_add(1, Ordering::SeqCst);
-        if id.open.load(Ordering::SeqCst) {
-            Some(Use(PhantomData))
-        } else {
-            id.in_flight.fetch_sub(1, Ordering::SeqCst);
-            None
+/// Where a [`SockoptRegistration<H>`] publishes its handler to the
+/// callbacks, and counts the callbacks using it. One registration at a time
+/// claims a slot.
+pub(crate) struct SockoptSlot<H> {
+    /// Set while a registration owns the slot.
+    claimed: AtomicBool,
+    /// The registration's handler; null before it is published and from the
+    /// moment its registration starts going away.
+    published: AtomicPtr<Published<H>>,
+    /// Callbacks between [`Use::enter`] and the end of their call.
+    in_flight: AtomicUsize,
+}
+
+impl<H> SockoptSlot<H> {
+    pub(crate) const fn new() -> Self {
+        SockoptSlot {
+            claimed: AtomicBool::new(false),
+            published: AtomicPtr::new(ptr::null_mut()),
+            in_flight: AtomicUsize::new(0),
         }
     }
 }
 
-impl<T: PernetData> Drop for Use<T> {
-    fn drop(&mut self) {
-        T::id().in_flight.fetch_sub(1, Ordering::SeqCst);
+impl<H> Default for SockoptSlot<H> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-/// The handler's data for the caller's namespace, while `_use` is held.
+/// A callback's use of the published handler, counted in its slot until
+/// dropped.
+struct Use<H: 'static> {
+    slot: &'static SockoptSlot<H>,
+    published: NonNull<Published<H>>,
+}
+
+impl<H: SockoptHandler> Use<H> {
+    /// `None` when no handler is published (not yet, or no longer).
+    fn enter() -> Option<Self> {
+        let slot = H::slot();
+        // Counted in before looking, both SeqCst: `Open::drop` either sees
+        // this count or this load sees its null.
+        slot.in_flight.fetch_add(1, Ordering::SeqCst);
+        match NonNull::new(slot.published.load(Ordering::SeqCst)) {
+            Some(published) => Some(Use { slot, published }),
+            None => {
+                slot.in_flight.fetch_sub(1, Ordering::SeqCst);
+                None
+            }
+        }
+    }
+
+    fn published(&self) -> &Published<H> {
+        // SAFETY: the registration that published it frees it only after it has cleared the
+        // pointer and seen `in_flight` at zero (`Open::drop`), and we are counted in.
+        unsafe { self.published.as_ref() }
+    }
+}
+
+impl<H: 'static> Drop for Use<H> {
+    fn drop(&mut self) {
+        self.slot.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The handler's data for the caller's namespace, while `call` is held.
 ///
 /// # Safety
 ///
 /// `sk` is a live socket.
 unsafe fn caller_data<'a, H: SockoptHandler>(
     sk: *mut bindings::sock,
-    _use: &'a Use<H::Net>,
+    _call: &'a Use<H>,
 ) -> Option<(&'a H::Net, Caller<'a>)> {
     // SAFETY: `sk` is live (caller), and so is its namespace, which every
     // socket holds a reference on.
     let net = NonNull::new(unsafe { b::kext_sock_net(sk) })?;
     // SAFETY: as above, for the duration of the call `'a` is bound to.
     let net = unsafe { NetRef::from_raw(net) };
-    // SAFETY: while a `Use` is held the registration, and with it the
-    // `PernetRegistration` of `H::Net`, stays alive (see `Drop` below).
+    // SAFETY: while a `Use` is held, the registration that published the
+    // handler, and with it its `PernetRegistration` of `H::Net`, stays alive
+    // (`Open::drop` waits for the use).
     let data = unsafe { pernet::data::<H::Net>(net) }?;
     Some((data, Caller { net }))
+}
+
+/// The handler's index for `optname`: the kernel passes only optnames of
+/// the registered range `[min, min + count)`.
+fn index(published: &Published<impl Sized>, optname: c_int) -> u32 {
+    optname.wrapping_sub(published.min) as u32
 }
 
 /// `nf_sockopt_ops.set`.
@@ -295,11 +373,11 @@ unsafe extern "C" fn set_callback<H: SockoptHandler>(
     arg: bindings::sockptr_t,
     len: c_uint,
 ) -> c_int {
-    let Some(guard) = Use::<H::Net>::enter() else {
+    let Some(call) = Use::<H>::enter() else {
         return -(bindings::ENOPROTOOPT as c_int);
     };
     // SAFETY: `sk` is live for the call (contract).
-    let Some((data, caller)) = (unsafe { caller_data::<H>(sk, &guard) }) else {
+    let Some((data, caller)) = (unsafe { caller_data::<H>(sk, &call) }) else {
         return -(bindings::ENOPROTOOPT as c_int);
     };
     let mut req = SetRequest {
@@ -308,7 +386,9 @@ unsafe extern "C" fn set_callback<H: SockoptHandler>(
         pos: 0,
         _call: PhantomData,
     };
-    match H::set(data, caller, optval, &mut req) {
+    let published = call.published();
+    let index = index(published, optval);
+    match published.handler.set(data, caller, index, &mut req) {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }
@@ -327,11 +407,11 @@ unsafe extern "C" fn get_callback<H: SockoptHandler>(
     user: *mut c_void,
     len: *mut c_int,
 ) -> c_int {
-    let Some(guard) = Use::<H::Net>::enter() else {
+    let Some(call) = Use::<H>::enter() else {
         return -(bindings::ENOPROTOOPT as c_int);
     };
     // SAFETY: `sk` is live for the call (contract).
-    let Some((data, caller)) = (unsafe { caller_data::<H>(sk, &guard) }) else {
+    let Some((data, caller)) = (unsafe { caller_data::<H>(sk, &call) }) else {
         return -(bindings::ENOPROTOOPT as c_int);
     };
     // SAFETY: `len` points to nf_getsockopt's caller's local `int` (contract).
@@ -341,7 +421,9 @@ unsafe extern "C" fn get_callback<H: SockoptHandler>(
         len: in_len,
         _call: PhantomData,
     };
-    match H::get(data, caller, optval, &buf) {
+    let published = call.published();
+    let index = index(published, optval);
+    match published.handler.get(data, caller, index, &buf) {
         Ok(n) if n <= buf.capacity().unwrap_or(0) => {
             // SAFETY: as above; `n` fits in an `int` since it is at most `in_len`.
             unsafe { *len = n as c_int };
@@ -371,29 +453,93 @@ impl<H: SockoptHandler> RawOps for SockoptOps<H> {
     }
 }
 
-/// The optnames `[min, min + count)` of `PF_INET` answered by `H`; when
-/// dropped, no call is left running and `H`'s per-namespace data goes too.
+/// A claimed slot with its handler published; when dropped, the handler is
+/// withdrawn, every call using it has returned, and it is freed.
+struct Open<H: 'static> {
+    slot: &'static SockoptSlot<H>,
+    /// From `KBox::leak`; freed by `drop`.
+    published: NonNull<Published<H>>,
+}
+
+// SAFETY: `Open` owns the published handler as a `KBox` would (`H: Send + Sync`, as the handler
+// trait requires); the rest is a shared static of atomics.
+unsafe impl<H: Send + Sync> Send for Open<H> {}
+// SAFETY: `&Open` gives no access to anything.
+unsafe impl<H: Send + Sync> Sync for Open<H> {}
+
+impl<H: SockoptHandler> Open<H> {
+    /// Claims `H::slot()` and publishes `handler` there; `EBUSY` when
+    /// another registration of `H` holds it.
+    fn publish(handler: H, min: i32) -> Result<Self> {
+        let slot = H::slot();
+        if slot.claimed.swap(true, Ordering::AcqRel) {
+            return Err(EBUSY);
+        }
+        let published = match KBox::new(Published { handler, min }, GFP_KERNEL) {
+            Ok(published) => NonNull::from(KBox::leak(published)),
+            Err(e) => {
+                slot.claimed.store(false, Ordering::Release);
+                return Err(e.into());
+            }
+        };
+        slot.published.store(published.as_ptr(), Ordering::SeqCst);
+        Ok(Open { slot, published })
+    }
+}
+
+impl<H: 'static> Drop for Open<H> {
+    fn drop(&mut self) {
+        // Withdraw the handler, then wait for the calls that took it: a
+        // call counts itself in before it loads the pointer (`Use::enter`),
+        // both SeqCst, so it either sees null or is counted here.
+        self.slot.published.store(ptr::null_mut(), Ordering::SeqCst);
+        while self.slot.in_flight.load(Ordering::SeqCst) != 0 {
+            // SAFETY: `msleep` has no memory-safety requirements (called
+            // from atomic context it would only warn; a registration is
+            // dropped in process context: module init's error path or exit).
+            unsafe { bindings::msleep(1) };
+        }
+        // SAFETY: `published` came from `KBox::leak` (`publish`) and no call can reach it
+        // any more: it is withdrawn and no call that took it is left.
+        drop(unsafe { KBox::from_raw(self.published.as_ptr()) });
+        self.slot.claimed.store(false, Ordering::Release);
+    }
+}
+
+/// The optnames `[min, min + count)` of `PF_INET`, answered by a handler it
+/// owns with the data of the [`PernetRegistration`] it owns.
+///
+/// Dropping it unregisters the optnames, withdraws the handler and waits
+/// for every call still using it (calls that found the optnames just
+/// before), then frees the handler and the per-namespace data. The module
+/// reference nf_sockopt takes around each call (`owner`) keeps rmmod from
+/// starting while a call runs; the wait is what makes dropping the
+/// registration safe while the module stays loaded (e.g. when module init
+/// fails after registering).
 pub(crate) struct SockoptRegistration<H: SockoptHandler> {
-    // Fields drop in order: the optnames first, then (after `Drop::drop` has
-    // waited for the calls in flight) the per-namespace data.
+    // Fields drop in order.
     _sockopt: Registration<SockoptOps<H>>,
+    _open: Open<H>,
     _pernet: PernetRegistration<H::Net>,
 }
 
 impl<H: SockoptHandler> SockoptRegistration<H> {
     /// Registers `count` optnames from `min` for set and get, owned by
-    /// `module`, answered with the data of `pernet`. `EBUSY` when another
-    /// module has any of them.
+    /// `module`, answered by `handler` with the data of `pernet`. `EBUSY`
+    /// when another module has any of them, or another registration of `H`
+    /// exists.
     pub(crate) fn register(
         module: &'static ThisModule,
         min: i32,
         count: i32,
+        handler: H,
         pernet: PernetRegistration<H::Net>,
     ) -> Result<Self> {
         let max = min.checked_add(count).ok_or(EINVAL)?;
         if min < 0 || count <= 0 {
             return Err(EINVAL);
         }
+        let open = Open::publish(handler, min)?;
         let raw = b::nf_sockopt_ops {
             pf: bindings::PF_INET as u8,
             set_optmin: min,
@@ -405,38 +551,15 @@ impl<H: SockoptHandler> SockoptRegistration<H> {
             owner: module.as_ptr(),
             ..Default::default()
         };
-        H::Net::id().open.store(true, Ordering::SeqCst);
-        // SAFETY: the callbacks are sound for any arguments nf_sockopt passes: they reach
-        // `H::Net` only while `open` is set and the `PernetRegistration` in `self` lives
-        // (`Drop` waits for them); `owner` keeps this module's code loaded while one runs.
-        let sockopt = unsafe { Registration::register(raw) };
-        match sockopt {
-            Ok(sockopt) => Ok(SockoptRegistration {
-                _sockopt: sockopt,
-                _pernet: pernet,
-            }),
-            Err(e) => {
-                H::Net::id().open.store(false, Ordering::SeqCst);
-                Err(e)
-            }
-        }
-    }
-}
-
-impl<H: SockoptHandler> Drop for SockoptRegistration<H> {
-    fn drop(&mut self) {
-        // A caller may have found the ops before they are unregistered (the
-        // fields, after this) and still be on its way in: close the door,
-        // then wait for those inside. `Use::enter` checks `open` after
-        // counting itself in, both SeqCst, so every caller either sees the
-        // door closed or is counted here.
-        let id = H::Net::id();
-        id.open.store(false, Ordering::SeqCst);
-        while id.in_flight.load(Ordering::SeqCst) != 0 {
-            // SAFETY: `msleep` has no memory-safety requirements (called
-            // from atomic context it would only warn; drop of a registration
-            // runs in process context: module init's error path or exit).
-            unsafe { bindings::msleep(1) };
-        }
+        // SAFETY: the callbacks are sound for any arguments nf_sockopt passes: they reach the
+        // handler and `H::Net` only through a `Use` of the handler published by `open`, which
+        // (with `pernet`) is dropped only after the optnames are unregistered and no `Use` is
+        // left; `owner` keeps this module's code loaded while one runs.
+        let sockopt = unsafe { Registration::register(raw) }?;
+        Ok(SockoptRegistration {
+            _sockopt: sockopt,
+            _open: open,
+            _pernet: pernet,
+        })
     }
 }
