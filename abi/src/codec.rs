@@ -102,8 +102,11 @@ const fn padded(len: usize) -> usize {
     (len + ALIGN - 1) & !(ALIGN - 1)
 }
 
-// Field access by offset. Callers pass slices whose length they checked
-// against the struct size, so the indexing never fails.
+// Field access by offset, in host byte order. The writers are public so
+// that tests patching one field of a request use them rather than copies.
+// The codec passes slices whose length it checked against the struct size,
+// so its indexing never fails; other callers must do the same (a field
+// beyond the slice panics).
 
 fn get_u16(b: &[u8], off: usize) -> u16 {
     u16::from_ne_bytes([b[off], b[off + 1]])
@@ -119,15 +122,18 @@ fn get_u64(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(v)
 }
 
-fn put_u16(b: &mut [u8], off: usize, v: u16) {
+/// Writes the 2-byte field at `off` of `b`.
+pub fn put_u16(b: &mut [u8], off: usize, v: u16) {
     b[off..off + 2].copy_from_slice(&v.to_ne_bytes());
 }
 
-fn put_u32(b: &mut [u8], off: usize, v: u32) {
+/// Writes the 4-byte field at `off` of `b`.
+pub fn put_u32(b: &mut [u8], off: usize, v: u32) {
     b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
 }
 
-fn put_u64(b: &mut [u8], off: usize, v: u64) {
+/// Writes the 8-byte field at `off` of `b`.
+pub fn put_u64(b: &mut [u8], off: usize, v: u64) {
     b[off..off + 8].copy_from_slice(&v.to_ne_bytes());
 }
 

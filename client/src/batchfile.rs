@@ -1,28 +1,13 @@
-//! Batch and save files: the format `save` writes and `batch`/`restore`
-//! read, and the plan that turns a file into one or more BATCH requests.
-//!
-//! Format (version 2), one record per line, fields separated by blanks:
-//!
-//! ```text
-//! # nfkv save v2 encoding=text prefix=P entries=N generation=G
-//! put [--create | --replace | --if-version=N]... [--] KEY [VALUE]
-//! del [--if-version=N] [--] KEY
-//! flush
-//! ```
-//!
-//! Options are tokens starting with `-`, and only come between the verb and
-//! the key; `--` ends them. KEY and VALUE are single tokens in the file's
-//! encoding (no VALUE: the empty value); in the text encoding a key or value
-//! never starts with `-` (a leading `-` is written `\x2d`), so no key or
-//! value can be read as an option whatever its bytes spell. Blank lines and
-//! lines starting with `#` are comments, except a first line starting with
-//! `# nfkv save`: the header, whose encoding and prefix the reader honours.
-//! `flush` may only come first. Files written by the first `save` (header
-//! `# nfkv save: N entries, generation G, encoding E`, lines `put KEY
-//! [VALUE]`) are read as they were written: every line a plain put.
+//! Batch and save files: what `nfkv save` writes and `nfkv batch`/`nfkv
+//! restore` read (and [`crate::restore`] applies). One record per line:
+//! `put [OPTIONS] KEY [VALUE]`, `del [--if-version=N] KEY`, a first `flush`;
+//! `save` puts a header line first. The format is described in full in the
+//! README (section "Batch and save files"); this module is its one
+//! implementation.
 
-use nfkv::{decode_text, encode_text, Batch, Condition, Encoding};
-use std::io::BufRead;
+use crate::text::{decode_text, encode_text, Encoding};
+use crate::{Batch, Condition, Entry, MAX_KEY_LEN};
+use std::io::{self, BufRead, Write};
 
 /// Version of the format `save` writes.
 pub const FORMAT_VERSION: u32 = 2;
@@ -43,6 +28,22 @@ pub fn put_line(key: &[u8], value: &[u8], enc: Encoding) -> String {
     } else {
         format!("put {} {}", encode_text(key, enc), encode_text(value, enc))
     }
+}
+
+/// Writes a save file: the header, then a put line per entry, in order.
+/// `entries` are what a snapshot of `prefix` at `generation` returned.
+pub fn write_save(
+    out: &mut impl Write,
+    enc: Encoding,
+    prefix: &[u8],
+    generation: u64,
+    entries: &[Entry],
+) -> io::Result<()> {
+    writeln!(out, "{}", header(enc, prefix, entries.len(), generation))?;
+    for e in entries {
+        writeln!(out, "{}", put_line(&e.key, &e.value, enc))?;
+    }
+    Ok(())
 }
 
 /// What a save header says.
@@ -83,20 +84,25 @@ pub struct File {
     pub records: Vec<Record>,
 }
 
-fn encoding_named(name: &str) -> Option<Encoding> {
-    [Encoding::Text, Encoding::Hex, Encoding::Base64]
-        .into_iter()
-        .find(|e| e.name() == name)
+/// A line of a file that cannot be read; nothing of the file is used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ParseError {
+    /// The line, from 1.
+    pub line: usize,
+    /// What is wrong with it.
+    pub message: String,
 }
 
 /// Parses a header line (`line` starts with `# nfkv save`).
 fn parse_header(line: &str) -> Result<Header, String> {
+    let unreadable = || format!("unreadable save header {line:?}");
     if let Some(rest) = line.strip_prefix("# nfkv save:") {
         // Version 1: "# nfkv save: N entries, generation G, encoding E".
         let enc = rest
             .rsplit_once("encoding ")
-            .and_then(|(_, e)| encoding_named(e.trim()))
-            .ok_or_else(|| format!("unreadable save header {line:?}"))?;
+            .and_then(|(_, e)| Encoding::from_name(e.trim()))
+            .ok_or_else(unreadable)?;
         let entries = rest.split_whitespace().next().and_then(|n| n.parse().ok());
         return Ok(Header {
             version: 1,
@@ -105,12 +111,15 @@ fn parse_header(line: &str) -> Result<Header, String> {
             entries,
         });
     }
-    let mut words = line["# nfkv save".len()..].split_whitespace();
+    let mut words = line
+        .strip_prefix("# nfkv save")
+        .ok_or_else(unreadable)?
+        .split_whitespace();
     let version = words
         .next()
         .and_then(|v| v.strip_prefix('v'))
         .and_then(|v| v.parse::<u32>().ok())
-        .ok_or_else(|| format!("unreadable save header {line:?}"))?;
+        .ok_or_else(unreadable)?;
     if version != FORMAT_VERSION {
         return Err(format!(
             "the file is in save format v{version}; this nfkv reads v1 and v{FORMAT_VERSION}"
@@ -122,16 +131,17 @@ fn parse_header(line: &str) -> Result<Header, String> {
     for w in words {
         match w.split_once('=') {
             Some(("encoding", e)) => {
-                encoding = Some(encoding_named(e).ok_or_else(|| format!("unknown encoding {e:?}"))?)
+                encoding =
+                    Some(Encoding::from_name(e).ok_or_else(|| format!("unknown encoding {e:?}"))?)
             }
-            Some(("prefix", p)) => prefix = Some(p.to_string()),
+            Some(("prefix", p)) => prefix = Some(p),
             Some(("entries", n)) => entries = n.parse().ok(),
             // Unknown fields (generation, later additions) are informative.
             _ => {}
         }
     }
     let encoding = encoding.ok_or("the save header names no encoding")?;
-    let prefix = decode_text(prefix.as_deref().unwrap_or(""), encoding)
+    let prefix = decode_text(prefix.unwrap_or(""), encoding)
         .map_err(|e| format!("save header prefix: {e}"))?;
     Ok(Header {
         version,
@@ -141,37 +151,30 @@ fn parse_header(line: &str) -> Result<Header, String> {
     })
 }
 
-/// Reads a whole file. `cli_enc` is the encoding asked for on the command
-/// line, `explicit` whether it was asked for (`--hex`, `--base64`): a header
-/// naming another encoding is then refused rather than overridden.
-pub fn read(
-    reader: impl BufRead,
-    cli_enc: Encoding,
-    explicit: bool,
-) -> Result<File, (usize, String)> {
+/// Reads a whole file. `encoding` is the one asked for, if any: tokens are
+/// in it (default: text) unless a save header names another, which is then
+/// refused rather than followed.
+pub fn read(reader: impl BufRead, encoding: Option<Encoding>) -> Result<File, ParseError> {
     let mut file = File::default();
-    let mut enc = cli_enc;
+    let mut enc = encoding.unwrap_or_default();
     for (n, line) in reader.split(b'\n').enumerate() {
         let lineno = n + 1;
-        let line = line.map_err(|e| (lineno, e.to_string()))?;
-        let line = String::from_utf8(line).map_err(|_| {
-            (
-                lineno,
-                "not UTF-8 text (raw bytes must be written as \\xNN)".to_string(),
-            )
-        })?;
+        let at = |message: String| ParseError {
+            line: lineno,
+            message,
+        };
+        let line = line.map_err(|e| at(e.to_string()))?;
+        let line = String::from_utf8(line)
+            .map_err(|_| at("not UTF-8 text (raw bytes must be written as \\xNN)".into()))?;
         let line = line.trim();
         if lineno == 1 && line.starts_with("# nfkv save") {
-            let h = parse_header(line).map_err(|e| (lineno, e))?;
-            if explicit && h.encoding != cli_enc {
-                return Err((
-                    lineno,
-                    format!(
-                        "the file is in encoding {}, but --{} was given",
-                        h.encoding.name(),
-                        cli_enc.name()
-                    ),
-                ));
+            let h = parse_header(line).map_err(at)?;
+            if let Some(asked) = encoding.filter(|&e| e != h.encoding) {
+                return Err(at(format!(
+                    "the file is in encoding {}, but --{} was given",
+                    h.encoding.name(),
+                    asked.name()
+                )));
             }
             enc = h.encoding;
             file.header = Some(h);
@@ -181,7 +184,7 @@ pub fn read(
             continue;
         }
         let legacy = file.header.as_ref().is_some_and(|h| h.version == 1);
-        parse_line(line, enc, legacy, lineno, &mut file).map_err(|e| (lineno, e))?;
+        parse_line(line, enc, legacy, lineno, &mut file).map_err(at)?;
     }
     Ok(file)
 }
@@ -226,7 +229,7 @@ fn parse_line(
             },
         }
     }
-    let bytes = |t: &str| decode_text(t, enc);
+    let bytes = |t: &str| decode_text(t, enc).map_err(|e| e.to_string());
     let kind = match verb {
         "put" => Kind::Put,
         "del" | "delete" => Kind::Del,
@@ -263,10 +266,9 @@ fn parse_line(
             ))
         }
     };
-    if key.is_empty() || key.len() > nfkv::MAX_KEY_LEN {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
         return Err(format!(
-            "key must be 1..={} bytes, not {}",
-            nfkv::MAX_KEY_LEN,
+            "key must be 1..={MAX_KEY_LEN} bytes, not {}",
             key.len()
         ));
     }
@@ -288,181 +290,43 @@ impl File {
             b.flush();
         }
         for r in &self.records {
-            add(&mut b, r);
+            r.add_to(&mut b);
         }
         b
     }
 }
 
-fn add(b: &mut Batch, r: &Record) {
-    match r.kind {
-        Kind::Put => b.put(&r.key, &r.value, r.cond),
-        Kind::Del => b.delete(&r.key, r.cond.if_version),
-    };
-}
-
-/// How a restore empties the table first.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Flush {
-    /// It does not.
-    None,
-    /// The whole table (NFKV_BATCH_F_FLUSH in the first batch).
-    All,
-    /// Only the keys under a prefix: the save was `--prefix`; these keys
-    /// (present now, not first written by a plain put of the file) are
-    /// deleted before the file's records.
-    Prefix(Vec<u8>, Vec<Vec<u8>>),
-}
-
-/// One BATCH request of a restore and what it holds.
-#[derive(Debug)]
-pub struct Step {
-    pub batch: Batch,
-    /// Deletes of keys under the prefix in this batch.
-    pub prefix_deletes: usize,
-    /// File records in this batch: indexes `records.start..records.end`.
-    pub records: std::ops::Range<usize>,
-}
-
-/// Splits a restore into BATCH requests of at most `max_ops` records and
-/// `max_bytes` bytes each: the flush (or prefix deletes) first, then the
-/// file's records in order.
-pub fn plan(file: &File, flush: &Flush, max_ops: usize, max_bytes: usize) -> Vec<Step> {
-    let mut steps: Vec<Step> = Vec::new();
-    let mut cur = Step {
-        batch: Batch::new(),
-        prefix_deletes: 0,
-        records: 0..0,
-    };
-    if *flush == Flush::All {
-        cur.batch.flush();
+impl Record {
+    /// Adds this record to `b`.
+    pub fn add_to(&self, b: &mut Batch) {
+        match self.kind {
+            Kind::Put => b.put(&self.key, &self.value, self.cond),
+            Kind::Del => b.delete(&self.key, self.cond.if_version),
+        };
     }
-    let fits = |s: &Step, key: &[u8], value: &[u8]| {
-        s.batch.is_empty_of_ops()
-            || (s.batch.len() < max_ops
-                && s.batch.encoded_len() + Batch::record_len(key, value) <= max_bytes)
-    };
-    let deletes: &[Vec<u8>] = match flush {
-        Flush::Prefix(_, keys) => keys,
-        _ => &[],
-    };
-    for key in deletes {
-        if !fits(&cur, key, b"") {
-            let start = cur.records.end;
-            steps.push(std::mem::replace(
-                &mut cur,
-                Step {
-                    batch: Batch::new(),
-                    prefix_deletes: 0,
-                    records: start..start,
-                },
-            ));
-        }
-        cur.batch.delete(key, None);
-        cur.prefix_deletes += 1;
-    }
-    for (i, r) in file.records.iter().enumerate() {
-        if !fits(&cur, &r.key, &r.value) {
-            steps.push(std::mem::replace(
-                &mut cur,
-                Step {
-                    batch: Batch::new(),
-                    prefix_deletes: 0,
-                    records: i..i,
-                },
-            ));
-        }
-        add(&mut cur.batch, r);
-        cur.records.end = i + 1;
-    }
-    steps.push(cur);
-    steps
-}
-
-/// The keys a prefix restore must delete: those of `current` that no plain
-/// put of the file writes first (a plain put overwrites them anyway).
-pub fn prefix_deletes(file: &File, current: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    let mut first: std::collections::HashMap<&[u8], bool> = std::collections::HashMap::new();
-    for r in &file.records {
-        first
-            .entry(&r.key)
-            .or_insert(r.kind == Kind::Put && r.cond == Condition::default());
-    }
-    current
-        .into_iter()
-        .filter(|k| first.get(k.as_slice()) != Some(&true))
-        .collect()
-}
-
-/// Says what state the table is in after step `failed` of `steps` failed
-/// (steps before it applied, it and later ones not).
-pub fn partial_state(
-    file: &File,
-    flush: &Flush,
-    steps: &[Step],
-    failed: usize,
-    enc: Encoding,
-    error: &str,
-) -> String {
-    let total = file.records.len();
-    let s = &steps[failed];
-    let line_of = |i: usize| file.records.get(i).map_or(0, |r| r.line);
-    let where_ = if s.records.is_empty() {
-        format!(
-            "in batch {} of {} (deleting keys under the prefix)",
-            failed + 1,
-            steps.len()
-        )
-    } else {
-        format!(
-            "at batch {} of {} (records {}..{} of {}, lines {}..{})",
-            failed + 1,
-            steps.len(),
-            s.records.start + 1,
-            s.records.end,
-            total,
-            line_of(s.records.start),
-            line_of(s.records.end - 1)
-        )
-    };
-    let done = steps[..failed].last().map_or(0, |p| p.records.end);
-    let deleted: usize = steps[..failed].iter().map(|p| p.prefix_deletes).sum();
-    let written = if done == 0 {
-        "no record of the file".to_string()
-    } else {
-        format!("records 1..{done} of the file")
-    };
-    let state = match flush {
-        Flush::All if failed > 0 => {
-            format!("the table was flushed and holds {written} and nothing else")
-        }
-        Flush::Prefix(p, keys) if failed > 0 => format!(
-            "{deleted} of the {} keys under prefix {} to delete were deleted; the table holds {written} besides what it held before",
-            keys.len(),
-            encode_text(p, enc)
-        ),
-        _ if failed > 0 => format!("the table holds {written} besides what it held before"),
-        _ => "the table is unchanged".to_string(),
-    };
-    format!("restore stopped {where_}: {error}; {state}; nothing of the failed batch was applied")
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn parse(text: &str, enc: Encoding) -> Result<File, (usize, String)> {
-        read(text.as_bytes(), enc, false)
+    pub(crate) fn parse(text: &str) -> Result<File, ParseError> {
+        read(text.as_bytes(), None)
     }
 
     fn save(entries: &[(Vec<u8>, Vec<u8>)], enc: Encoding, prefix: &[u8]) -> String {
-        let mut s = header(enc, prefix, entries.len(), 7) + "\n";
-        for (k, v) in entries {
-            s += &put_line(k, v, enc);
-            s.push('\n');
-        }
-        s
+        let entries: Vec<Entry> = entries
+            .iter()
+            .map(|(key, value)| Entry {
+                key: key.clone(),
+                value: value.clone(),
+                version: 1,
+            })
+            .collect();
+        let mut out = Vec::new();
+        write_save(&mut out, enc, prefix, 7, &entries).unwrap();
+        String::from_utf8(out).unwrap()
     }
 
     fn puts(file: &File) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -495,8 +359,8 @@ mod tests {
             }
             entries.push((k.to_vec(), Vec::new()));
         }
-        for enc in [Encoding::Text, Encoding::Hex, Encoding::Base64] {
-            let file = parse(&save(&entries, enc, b""), Encoding::Text).unwrap();
+        for enc in Encoding::ALL {
+            let file = parse(&save(&entries, enc, b"")).unwrap();
             assert_eq!(puts(&file), entries, "{enc:?}");
             assert!(!file.flush);
         }
@@ -506,7 +370,6 @@ mod tests {
     fn options_only_before_the_key() {
         let f = parse(
             "put --create k v\nput --replace --if-version=4 k\ndel --if-version=2 -- k\nput -- \\x2dk v\n",
-            Encoding::Text,
         )
         .unwrap();
         assert!(f.records[0].cond.create_only);
@@ -518,41 +381,41 @@ mod tests {
         );
         assert_eq!(f.records[3].key, b"-k");
         // The old trailing-flag syntax is refused, not misread.
-        let e = parse("put k v create\n", Encoding::Text).unwrap_err();
+        let e = parse("put k v create\n").unwrap_err();
         assert!(
-            e.0 == 1 && e.1.contains("options go before the key"),
+            e.line == 1 && e.message.contains("options go before the key"),
             "{e:?}"
         );
-        assert!(parse("put -k v\n", Encoding::Text).is_err());
-        assert!(parse("del --create k\n", Encoding::Text).is_err());
-        assert!(parse("put --create --replace k\n", Encoding::Text).is_err());
-        assert!(parse("put --if-version=0 k\n", Encoding::Text).is_err());
-        assert!(parse("put k v\nflush\n", Encoding::Text).is_err());
-        assert!(parse("frob k\n", Encoding::Text).is_err());
-        assert!(parse("flush\nput k\n", Encoding::Text).unwrap().flush);
+        assert!(parse("put -k v\n").is_err());
+        assert!(parse("del --create k\n").is_err());
+        assert!(parse("put --create --replace k\n").is_err());
+        assert!(parse("put --if-version=0 k\n").is_err());
+        assert!(parse("put k v\nflush\n").is_err());
+        assert!(parse("frob k\n").is_err());
+        assert!(parse("flush\nput k\n").unwrap().flush);
     }
 
     #[test]
     fn the_header_encoding_and_prefix_are_honoured() {
         let entries = vec![(b"k\x00".to_vec(), b"\xffv".to_vec())];
         let text = save(&entries, Encoding::Hex, b"k");
-        let f = parse(&text, Encoding::Text).unwrap();
+        let f = parse(&text).unwrap();
         assert_eq!(puts(&f), entries);
         let h = f.header.unwrap();
         assert_eq!((h.encoding, h.prefix), (Encoding::Hex, Some(b"k".to_vec())));
-        let e = read(text.as_bytes(), Encoding::Base64, true).unwrap_err();
-        assert!(e.1.contains("encoding hex"), "{e:?}");
-        assert!(read(text.as_bytes(), Encoding::Hex, true).is_ok());
-        assert!(parse("# nfkv save v3 encoding=text\n", Encoding::Text)
+        let e = read(text.as_bytes(), Some(Encoding::Base64)).unwrap_err();
+        assert!(e.message.contains("encoding hex"), "{e:?}");
+        assert!(read(text.as_bytes(), Some(Encoding::Hex)).is_ok());
+        assert!(parse("# nfkv save v3 encoding=text\n")
             .unwrap_err()
-            .1
+            .message
             .contains("v3"));
     }
 
     #[test]
     fn version_1_files_read_as_written() {
         let v1 = "# nfkv save: 3 entries, generation 9, encoding text\nput create v1\nput k replace\nput e \n";
-        let f = parse(v1, Encoding::Text).unwrap();
+        let f = parse(v1).unwrap();
         let h = f.header.clone().unwrap();
         assert_eq!((h.version, h.prefix, h.entries), (1, None, Some(3)));
         assert_eq!(
@@ -564,74 +427,39 @@ mod tests {
             ]
         );
         let hex = "# nfkv save: 1 entries, generation 9, encoding hex\nput 6b 00\n";
-        assert_eq!(
-            puts(&parse(hex, Encoding::Text).unwrap()),
-            vec![(b"k".to_vec(), vec![0])]
-        );
+        assert_eq!(puts(&parse(hex).unwrap()), vec![(b"k".to_vec(), vec![0])]);
     }
 
-    fn file_of(n: usize, value_len: usize) -> File {
-        File {
-            header: None,
-            flush: false,
-            records: (0..n)
-                .map(|i| Record {
-                    line: i + 2,
-                    kind: Kind::Put,
-                    cond: Condition::default(),
-                    key: format!("k{i:06}").into_bytes(),
-                    value: vec![b'v'; value_len],
-                })
-                .collect(),
+    #[test]
+    fn unreadable_input_is_an_error_with_its_line() {
+        for (text, line, says) in [
+            ("# nfkv save v2 prefix=a\n", 1, "names no encoding"),
+            ("# nfkv save v2 encoding=rot13\n", 1, "unknown encoding"),
+            (
+                "# nfkv save vx encoding=text\n",
+                1,
+                "unreadable save header",
+            ),
+            ("# nfkv save: 1 entries\n", 1, "unreadable save header"),
+            (
+                "# nfkv save v2 encoding=hex prefix=6\n",
+                1,
+                "save header prefix",
+            ),
+            ("\n\nput \\x4\n", 3, "truncated"),
+            ("put\n", 1, "needs a key"),
+            ("del k v\n", 1, "too many fields"),
+            ("put --frob k\n", 1, "unknown option"),
+            ("put --if-version=x k\n", 1, "bad version"),
+            ("flush now\n", 1, "no arguments"),
+        ] {
+            let e = read(text.as_bytes(), None).unwrap_err();
+            assert!(e.line == line && e.message.contains(says), "{text:?}: {e}");
         }
-    }
-
-    #[test]
-    fn plans_respect_both_caps_and_keep_order() {
-        let file = file_of(10, 100);
-        let one = plan(&file, &Flush::All, 100, 1 << 20);
-        assert_eq!(one.len(), 1);
-        assert!(one[0].batch.flushes() && one[0].records == (0..10));
-        let by_ops = plan(&file, &Flush::All, 4, 1 << 20);
-        assert_eq!(
-            by_ops.iter().map(|s| s.records.clone()).collect::<Vec<_>>(),
-            vec![0..4, 4..8, 8..10]
-        );
-        assert!(by_ops[0].batch.flushes() && !by_ops[1].batch.flushes());
-        let rec = Batch::record_len(b"k000000", &[0; 100]);
-        let by_bytes = plan(&file, &Flush::None, 100, 8 + 3 * rec);
-        assert_eq!(by_bytes.len(), 4);
-        for s in &by_bytes {
-            assert!(s.batch.encode().unwrap().len() <= 8 + 3 * rec);
-        }
-        let deletes = vec![b"p1".to_vec(), b"p2".to_vec(), b"p3".to_vec()];
-        let p = plan(&file, &Flush::Prefix(b"p".to_vec(), deletes), 4, 1 << 20);
-        assert_eq!(
-            p.iter()
-                .map(|s| (s.prefix_deletes, s.records.clone()))
-                .collect::<Vec<_>>(),
-            vec![(3, 0..1), (0, 1..5), (0, 5..9), (0, 9..10)]
-        );
-    }
-
-    #[test]
-    fn partial_state_says_what_the_table_holds() {
-        let file = file_of(10, 1);
-        let steps = plan(&file, &Flush::All, 4, 1 << 20);
-        let m = partial_state(&file, &Flush::All, &steps, 2, Encoding::Text, "table full");
-        assert_eq!(m, "restore stopped at batch 3 of 3 (records 9..10 of 10, lines 10..11): table full; the table was flushed and holds records 1..8 of the file and nothing else; nothing of the failed batch was applied");
-        let m = partial_state(&file, &Flush::None, &steps, 0, Encoding::Text, "e");
-        assert!(m.contains("the table is unchanged"), "{m}");
-    }
-
-    #[test]
-    fn prefix_deletes_skip_keys_the_file_overwrites() {
-        let f = parse("put a 1\nput --create b 2\ndel c\n", Encoding::Text).unwrap();
-        let current = vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()];
-        assert_eq!(
-            prefix_deletes(&f, current),
-            vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
-        );
+        let e = read(&b"put k\n\xff\n"[..], None).unwrap_err();
+        assert!(e.line == 2 && e.message.contains("not UTF-8"), "{e}");
+        let long = format!("put {}\n", "k".repeat(MAX_KEY_LEN + 1));
+        assert!(parse(&long).unwrap_err().message.contains("key must be"));
     }
 
     proptest! {
@@ -641,25 +469,33 @@ mod tests {
             prefix in prop::collection::vec(any::<u8>(), 0..4),
             enc in prop_oneof![Just(Encoding::Text), Just(Encoding::Hex), Just(Encoding::Base64)],
         ) {
-            let file = parse(&save(&entries, enc, &prefix), Encoding::Text).unwrap();
+            let file = parse(&save(&entries, enc, &prefix)).unwrap();
             prop_assert_eq!(file.header.clone().unwrap().prefix, Some(prefix));
             prop_assert_eq!(puts(&file), entries);
         }
 
+        /// Any bytes at all: an error or a file, never a panic.
         #[test]
-        fn plans_cover_every_record_once_within_the_caps(n in 0usize..60, value_len in 0usize..300, max_ops in 1usize..10, room in 0usize..2000) {
-            let file = file_of(n, value_len);
-            let max_bytes = 8 + Batch::record_len(b"k000000", &vec![0; value_len]) + room;
-            let steps = plan(&file, &Flush::All, max_ops, max_bytes);
-            let mut next = 0;
-            for (i, s) in steps.iter().enumerate() {
-                prop_assert_eq!(s.records.start, next);
-                next = s.records.end;
-                prop_assert!(s.batch.len() <= max_ops);
-                prop_assert!(s.batch.encode().unwrap().len() <= max_bytes);
-                prop_assert_eq!(s.batch.flushes(), i == 0);
+        fn reading_any_bytes_never_panics(text in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = read(&text[..], None);
+        }
+
+        /// Lines that look like the format: a verb, options and tokens with
+        /// escapes, whole or cut short, after a header or not.
+        #[test]
+        fn reading_format_like_lines_never_panics(
+            header in "(# nfkv save( v[0-9]| ?:)?( [a-z]+=[a-z0-9]*| encoding [a-z]*)*\n)?",
+            lines in prop::collection::vec((
+                "put|del|flush|frob|#",
+                prop::collection::vec("--|--create|--replace|--if-version=[0-9]{0,2}|-x", 0..3),
+                prop::collection::vec("[a-f]{0,2}(\\\\(x[0-9a-g]{0,2}|\\\\)?[a-z]?)?", 0..4),
+            ), 0..6),
+        ) {
+            let mut text = header;
+            for (verb, options, args) in lines {
+                text += &format!("{verb} {} {}\n", options.join(" "), args.join(" "));
             }
-            prop_assert_eq!(next, n);
+            let _ = read(text.as_bytes(), None);
         }
     }
 }

@@ -1,4 +1,9 @@
-//! Client library for nfkv, the kernel key/value table behind nf_sockopt.
+//! Client library for nfkv, the kernel key/value table behind nf_sockopt:
+//! the connection ([`Nfkv`]), batches, listings and snapshots, the text
+//! forms of keys and values ([`Encoding`]), batch and save files
+//! ([`batchfile`]) and their restore ([`restore`]), and the bare syscalls
+//! ([`raw`]). Needs nothing but the ABI crate, libc and thiserror; the `nfkv`
+//! command-line tool is the `nfkv-cli` crate.
 //!
 //! ```no_run
 //! let kv = nfkv::Nfkv::open()?;
@@ -9,16 +14,35 @@
 
 use nfkv_abi::codec::{self, cmd, ListRequest, Op, OpKind, Reject, ValueHeader};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-pub use nfkv_abi::codec::{Condition, Counter, Info, Stats, MAX_KEY_LEN, VALUE_LEN_CAP};
+pub use nfkv_abi::codec::{
+    Condition, Counter, Info, Stats, MAX_BATCH_OPS, MAX_KEY_LEN, MAX_REQUEST_LEN, VALUE_LEN_CAP,
+};
 pub use nfkv_abi::uapi::{NFKV_ABI_VERSION as ABI_VERSION, NFKV_BASE_CTL as DEFAULT_OPTBASE};
 
+pub mod batchfile;
+pub mod raw;
+pub mod restore;
 mod text;
-pub use text::{decode_escaped, decode_text, encode_text, Encoding};
+pub use restore::{Restore, RestoreError};
+pub use text::{decode_escaped, decode_text, encode_text, Encoding, TextError};
 
 /// Where the module says which optname range it registered.
 pub const OPTBASE_PARAM: &str = "/sys/module/nfkv/parameters/optbase";
+
+/// Highest optname base: the module's optnames must stay within a C `int`.
+pub const MAX_OPTBASE: u32 = i32::MAX as u32 - cmd::RANGE;
+
+/// Restarts of a consistent listing ([`Nfkv::snapshot`]) before giving up,
+/// for every caller that lists a changing table.
+pub const SNAPSHOT_RETRIES: usize = 1000;
+
+/// Names of the set commands by offset from the optname base, as `nfkv
+/// stats` and the Python package show [`Stats::set`].
+pub const SET_COMMAND_NAMES: [&str; codec::SET_COMMANDS] = ["put", "del", "flush", "batch"];
+/// Names of the get commands by offset, as for [`Stats::get`].
+pub const GET_COMMAND_NAMES: [&str; codec::GET_COMMANDS] = ["info", "value", "list", "stats"];
 
 /// What can go wrong talking to the module.
 #[derive(Debug, thiserror::Error)]
@@ -161,8 +185,8 @@ impl Nfkv {
     /// (as ipvsadm and iptables use) when allowed, else a UDP socket: any
     /// PF_INET socket reaches the module, which checks CAP_NET_ADMIN itself.
     pub fn open_at(optbase: u32) -> Result<Self> {
-        let fd = open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW)
-            .or_else(|_| open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP))
+        let fd = raw::open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW)
+            .or_else(|_| raw::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP))
             .map_err(|source| Error::Os {
                 op: "socket",
                 source,
@@ -172,6 +196,7 @@ impl Nfkv {
 
     /// Wraps an existing PF_INET socket; checks the module's ABI version.
     pub fn from_fd(fd: OwnedFd, optbase: u32) -> Result<Self> {
+        check_optbase(optbase)?;
         let mut kv = Nfkv {
             fd,
             optbase,
@@ -206,12 +231,20 @@ impl Nfkv {
 
     /// `setsockopt` of set command `cmd` (an offset) with `req`; the errno on failure.
     pub fn raw_set(&self, cmd: u32, req: &[u8]) -> io::Result<()> {
-        raw_set(&self.fd, self.optbase + cmd, req)
+        raw::raw_set(&self.fd, self.optname(cmd)?, req)
     }
 
     /// `getsockopt` of get command `cmd` (an offset) on `buf`; the reply length.
     pub fn raw_get(&self, cmd: u32, buf: &mut [u8]) -> io::Result<usize> {
-        raw_get(&self.fd, self.optbase + cmd, buf)
+        raw::raw_get(&self.fd, self.optname(cmd)?, buf)
+    }
+
+    /// The optname of command `cmd`: EINVAL for no command of the range.
+    fn optname(&self, cmd: u32) -> io::Result<u32> {
+        Some(cmd)
+            .filter(|&c| c < cmd::RANGE)
+            .and_then(|c| self.optbase.checked_add(c))
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
     }
 
     fn set(&self, op: &'static str, cmd: u32, req: &[u8]) -> Result<()> {
@@ -275,7 +308,7 @@ impl Nfkv {
             key,
             value: &[],
         };
-        self.set("delete", cmd::SET_DEL, &encode_op(&op))
+        self.set("delete", cmd::SET_DEL, &raw::encode_op(&op))
     }
 
     /// Removes every entry.
@@ -413,6 +446,16 @@ impl Nfkv {
     }
 }
 
+/// Refuses an optname base whose range would leave a C `int`.
+fn check_optbase(optbase: u32) -> Result<()> {
+    if optbase > MAX_OPTBASE {
+        return Err(Error::Invalid(format!(
+            "optbase {optbase} is over {MAX_OPTBASE} (its optnames must fit an int)"
+        )));
+    }
+    Ok(())
+}
+
 /// Iterator over a listing, fetching pages as it goes.
 pub struct List<'a> {
     kv: &'a Nfkv,
@@ -473,7 +516,7 @@ fn list_buffer_len(page_bytes: usize, req: &ListRequest<'_>) -> usize {
 pub fn put_request(key: &[u8], value: &[u8], cond: Condition) -> Result<Vec<u8>> {
     Nfkv::check_key(key)?;
     check_value(value)?;
-    Ok(encode_op(&Op {
+    Ok(raw::encode_op(&Op {
         kind: OpKind::Put,
         cond,
         key,
@@ -594,7 +637,7 @@ impl Batch {
                 value,
             };
             let start = out.len();
-            out.extend_from_slice(&encode_op(&op));
+            out.extend_from_slice(&raw::encode_op(&op));
             out.resize(start + op.record_len(), 0);
         }
         if out.len() > codec::MAX_REQUEST_LEN {
@@ -606,75 +649,6 @@ impl Batch {
         }
         Ok(out)
     }
-}
-
-/// The wire form of one op: header, key, value.
-pub fn encode_op(op: &Op<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(op.wire_len());
-    out.extend_from_slice(&op.encode_header());
-    out.extend_from_slice(op.key);
-    out.extend_from_slice(op.value);
-    out
-}
-
-/// A PF_INET socket of `ty`/`proto`.
-pub fn open_socket(ty: i32, proto: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain syscall; the result is checked before use.
-    let fd = unsafe { libc::socket(libc::AF_INET, ty | libc::SOCK_CLOEXEC, proto) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `setsockopt(fd, IPPROTO_IP, optname, req)`. A request longer than the
-/// `int` optlen can say fails with E2BIG here instead of being truncated.
-pub fn raw_set(fd: &OwnedFd, optname: u32, req: &[u8]) -> io::Result<()> {
-    if i32::try_from(req.len()).is_err() {
-        return Err(io::Error::from_raw_os_error(libc::E2BIG));
-    }
-    // SAFETY: `req` is valid for `req.len()` bytes for the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IP,
-            optname as i32,
-            req.as_ptr().cast(),
-            req.len() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `getsockopt(fd, IPPROTO_IP, optname, buf)`; returns the reply length. A
-/// buffer longer than the `int` optlen can say is offered as `i32::MAX`
-/// bytes; a reply length beyond the buffer is refused (EMSGSIZE).
-pub fn raw_get(fd: &OwnedFd, optname: u32, buf: &mut [u8]) -> io::Result<usize> {
-    let mut len = buf.len().min(i32::MAX as usize) as libc::socklen_t;
-    // SAFETY: `buf` is valid for `len` bytes and `len` for writing.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IP,
-            optname as i32,
-            buf.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if len as usize > buf.len() {
-        return Err(io::Error::other(format!(
-            "getsockopt reported a {len}-byte reply in a {}-byte buffer",
-            buf.len()
-        )));
-    }
-    Ok(len as usize)
 }
 
 #[cfg(test)]
@@ -743,10 +717,10 @@ mod tests {
 
     #[test]
     fn raw_set_refuses_lengths_optlen_cannot_carry() {
-        let fd = open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).unwrap();
+        let fd = raw::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).unwrap();
         for len in [1usize << 31, (1 << 32) + 24] {
             let req = Sparse::new(len);
-            let e = raw_set(&fd, DEFAULT_OPTBASE, req.bytes()).unwrap_err();
+            let e = raw::raw_set(&fd, DEFAULT_OPTBASE, req.bytes()).unwrap_err();
             assert_eq!(e.raw_os_error(), Some(libc::E2BIG), "{len}: {e}");
         }
     }
@@ -761,6 +735,40 @@ mod tests {
                 assert!(buf.len() >= page_bytes && buf.len() >= codec::LIST_REPLY_SIZE);
                 let n = req.encode(&mut buf);
                 assert_eq!(ListRequest::parse(&buf[..n], buf.len() as i32), Ok(req));
+            }
+        }
+    }
+
+    #[test]
+    fn optbases_beyond_an_int_are_refused_not_wrapped() {
+        // u32::MAX + GET_INFO would wrap around to optname 3 (IP_TTL).
+        for optbase in [MAX_OPTBASE + 1, i32::MAX as u32, u32::MAX] {
+            match Nfkv::open_at(optbase) {
+                Err(Error::Invalid(m)) => assert!(m.contains("must fit an int"), "{m}"),
+                other => panic!("optbase {optbase}: {other:?}"),
+            }
+            let fd = raw::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).unwrap();
+            assert!(matches!(Nfkv::from_fd(fd, optbase), Err(Error::Invalid(_))));
+        }
+    }
+
+    #[test]
+    fn command_names_follow_the_command_offsets() {
+        let set = [
+            (cmd::SET_PUT, "put"),
+            (cmd::SET_DEL, "del"),
+            (cmd::SET_FLUSH, "flush"),
+            (cmd::SET_BATCH, "batch"),
+        ];
+        let get = [
+            (cmd::GET_INFO, "info"),
+            (cmd::GET_VALUE, "value"),
+            (cmd::GET_LIST, "list"),
+            (cmd::GET_STATS, "stats"),
+        ];
+        for (names, offsets) in [(SET_COMMAND_NAMES, set), (GET_COMMAND_NAMES, get)] {
+            for (offset, name) in offsets {
+                assert_eq!(names[offset as usize], name);
             }
         }
     }

@@ -14,10 +14,16 @@ b'hello, kernel'
 Keys are 1-255 bytes and values 0-``max_value_len`` bytes; both are
 :class:`bytes` (a :class:`str` is accepted and UTF-8 encoded). Every call
 needs ``CAP_NET_ADMIN`` over the caller's network namespace.
+
+:meth:`Table.save` and :meth:`Table.restore` write and apply the batch and
+save files of the ``nfkv`` CLI (``nfkv save``, ``nfkv restore``), and
+:func:`read_batch_file` reads one without a module.
 """
 
 from __future__ import annotations
 
+import builtins
+import os
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import Iterator, List, Mapping, Optional, Tuple, Type, TypeVar, Union, overload
@@ -30,15 +36,19 @@ __all__ = [
     "DEFAULT_OPTBASE",
     "MAX_KEY_LEN",
     "Batch",
+    "BatchFile",
+    "BatchRecord",
     "BytesLike",
     "ConditionError",
     "Counter",
+    "FileLike",
     "Info",
     "NoSpaceError",
     "NotLoadedError",
     "Stats",
     "Table",
     "open",
+    "read_batch_file",
 ]
 __version__ = "0.1.0"
 
@@ -56,8 +66,11 @@ _MISSING = object()
 _T = TypeVar("_T")
 
 # Names of the commands in Stats, as the CLI's `nfkv --json stats` shows them.
-_SET_COMMANDS = ("put", "del", "flush", "batch")
-_GET_COMMANDS = ("info", "value", "list", "stats")
+_SET_COMMANDS: Tuple[str, ...] = tuple(_native.SET_COMMAND_NAMES)
+_GET_COMMANDS: Tuple[str, ...] = tuple(_native.GET_COMMAND_NAMES)
+
+#: What a batch or save file may be given as: its bytes, or a path to it.
+FileLike = Union[bytes, bytearray, memoryview, os.PathLike]
 
 
 def _bytes(data: BytesLike, what: str) -> bytes:
@@ -80,6 +93,18 @@ def _version(if_version: Optional[int]) -> Optional[int]:
     if not 1 <= if_version < 1 << 64:
         raise ValueError(f"if_version must be 1..2**64-1, not {if_version}")
     return if_version
+
+
+def _file_bytes(data: FileLike) -> bytes:
+    """The contents of a batch or save file given as bytes or as a path."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, os.PathLike):
+        with builtins.open(data, "rb") as f:
+            return f.read()
+    raise TypeError(
+        f"a batch file must be bytes (its contents) or a path (os.PathLike), not {type(data).__name__}"
+    )
 
 
 def _condition(create: bool, replace: bool, if_version: Optional[int]) -> Optional[int]:
@@ -114,6 +139,57 @@ class Info:
     generation: int
     #: The module's version string.
     module_version: str
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    """One line of a batch or save file: a put or a delete and its conditions."""
+
+    #: ``"put"`` or ``"del"``.
+    op: str
+    key: bytes
+    #: Empty for a delete.
+    value: bytes
+    create: bool
+    replace: bool
+    if_version: Optional[int]
+    #: The line of the file it is on, from 1.
+    line: int
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    """A batch or save file, read (:func:`read_batch_file`)."""
+
+    #: The encoding of its keys and values: ``"text"``, ``"hex"`` or ``"base64"``.
+    encoding: str
+    #: The prefix a save header records (``b""``: the whole table); None
+    #: for a file without a save header, or of the first save format.
+    prefix: Optional[bytes]
+    #: The file starts with ``flush``.
+    flush: bool
+    records: Tuple[BatchRecord, ...]
+
+
+def read_batch_file(data: FileLike, *, encoding: Optional[str] = None) -> BatchFile:
+    """Reads a batch or save file (what ``nfkv save`` writes) without
+    applying it; no module is needed.
+
+    ``encoding`` (``"text"``, ``"hex"``, ``"base64"``) is that of a file
+    without a save header; a header naming another one is then refused.
+    None: the header's, else text. A malformed line raises
+    :class:`ValueError` naming it.
+    """
+    enc, prefix, flush, records = _native.read_batch_file(_file_bytes(data), encoding)
+    return BatchFile(
+        encoding=enc,
+        prefix=prefix,
+        flush=flush,
+        records=tuple(
+            BatchRecord("put" if is_put else "del", key, value, create, replace, version, line)
+            for (is_put, key, value, create, replace, version), line in records
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -360,6 +436,29 @@ class Table:
     def batch(self) -> Batch:
         """A :class:`Batch`; use it as a context manager (see there)."""
         return Batch(self._conn)
+
+    def save(self, prefix: BytesLike = b"", *, encoding: str = "text") -> bytes:
+        """The entries with keys starting with ``prefix`` as a save file,
+        byte for byte what ``nfkv save`` writes: one consistent snapshot, keys
+        and values in ``encoding`` (``"text"``, ``"hex"``, ``"base64"``).
+        :meth:`restore` reads it back exactly."""
+        return self._conn.save(_bytes(prefix, "prefix"), encoding)
+
+    def restore(
+        self, data: FileLike, *, flush: bool = False, encoding: Optional[str] = None
+    ) -> None:
+        """Applies a batch or save file (its bytes, or a path), as ``nfkv
+        restore`` does: all or nothing when it fits one batch request, else
+        in several, in file order.
+
+        ``flush=True`` empties the table first (for a save of a prefix: only
+        the keys under it). ``encoding`` as for :func:`read_batch_file`. A
+        file that cannot be read raises :class:`ValueError`; a refused
+        request the exception of its cause (:class:`ConditionError`,
+        :class:`NoSpaceError`, ...), whose message says which records were
+        applied when the restore took several requests.
+        """
+        self._conn.restore(_file_bytes(data), bool(flush), encoding)
 
     # --- mapping protocol -----------------------------------------------
 

@@ -5,9 +5,12 @@ from typing import List, Optional, Tuple
 MAX_KEY_LEN: int
 DEFAULT_OPTBASE: int
 ABI_VERSION: int
+SET_COMMAND_NAMES: List[str]
+GET_COMMAND_NAMES: List[str]
 
 _Entry = Tuple[bytes, bytes, int]
 _BatchOp = Tuple[bool, bytes, bytes, bool, bool, Optional[int]]
+_FileRecord = Tuple[_BatchOp, int]
 
 class Connection:
     @property
@@ -26,5 +29,10 @@ class Connection:
     def apply(self, ops: List[_BatchOp], flush: bool) -> None: ...
     def list_page(self, prefix: bytes, after: bytes) -> Tuple[int, List[_Entry], bool]: ...
     def snapshot(self, prefix: bytes) -> Tuple[int, List[_Entry]]: ...
+    def save(self, prefix: bytes, encoding: str) -> bytes: ...
+    def restore(self, data: bytes, flush: bool, encoding: Optional[str]) -> None: ...
 
 def connect(optbase: Optional[int] = None) -> Connection: ...
+def read_batch_file(
+    data: bytes, encoding: Optional[str] = None
+) -> Tuple[str, Optional[bytes], bool, List[_FileRecord]]: ...

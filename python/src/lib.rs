@@ -3,22 +3,18 @@
 //! Every request goes through the `nfkv` Rust crate (the one implementation
 //! of the ABI); this module only converts arguments and results and maps the
 //! crate's errors to Python exceptions. The GIL is released around every call
-//! that reaches the kernel. The Pythonic API (mapping protocol, dataclasses,
-//! batches, iterators) lives in `nfkv/__init__.py`.
+//! that reaches the kernel, and around reading a batch file. The Pythonic API
+//! (mapping protocol, dataclasses, batches, iterators) lives in
+//! `nfkv/__init__.py`.
 
-use nfkv::{Batch, Condition, Error, Nfkv};
+use nfkv::batchfile::{self, Kind};
+use nfkv::{Batch, Condition, Encoding, Error, Nfkv, Restore, RestoreError};
+use nfkv::{GET_COMMAND_NAMES, MAX_OPTBASE, SET_COMMAND_NAMES, SNAPSHOT_RETRIES};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyBytes, PyType};
 use std::sync::{Arc, Mutex};
-
-/// Highest optname base accepted: the module's 16 optnames must stay
-/// within a C `int`.
-const MAX_OPTBASE: i64 = i32::MAX as i64 - 16;
-
-/// Retries of a consistent listing before giving up.
-const SNAPSHOT_RETRIES: usize = 1000;
 
 /// errno for replies the library cannot decode or an ABI it does not speak.
 const EPROTO: i32 = 71;
@@ -44,6 +40,11 @@ struct Context {
 /// Maps a library error to the Python exception users expect.
 fn to_pyerr(py: Python<'_>, err: Error, ctx: Context) -> PyErr {
     let msg = err.to_string();
+    exception(py, err, ctx, msg)
+}
+
+/// The exception for `err`, saying `msg`.
+fn exception(py: Python<'_>, err: Error, ctx: Context, msg: String) -> PyErr {
     let errno = err.errno();
     let build = || -> PyResult<PyErr> {
         Ok(match err {
@@ -79,6 +80,35 @@ fn to_pyerr(py: Python<'_>, err: Error, ctx: Context) -> PyErr {
 
 fn libc_errno(errno: Option<i32>) -> i32 {
     errno.unwrap_or(0)
+}
+
+/// A failed restore: the exception of the error behind it (ValueError when
+/// the file cannot be restored as asked), saying what the table holds.
+fn restore_pyerr(py: Python<'_>, err: RestoreError) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        RestoreError::UnknownPrefix => PyValueError::new_err(msg),
+        RestoreError::Table(e) => to_pyerr(py, e, Context::default()),
+        RestoreError::Refused { error } | RestoreError::Stopped { error, .. } => {
+            exception(py, error, Context::default(), msg)
+        }
+    }
+}
+
+/// The encoding called `name`, or ValueError.
+fn encoding(name: &str) -> PyResult<Encoding> {
+    Encoding::from_name(name).ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "encoding must be 'text', 'hex' or 'base64', not {name:?}"
+        ))
+    })
+}
+
+/// Reads a batch or save file; `encoding` as asked for (None: the header's,
+/// else text). A malformed line is a ValueError naming it.
+fn read_file(py: Python<'_>, data: &[u8], encoding: Option<Encoding>) -> PyResult<batchfile::File> {
+    py.allow_threads(|| batchfile::read(data, encoding))
+        .map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
 /// A `put` or `delete` of a batch, as the Python layer hands it over:
@@ -341,6 +371,88 @@ impl Connection {
             .collect();
         Ok((generation, entries))
     }
+
+    /// What `nfkv save` writes for the entries under `prefix`, in `encoding`.
+    fn save<'py>(
+        &self,
+        py: Python<'py>,
+        prefix: &[u8],
+        encoding: &str,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let enc = self::encoding(encoding)?;
+        let kv = self.kv()?;
+        let (generation, entries) = py
+            .allow_threads(|| kv.snapshot(prefix, SNAPSHOT_RETRIES))
+            .map_err(|e| to_pyerr(py, e, Context::default()))?;
+        let mut out = Vec::new();
+        batchfile::write_save(&mut out, enc, prefix, generation, &entries)
+            .map_err(|e| PyOSError::new_err(e.to_string()))?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// Restores a batch or save file (as `nfkv restore [--flush]`).
+    #[pyo3(signature = (data, flush, encoding))]
+    fn restore(
+        &self,
+        py: Python<'_>,
+        data: &[u8],
+        flush: bool,
+        encoding: Option<&str>,
+    ) -> PyResult<()> {
+        let enc = encoding.map(self::encoding).transpose()?;
+        let kv = self.kv()?;
+        let file = read_file(py, data, enc)?;
+        let restore = Restore::new(&file, flush).map_err(|e| restore_pyerr(py, e))?;
+        py.allow_threads(|| restore.run(&kv, enc.unwrap_or_default()))
+            .map_err(|e| restore_pyerr(py, e))
+    }
+}
+
+/// One record of a batch file: the batch op it is, and its line.
+type FileRecord<'py> = (BatchOp<'py>, usize);
+
+/// Reads a batch or save file without applying it: `(encoding, prefix,
+/// flush, records)`, `prefix` None unless a save header records it.
+#[pyfunction]
+#[pyo3(signature = (data, encoding=None))]
+#[allow(clippy::type_complexity)]
+fn read_batch_file<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    encoding: Option<&str>,
+) -> PyResult<(
+    &'static str,
+    Option<Bound<'py, PyBytes>>,
+    bool,
+    Vec<FileRecord<'py>>,
+)> {
+    let asked = encoding.map(self::encoding).transpose()?;
+    let file = read_file(py, data, asked)?;
+    let (enc, prefix) = match &file.header {
+        Some(h) => (h.encoding, h.prefix.as_deref()),
+        None => (asked.unwrap_or_default(), None),
+    };
+    let records = file
+        .records
+        .iter()
+        .map(|r| {
+            let op = (
+                r.kind == Kind::Put,
+                PyBytes::new(py, &r.key),
+                PyBytes::new(py, &r.value),
+                r.cond.create_only,
+                r.cond.replace_only,
+                r.cond.if_version,
+            );
+            (op, r.line)
+        })
+        .collect();
+    Ok((
+        enc.name(),
+        prefix.map(|p| PyBytes::new(py, p)),
+        file.flush,
+        records,
+    ))
 }
 
 /// Opens a connection at `optbase` (None: `$NFKV_OPTBASE`, then sysfs, then
@@ -350,7 +462,7 @@ impl Connection {
 fn connect(py: Python<'_>, optbase: Option<i64>) -> PyResult<Connection> {
     let optbase = match optbase {
         None => None,
-        Some(o) if (0..=MAX_OPTBASE).contains(&o) => Some(o as u32),
+        Some(o) if (0..=i64::from(MAX_OPTBASE)).contains(&o) => Some(o as u32),
         Some(o) => {
             return Err(PyValueError::new_err(format!(
                 "optbase must be 0..={MAX_OPTBASE}, not {o}"
@@ -372,7 +484,10 @@ fn connect(py: Python<'_>, optbase: Option<i64>) -> PyResult<Connection> {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Connection>()?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;
+    m.add_function(wrap_pyfunction!(read_batch_file, m)?)?;
     m.add("MAX_KEY_LEN", nfkv::MAX_KEY_LEN)?;
+    m.add("SET_COMMAND_NAMES", SET_COMMAND_NAMES)?;
+    m.add("GET_COMMAND_NAMES", GET_COMMAND_NAMES)?;
     m.add("DEFAULT_OPTBASE", nfkv::DEFAULT_OPTBASE)?;
     m.add("ABI_VERSION", nfkv::ABI_VERSION)?;
     Ok(())

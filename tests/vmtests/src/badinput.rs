@@ -15,7 +15,7 @@
 use crate::ensure;
 use crate::harness::*;
 use nfkv::{Batch, Condition, Nfkv};
-use nfkv_abi::codec::{self, cmd, ListRequest, Op, OpKind};
+use nfkv_abi::codec::{self, cmd, put_u16, put_u32, put_u64, ListRequest, Op, OpKind};
 use nfkv_abi::uapi;
 use std::io;
 use std::mem::offset_of;
@@ -94,7 +94,7 @@ fn case(name: impl Into<String>, set: bool, cmd: u32, bytes: Vec<u8>, want: Opti
 }
 
 fn op(kind: OpKind, key: &[u8], value: &[u8]) -> Vec<u8> {
-    nfkv::encode_op(&Op {
+    nfkv::raw::encode_op(&Op {
         kind,
         cond: Condition::default(),
         key,
@@ -111,18 +111,6 @@ fn batch_of(ops: &[(OpKind, &[u8], &[u8])]) -> Vec<u8> {
         };
     }
     b.encode().expect("encodable batch")
-}
-
-fn put16(b: &mut [u8], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_ne_bytes());
-}
-
-fn put32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-}
-
-fn put64(b: &mut [u8], off: usize, v: u64) {
-    b[off..off + 8].copy_from_slice(&v.to_ne_bytes());
 }
 
 fn patched(mut b: Vec<u8>, f: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
@@ -340,71 +328,83 @@ fn cases(max_value: usize) -> Vec<Case> {
 
     // 4. Fields of struct nfkv_op: reserved, flags, op codes, versions, lengths.
     let field_cases: Vec<FieldCase> = vec![
-        ("reserved 1", Box::new(|b| put32(b, OP_RESERVED, 1)), EINVAL),
         (
-            "reserved high bit",
-            Box::new(|b| put32(b, OP_RESERVED, 1 << 31)),
+            "reserved 1",
+            Box::new(|b| put_u32(b, OP_RESERVED, 1)),
             EINVAL,
         ),
-        ("flag 0x8", Box::new(|b| put32(b, OP_FLAGS, 8)), EINVAL),
+        (
+            "reserved high bit",
+            Box::new(|b| put_u32(b, OP_RESERVED, 1 << 31)),
+            EINVAL,
+        ),
+        ("flag 0x8", Box::new(|b| put_u32(b, OP_FLAGS, 8)), EINVAL),
         (
             "flag 0x80000000",
-            Box::new(|b| put32(b, OP_FLAGS, 1 << 31)),
+            Box::new(|b| put_u32(b, OP_FLAGS, 1 << 31)),
             EINVAL,
         ),
         (
             "flags all ones",
-            Box::new(|b| put32(b, OP_FLAGS, u32::MAX)),
+            Box::new(|b| put_u32(b, OP_FLAGS, u32::MAX)),
             EINVAL,
         ),
         (
             "create+replace",
-            Box::new(|b| put32(b, OP_FLAGS, 3)),
+            Box::new(|b| put_u32(b, OP_FLAGS, 3)),
             EINVAL,
         ),
-        ("if-version 0", Box::new(|b| put32(b, OP_FLAGS, 4)), EINVAL),
+        (
+            "if-version 0",
+            Box::new(|b| put_u32(b, OP_FLAGS, 4)),
+            EINVAL,
+        ),
         (
             "version without flag",
-            Box::new(|b| put64(b, OP_VERSION, 5)),
+            Box::new(|b| put_u64(b, OP_VERSION, 5)),
             EINVAL,
         ),
-        ("op 0", Box::new(|b| put16(b, OP_OP, 0)), EINVAL),
-        ("op 3", Box::new(|b| put16(b, OP_OP, 3)), EINVAL),
-        ("op 0xffff", Box::new(|b| put16(b, OP_OP, u16::MAX)), EINVAL),
-        ("key_len 0", Box::new(|b| put16(b, OP_KEY_LEN, 0)), EINVAL),
+        ("op 0", Box::new(|b| put_u16(b, OP_OP, 0)), EINVAL),
+        ("op 3", Box::new(|b| put_u16(b, OP_OP, 3)), EINVAL),
+        (
+            "op 0xffff",
+            Box::new(|b| put_u16(b, OP_OP, u16::MAX)),
+            EINVAL,
+        ),
+        ("key_len 0", Box::new(|b| put_u16(b, OP_KEY_LEN, 0)), EINVAL),
         (
             "key_len 256",
-            Box::new(|b| put16(b, OP_KEY_LEN, 256)),
+            Box::new(|b| put_u16(b, OP_KEY_LEN, 256)),
             EINVAL,
         ),
         (
             "key_len 65535",
-            Box::new(|b| put16(b, OP_KEY_LEN, u16::MAX)),
+            Box::new(|b| put_u16(b, OP_KEY_LEN, u16::MAX)),
             EINVAL,
         ),
         (
             "key_len longer than sent",
-            Box::new(|b| put16(b, OP_KEY_LEN, 5)),
+            Box::new(|b| put_u16(b, OP_KEY_LEN, 5)),
             EINVAL,
         ),
         (
             "value_len longer than sent",
-            Box::new(|b| put32(b, OP_VALUE_LEN, 4)),
+            Box::new(|b| put_u32(b, OP_VALUE_LEN, 4)),
             EINVAL,
         ),
         (
             "value_len max+1",
-            Box::new(move |b| put32(b, OP_VALUE_LEN, max_value as u32 + 1)),
+            Box::new(move |b| put_u32(b, OP_VALUE_LEN, max_value as u32 + 1)),
             E2BIG,
         ),
         (
             "value_len u32 max",
-            Box::new(|b| put32(b, OP_VALUE_LEN, u32::MAX)),
+            Box::new(|b| put_u32(b, OP_VALUE_LEN, u32::MAX)),
             E2BIG,
         ),
         (
             "value_len 2^31",
-            Box::new(|b| put32(b, OP_VALUE_LEN, 1 << 31)),
+            Box::new(|b| put_u32(b, OP_VALUE_LEN, 1 << 31)),
             E2BIG,
         ),
     ];
@@ -421,49 +421,49 @@ fn cases(max_value: usize) -> Vec<Case> {
         "del value_len 1",
         true,
         cmd::SET_DEL,
-        patched(del.clone(), |b| put32(b, OP_VALUE_LEN, 1)),
+        patched(del.clone(), |b| put_u32(b, OP_VALUE_LEN, 1)),
         EINVAL,
     ));
     cases.push(case(
         "del reserved",
         true,
         cmd::SET_DEL,
-        patched(del.clone(), |b| put32(b, OP_RESERVED, 7)),
+        patched(del.clone(), |b| put_u32(b, OP_RESERVED, 7)),
         EINVAL,
     ));
     cases.push(case(
         "del key_len 0",
         true,
         cmd::SET_DEL,
-        patched(del.clone(), |b| put16(b, OP_KEY_LEN, 0)),
+        patched(del.clone(), |b| put_u16(b, OP_KEY_LEN, 0)),
         EINVAL,
     ));
     cases.push(case(
         "del key_len 256",
         true,
         cmd::SET_DEL,
-        patched(del.clone(), |b| put16(b, OP_KEY_LEN, 256)),
+        patched(del.clone(), |b| put_u16(b, OP_KEY_LEN, 256)),
         EINVAL,
     ));
     cases.push(case(
         "del create flag",
         true,
         cmd::SET_DEL,
-        patched(del.clone(), |b| put32(b, OP_FLAGS, 1)),
+        patched(del.clone(), |b| put_u32(b, OP_FLAGS, 1)),
         EINVAL,
     ));
     cases.push(case(
         "flush flags",
         true,
         cmd::SET_FLUSH,
-        patched(flush.clone(), |b| put32(b, 0, 1)),
+        patched(flush.clone(), |b| put_u32(b, 0, 1)),
         EINVAL,
     ));
     cases.push(case(
         "flush reserved",
         true,
         cmd::SET_FLUSH,
-        patched(flush.clone(), |b| put32(b, 4, 1)),
+        patched(flush.clone(), |b| put_u32(b, 4, 1)),
         EINVAL,
     ));
     let long_value = op(OpKind::Put, b"key", &vec![1u8; max_value + 1]);
@@ -482,23 +482,23 @@ fn cases(max_value: usize) -> Vec<Case> {
     for (name, f) in [
         (
             "reserved",
-            Box::new(move |b: &mut Vec<u8>| put16(b, gres, 1)) as Patch,
+            Box::new(move |b: &mut Vec<u8>| put_u16(b, gres, 1)) as Patch,
         ),
         (
             "reserved2",
-            Box::new(move |b: &mut Vec<u8>| put32(b, gres2, 1)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, gres2, 1)),
         ),
         (
             "key_len 0",
-            Box::new(move |b: &mut Vec<u8>| put16(b, gkey, 0)),
+            Box::new(move |b: &mut Vec<u8>| put_u16(b, gkey, 0)),
         ),
         (
             "key_len 256",
-            Box::new(move |b: &mut Vec<u8>| put16(b, gkey, 256)),
+            Box::new(move |b: &mut Vec<u8>| put_u16(b, gkey, 256)),
         ),
         (
             "key_len 65535",
-            Box::new(move |b: &mut Vec<u8>| put16(b, gkey, u16::MAX)),
+            Box::new(move |b: &mut Vec<u8>| put_u16(b, gkey, u16::MAX)),
         ),
     ] {
         cases.push(case(
@@ -514,7 +514,7 @@ fn cases(max_value: usize) -> Vec<Case> {
         "get value key past len",
         false,
         cmd::GET_VALUE,
-        patched(resized(&get, 16), |b| put16(b, gkey, 200)),
+        patched(resized(&get, 16), |b| put_u16(b, gkey, 200)),
         EINVAL,
     ));
     let lflags = offset_of!(uapi::nfkv_list, flags);
@@ -530,9 +530,9 @@ fn cases(max_value: usize) -> Vec<Case> {
     ] {
         let b = patched(resized(&list, 4096), |b| {
             if wide {
-                put32(b, off, v)
+                put_u32(b, off, v)
             } else {
-                put16(b, off, v as u16)
+                put_u16(b, off, v as u16)
             }
         });
         cases.push(case(
@@ -544,8 +544,8 @@ fn cases(max_value: usize) -> Vec<Case> {
         ));
     }
     let past = patched(resized(&list, codec::LIST_REPLY_SIZE), |b| {
-        put16(b, lafter, 200);
-        put16(b, lprefix, 200);
+        put_u16(b, lafter, 200);
+        put_u16(b, lprefix, 200);
     });
     cases.push(case(
         "list keys past len",
@@ -562,52 +562,52 @@ fn cases(max_value: usize) -> Vec<Case> {
     for (name, f, want) in [
         (
             "flags 2",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bflags, 2)) as Patch,
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bflags, 2)) as Patch,
             EINVAL,
         ),
         (
             "flags all ones",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bflags, u32::MAX)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bflags, u32::MAX)),
             EINVAL,
         ),
         (
             "count max+1",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, codec::MAX_BATCH_OPS as u32 + 1)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bcount, codec::MAX_BATCH_OPS as u32 + 1)),
             E2BIG,
         ),
         (
             "count u32 max",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, u32::MAX)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bcount, u32::MAX)),
             E2BIG,
         ),
         (
             "count 2^31",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 1 << 31)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bcount, 1 << 31)),
             E2BIG,
         ),
         (
             "count 2^28+1",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, (1 << 28) + 1)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bcount, (1 << 28) + 1)),
             E2BIG,
         ),
         (
             "count max, 2 records",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, codec::MAX_BATCH_OPS as u32)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bcount, codec::MAX_BATCH_OPS as u32)),
             EINVAL,
         ),
         (
             "count 3, 2 records",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 3)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bcount, 3)),
             EINVAL,
         ),
         (
             "count 1, 2 records",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 1)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bcount, 1)),
             EINVAL,
         ),
         (
             "count 0, 2 records",
-            Box::new(move |b: &mut Vec<u8>| put32(b, bcount, 0)),
+            Box::new(move |b: &mut Vec<u8>| put_u32(b, bcount, 0)),
             EINVAL,
         ),
     ] {
@@ -647,33 +647,37 @@ fn cases(max_value: usize) -> Vec<Case> {
         let corruptions: Vec<FieldCase> = vec![
             (
                 "key_len 0",
-                Box::new(move |b| put16(b, rec + OP_KEY_LEN, 0)),
+                Box::new(move |b| put_u16(b, rec + OP_KEY_LEN, 0)),
                 EINVAL,
             ),
             (
                 "key_len 256",
-                Box::new(move |b| put16(b, rec + OP_KEY_LEN, 256)),
+                Box::new(move |b| put_u16(b, rec + OP_KEY_LEN, 256)),
                 EINVAL,
             ),
-            ("op 9", Box::new(move |b| put16(b, rec + OP_OP, 9)), EINVAL),
+            (
+                "op 9",
+                Box::new(move |b| put_u16(b, rec + OP_OP, 9)),
+                EINVAL,
+            ),
             (
                 "reserved",
-                Box::new(move |b| put32(b, rec + OP_RESERVED, 1)),
+                Box::new(move |b| put_u32(b, rec + OP_RESERVED, 1)),
                 EINVAL,
             ),
             (
                 "unknown flag",
-                Box::new(move |b| put32(b, rec + OP_FLAGS, 0x10)),
+                Box::new(move |b| put_u32(b, rec + OP_FLAGS, 0x10)),
                 EINVAL,
             ),
             (
                 "value_len max+1",
-                Box::new(move |b| put32(b, rec + OP_VALUE_LEN, max_value as u32 + 1)),
+                Box::new(move |b| put_u32(b, rec + OP_VALUE_LEN, max_value as u32 + 1)),
                 too_big,
             ),
             (
                 "value_len past end",
-                Box::new(move |b| put32(b, rec + OP_VALUE_LEN, past_end)),
+                Box::new(move |b| put_u32(b, rec + OP_VALUE_LEN, past_end)),
                 EINVAL,
             ),
             // Every record of this batch has padding after its value.

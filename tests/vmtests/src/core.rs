@@ -4,7 +4,7 @@
 use crate::harness::*;
 use crate::{ensure, tests};
 use nfkv::{Batch, Condition, Nfkv};
-use nfkv_abi::codec::{self, cmd, Op, OpKind};
+use nfkv_abi::codec::{self, cmd, put_u16, put_u32, put_u64, Op, OpKind};
 use nfkv_abi::uapi;
 use std::collections::BTreeMap;
 use std::mem::offset_of;
@@ -178,17 +178,9 @@ fn patched(kind: OpKind, key: &[u8], value: &[u8], patch: impl FnOnce(&mut Vec<u
         key,
         value,
     };
-    let mut req = nfkv::encode_op(&op);
+    let mut req = nfkv::raw::encode_op(&op);
     patch(&mut req);
     req
-}
-
-fn set_u32(req: &mut [u8], off: usize, v: u32) {
-    req[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-}
-
-fn set_u64(req: &mut [u8], off: usize, v: u64) {
-    req[off..off + 8].copy_from_slice(&v.to_ne_bytes());
 }
 
 fn contradictory_flags_are_einval() -> TestResult {
@@ -201,40 +193,40 @@ fn contradictory_flags_are_einval() -> TestResult {
         (
             "create+replace",
             cmd::SET_PUT,
-            patched(OpKind::Put, b"k", b"v", |r| set_u32(r, flags, 3)),
+            patched(OpKind::Put, b"k", b"v", |r| put_u32(r, flags, 3)),
         ),
         (
             "create+if-version",
             cmd::SET_PUT,
             patched(OpKind::Put, b"k", b"v", |r| {
-                set_u32(r, flags, 5);
-                set_u64(r, version, 1);
+                put_u32(r, flags, 5);
+                put_u64(r, version, 1);
             }),
         ),
         (
             "if-version 0",
             cmd::SET_PUT,
-            patched(OpKind::Put, b"k", b"v", |r| set_u32(r, flags, 4)),
+            patched(OpKind::Put, b"k", b"v", |r| put_u32(r, flags, 4)),
         ),
         (
             "version without flag",
             cmd::SET_PUT,
-            patched(OpKind::Put, b"k", b"v", |r| set_u64(r, version, 9)),
+            patched(OpKind::Put, b"k", b"v", |r| put_u64(r, version, 9)),
         ),
         (
             "unknown flag",
             cmd::SET_PUT,
-            patched(OpKind::Put, b"k", b"v", |r| set_u32(r, flags, 8)),
+            patched(OpKind::Put, b"k", b"v", |r| put_u32(r, flags, 8)),
         ),
         (
             "delete with create",
             cmd::SET_DEL,
-            patched(OpKind::Del, b"k", b"", |r| set_u32(r, flags, 1)),
+            patched(OpKind::Del, b"k", b"", |r| put_u32(r, flags, 1)),
         ),
         (
             "delete with replace",
             cmd::SET_DEL,
-            patched(OpKind::Del, b"k", b"", |r| set_u32(r, flags, 2)),
+            patched(OpKind::Del, b"k", b"", |r| put_u32(r, flags, 2)),
         ),
         (
             "del sent to PUT",
@@ -264,7 +256,7 @@ fn key_length_edges() -> TestResult {
     );
     let key_len = offset_of!(uapi::nfkv_op, key_len);
     let zero = patched(OpKind::Put, b"a", b"v", |r| {
-        r[key_len..key_len + 2].copy_from_slice(&0u16.to_ne_bytes());
+        put_u16(r, key_len, 0);
         r.remove(codec::OP_SIZE);
     });
     expect_errno(
@@ -273,7 +265,7 @@ fn key_length_edges() -> TestResult {
         libc::EINVAL,
     )?;
     let long = patched(OpKind::Put, &[b'k'; 255], b"v", |r| {
-        r[key_len..key_len + 2].copy_from_slice(&256u16.to_ne_bytes());
+        put_u16(r, key_len, 256);
         r.insert(codec::OP_SIZE, b'k');
     });
     expect_errno(
@@ -760,13 +752,13 @@ fn network_namespaces_are_isolated() -> TestResult {
 
 /// Every command, with a well-formed request, through `fd`: all must fail with `want`.
 fn every_command_fails(fd: &std::os::fd::OwnedFd, optbase: u32, want: i32) -> TestResult {
-    let put = nfkv::encode_op(&Op {
+    let put = nfkv::raw::encode_op(&Op {
         kind: OpKind::Put,
         cond: Condition::default(),
         key: b"k",
         value: b"v",
     });
-    let del = nfkv::encode_op(&Op {
+    let del = nfkv::raw::encode_op(&Op {
         kind: OpKind::Del,
         cond: Condition::default(),
         key: b"k",
@@ -786,7 +778,7 @@ fn every_command_fails(fd: &std::os::fd::OwnedFd, optbase: u32, want: i32) -> Te
     ] {
         expect_errno(
             &format!("set {name} on fd {}", fd_no(fd)),
-            nfkv::raw_set(fd, optbase + c, req),
+            nfkv::raw::raw_set(fd, optbase + c, req),
             want,
         )?;
     }
@@ -807,7 +799,7 @@ fn every_command_fails(fd: &std::os::fd::OwnedFd, optbase: u32, want: i32) -> Te
         }
         expect_errno(
             &format!("get {name} on fd {}", fd_no(fd)),
-            nfkv::raw_get(fd, optbase + c, &mut buf),
+            nfkv::raw::raw_get(fd, optbase + c, &mut buf),
             want,
         )?;
     }
@@ -823,10 +815,10 @@ fn nobody_gets_eperm_on_every_command() -> TestResult {
         // The raw socket is opened while still root (it needs CAP_NET_RAW);
         // the UDP one after dropping privileges: both must meet the gate.
         let raw =
-            nfkv::open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| e.to_string())?;
+            nfkv::raw::open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW).map_err(|e| e.to_string())?;
         become_nobody()?;
-        let udp =
-            nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
+        let udp = nfkv::raw::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP)
+            .map_err(|e| e.to_string())?;
         every_command_fails(&raw, optbase, libc::EPERM)?;
         every_command_fails(&udp, optbase, libc::EPERM)?;
         match Nfkv::open() {
@@ -852,8 +844,8 @@ fn user_namespace_root_gets_its_own_table() -> TestResult {
     let before = dump(&kv)?;
     let optbase = kv.optbase();
     in_child(|| {
-        let host_udp =
-            nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
+        let host_udp = nfkv::raw::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP)
+            .map_err(|e| e.to_string())?;
         enter_user_and_net_namespace()?;
         // Root of the new user namespace: its own empty table...
         let kv = connect()?;
@@ -875,8 +867,8 @@ fn socket_keeps_its_namespace_after_unshare() -> TestResult {
     let kv = fresh()?;
     let optbase = kv.optbase();
     in_child(|| {
-        let old =
-            nfkv::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
+        let old = nfkv::raw::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP)
+            .map_err(|e| e.to_string())?;
         unshare(libc::CLONE_NEWNET)?;
         let old = Nfkv::from_fd(old, optbase).map_err(|e| e.to_string())?;
         put(&old, b"via-old-socket", b"1")?;

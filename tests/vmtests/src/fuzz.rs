@@ -55,7 +55,7 @@ fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
         } else {
             cond
         };
-        nfkv::encode_op(&Op {
+        nfkv::raw::encode_op(&Op {
             kind,
             cond,
             key,

@@ -77,14 +77,15 @@ fn stat(mut v: Vec<f64>) -> Stat {
 /// Copies of `n` buffers (requests or reply buffers) in slots of whole
 /// pages, at places picked by a fixed shuffle: buffer `i` in `copies =
 /// max(1, 1024 / n)` copies, call `j` using buffer `j % n`, copy
-/// `(j / n) % copies`. Every nfkv row but the listing sends its requests
-/// from, and reads its replies into, such buffers, the same for Rust and C.
+/// `(j / n) % copies`. The PUT, DEL and batch rows send their requests from
+/// such buffers, and the single-thread GET rows read their replies into
+/// them, the same for Rust and C.
 ///
 /// Why: QEMU's software TLB is direct-mapped, so a user page that shares a
 /// slot with a kernel page one module touches on every call (its entry,
 /// its data, its stack) slows that module's calls, and not the other's.
 /// With one buffer per request, the layout of the boot picked a winner
-/// (BENCHMARKS.md: moving one 16 KiB buffer by whole pages flipped either
+/// (docs/bench-notes.md: moving one 16 KiB buffer by whole pages flipped either
 /// module between ~100 and ~190 us per PUT). Many placements per row
 /// average that out for both modules alike.
 struct Scattered {
@@ -449,7 +450,8 @@ fn main() {
                     N,
                     || {},
                     |_| {
-                        nf::raw_get(fd, floor_base + GET_VALUE, &mut buf).expect("floor get");
+                        nfkv::raw::raw_get(fd, floor_base + GET_VALUE, &mut buf)
+                            .expect("floor get");
                     },
                 ),
                 timed(
@@ -457,7 +459,7 @@ fn main() {
                     N,
                     || {},
                     |_| {
-                        nf::raw_set(fd, floor_base + SET_PUT, &put).expect("floor set");
+                        nfkv::raw::raw_set(fd, floor_base + SET_PUT, &put).expect("floor set");
                     },
                 ),
             ],

@@ -1,144 +1,56 @@
 //! The nfkv ABI at the wire level, for the benchmark: raw setsockopt and
-//! getsockopt on prebuilt requests, laid out from `include/nfkv.h` (through
-//! the bindgen view in `nfkv_abi::uapi`) so that the timed paths do no
-//! encoding and depend on nothing but the ABI. Used for nfkv.ko, nfkv_cref.ko
-//! and the floor alike.
+//! getsockopt (`nfkv::raw`) on requests prebuilt with the ABI codec
+//! (`nfkv_abi::codec`, the module's own), so that the timed paths do no
+//! encoding. Used for nfkv.ko, nfkv_cref.ko and the floor alike.
 
-use nfkv_abi::uapi as u;
+use nfkv::raw::{self, open_socket};
+use nfkv::{Batch, Condition};
+use nfkv_abi::codec::{self, Info, ListRequest, Op, OpKind, Reject};
 use std::cell::Cell;
 use std::io;
-use std::mem::{offset_of, size_of};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
-pub const OP_SIZE: usize = size_of::<u::nfkv_op>();
-pub const GET_SIZE: usize = size_of::<u::nfkv_get>();
-pub const VALUE_SIZE: usize = size_of::<u::nfkv_value>();
-const LIST_SIZE: usize = size_of::<u::nfkv_list>();
-const LIST_REPLY_SIZE: usize = size_of::<u::nfkv_list_reply>();
-const LIST_ENTRY_SIZE: usize = size_of::<u::nfkv_list_entry>();
-const INFO_SIZE: usize = size_of::<u::nfkv_info>();
-const BATCH_SIZE: usize = size_of::<u::nfkv_batch>();
-const FLUSH_SIZE: usize = size_of::<u::nfkv_flush>();
-const ALIGN: usize = u::NFKV_ALIGN as usize;
+pub use nfkv_abi::codec::cmd::{
+    GET_INFO, GET_LIST, GET_VALUE, SET_BATCH, SET_DEL, SET_FLUSH, SET_PUT,
+};
+pub use nfkv_abi::codec::VALUE_SIZE;
+
 /// Buffer offered to each LIST call: the most a module fills per call.
 pub const LIST_PAGE: usize = 1 << 20;
 
-/// Command offsets from the optname base.
-pub const SET_PUT: u32 = u::NFKV_SO_SET_PUT - u::NFKV_BASE_CTL;
-pub const SET_DEL: u32 = u::NFKV_SO_SET_DEL - u::NFKV_BASE_CTL;
-pub const SET_FLUSH: u32 = u::NFKV_SO_SET_FLUSH - u::NFKV_BASE_CTL;
-pub const SET_BATCH: u32 = u::NFKV_SO_SET_BATCH - u::NFKV_BASE_CTL;
-pub const GET_INFO: u32 = u::NFKV_SO_GET_INFO - u::NFKV_BASE_CTL;
-pub const GET_VALUE: u32 = u::NFKV_SO_GET_VALUE - u::NFKV_BASE_CTL;
-pub const GET_LIST: u32 = u::NFKV_SO_GET_LIST - u::NFKV_BASE_CTL;
-
-fn put16(b: &mut [u8], off: usize, v: u16) {
-    b[off..off + 2].copy_from_slice(&v.to_ne_bytes());
-}
-fn put32(b: &mut [u8], off: usize, v: u32) {
-    b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
-}
-fn rd16(b: &[u8], off: usize) -> u16 {
-    u16::from_ne_bytes(b[off..off + 2].try_into().unwrap())
-}
-fn rd32(b: &[u8], off: usize) -> u32 {
-    u32::from_ne_bytes(b[off..off + 4].try_into().unwrap())
-}
-
-fn align_up(n: usize) -> usize {
-    n.div_ceil(ALIGN) * ALIGN
-}
-
 /// `struct nfkv_op` + key + value: a PUT (`value` given) or a DEL.
 pub fn encode_op(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
-    let v = value.unwrap_or(&[]);
-    let mut r = vec![0u8; OP_SIZE + key.len() + v.len()];
-    let op = if value.is_some() {
-        u::NFKV_OP_PUT
-    } else {
-        u::NFKV_OP_DEL
-    };
-    put16(&mut r, offset_of!(u::nfkv_op, op), op as u16);
-    put16(&mut r, offset_of!(u::nfkv_op, key_len), key.len() as u16);
-    put32(&mut r, offset_of!(u::nfkv_op, value_len), v.len() as u32);
-    r[OP_SIZE..OP_SIZE + key.len()].copy_from_slice(key);
-    r[OP_SIZE + key.len()..].copy_from_slice(v);
-    r
+    raw::encode_op(&Op {
+        kind: if value.is_some() {
+            OpKind::Put
+        } else {
+            OpKind::Del
+        },
+        cond: Condition::default(),
+        key,
+        value: value.unwrap_or_default(),
+    })
 }
 
 /// `struct nfkv_batch` + PUT records (unconditional), each padded to 8.
 pub fn encode_batch<'a>(puts: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
-    let mut r = vec![0u8; BATCH_SIZE];
-    let mut count = 0u32;
+    let mut b = Batch::new();
     for (k, v) in puts {
-        let rec = encode_op(k, Some(v));
-        let start = r.len();
-        r.extend_from_slice(&rec);
-        r.resize(start + align_up(rec.len()), 0);
-        count += 1;
+        b.put(k, v, Condition::default());
     }
-    put32(&mut r, offset_of!(u::nfkv_batch, count), count);
-    r
+    b.encode().expect("a batch within the ABI's limits")
 }
 
 /// `struct nfkv_get` + key: the start of a GET_VALUE buffer.
 pub fn encode_get(key: &[u8]) -> Vec<u8> {
-    let mut r = vec![0u8; GET_SIZE + key.len()];
-    put16(&mut r, offset_of!(u::nfkv_get, key_len), key.len() as u16);
-    r[GET_SIZE..].copy_from_slice(key);
+    let mut r = vec![0u8; codec::GET_SIZE + key.len()];
+    codec::encode_get(&mut r, key);
     r
 }
 
 /// A PF_INET raw socket, as ipvsadm and iptables use.
 pub fn socket() -> OwnedFd {
-    // SAFETY: plain syscall; the result is checked before use.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_INET,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::IPPROTO_RAW,
-        )
-    };
-    assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    unsafe { OwnedFd::from_raw_fd(fd) }
-}
-
-/// `setsockopt(fd, IPPROTO_IP, optname, req)`.
-pub fn raw_set(fd: &OwnedFd, optname: u32, req: &[u8]) -> io::Result<()> {
-    // SAFETY: `req` is valid for `req.len()` bytes for the call.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IP,
-            optname as i32,
-            req.as_ptr().cast(),
-            req.len() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// `getsockopt(fd, IPPROTO_IP, optname, buf)`; the reply length.
-pub fn raw_get(fd: &OwnedFd, optname: u32, buf: &mut [u8]) -> io::Result<usize> {
-    let mut len = buf.len() as libc::socklen_t;
-    // SAFETY: `buf` is valid for `len` bytes and `len` for writing.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::IPPROTO_IP,
-            optname as i32,
-            buf.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(len as usize)
+    open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW).expect("socket")
 }
 
 /// The key of entry `i`: 16 bytes, spread over the key space.
@@ -170,35 +82,38 @@ impl Nf {
             fd: socket(),
             filled: Cell::new(None),
         };
-        let mut info = [0u8; INFO_SIZE];
-        let n = nf
-            .get(GET_INFO, &mut info)
+        let info = nf
+            .info()
             .unwrap_or_else(|e| panic!("{name}: info at optbase {base}: {e}"));
-        assert_eq!(n, INFO_SIZE, "{name}: info length");
-        let abi = rd32(&info, offset_of!(u::nfkv_info, abi_version));
-        assert_eq!(abi, u::NFKV_ABI_VERSION, "{name}: ABI version");
+        assert_eq!(info.abi_version, nfkv::ABI_VERSION, "{name}: ABI version");
         nf
     }
 
     #[inline]
     pub fn set(&self, cmd: u32, req: &[u8]) -> io::Result<()> {
-        raw_set(&self.fd, self.base + cmd, req)
+        raw::raw_set(&self.fd, self.base + cmd, req)
     }
 
     #[inline]
     pub fn get(&self, cmd: u32, buf: &mut [u8]) -> io::Result<usize> {
-        raw_get(&self.fd, self.base + cmd, buf)
+        raw::raw_get(&self.fd, self.base + cmd, buf)
+    }
+
+    /// GET_INFO, whole.
+    fn info(&self) -> io::Result<Info> {
+        let mut info = [0u8; codec::INFO_SIZE];
+        let n = self.get(GET_INFO, &mut info)?;
+        Info::decode(&info[..n]).map_err(|_| io::Error::other("short info reply"))
     }
 
     /// Entries in the table, from GET_INFO.
     pub fn entries(&self) -> u64 {
-        let mut info = [0u8; INFO_SIZE];
-        self.get(GET_INFO, &mut info).expect("info");
-        rd32(&info, offset_of!(u::nfkv_info, entries)).into()
+        self.info().expect("info").entries.into()
     }
 
     pub fn flush(&self) {
-        self.set(SET_FLUSH, &[0u8; FLUSH_SIZE]).expect("flush");
+        self.set(SET_FLUSH, &[0u8; codec::FLUSH_SIZE])
+            .expect("flush");
         self.filled.set(Some((0, 0)));
         assert_eq!(self.entries(), 0, "{}: entries after flush", self.name);
     }
@@ -251,36 +166,31 @@ impl Nf {
     /// length; returns the number of entries. Checks every page's framing.
     #[inline]
     pub fn list_all(&self, buf: &mut [u8], mut visit: impl FnMut(&[u8], usize)) -> u64 {
-        let mut after = [0u8; u::NFKV_MAX_KEY_LEN as usize];
+        let mut after = [0u8; nfkv::MAX_KEY_LEN];
         let mut after_len = 0usize;
         let mut total = 0u64;
         loop {
-            buf[..LIST_SIZE].fill(0);
-            put16(buf, offset_of!(u::nfkv_list, after_len), after_len as u16);
-            buf[LIST_SIZE..LIST_SIZE + after_len].copy_from_slice(&after[..after_len]);
+            ListRequest {
+                after: &after[..after_len],
+                prefix: b"",
+            }
+            .encode(buf);
             let n = self
                 .get(GET_LIST, buf)
                 .unwrap_or_else(|e| panic!("{}: list: {e}", self.name));
-            let count = rd32(buf, offset_of!(u::nfkv_list_reply, count));
-            let flags = rd32(buf, offset_of!(u::nfkv_list_reply, flags));
-            let size = rd32(buf, offset_of!(u::nfkv_list_reply, size)) as usize;
-            assert_eq!(size, n, "{}: list reply size", self.name);
-            let mut off = LIST_REPLY_SIZE;
-            for _ in 0..count {
-                let klen = rd16(buf, off + offset_of!(u::nfkv_list_entry, key_len)) as usize;
-                let vlen = rd32(buf, off + offset_of!(u::nfkv_list_entry, value_len)) as usize;
-                let k = &buf[off + LIST_ENTRY_SIZE..off + LIST_ENTRY_SIZE + klen];
-                visit(k, vlen);
-                after[..klen].copy_from_slice(k);
-                after_len = klen;
-                off += align_up(LIST_ENTRY_SIZE + klen + vlen);
-            }
-            assert_eq!(off, n, "{}: list page framing", self.name);
-            total += u64::from(count);
-            if flags & u::NFKV_LIST_F_MORE == 0 {
+            let page = codec::decode_list_page(&buf[..n], |e| {
+                visit(e.key, e.value.len());
+                after[..e.key.len()].copy_from_slice(e.key);
+                after_len = e.key.len();
+                Ok::<(), Reject>(())
+            })
+            .unwrap_or_else(|_| panic!("{}: list page framing", self.name));
+            assert_eq!(page.size as usize, n, "{}: list reply size", self.name);
+            total += u64::from(page.count);
+            if !page.more {
                 return total;
             }
-            assert!(count > 0, "{}: empty page with MORE", self.name);
+            assert!(page.count > 0, "{}: empty page with MORE", self.name);
         }
     }
 }

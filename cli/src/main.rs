@@ -1,12 +1,13 @@
-//! `nfkv`: command-line client for the nfkv kernel module.
+//! `nfkv`: command-line client for the nfkv kernel module, over the `nfkv`
+//! library (which does everything but argument parsing and output).
 //!
 //! Exit codes: 0 success, 1 error, 2 usage, 3 key not found, 4 condition
 //! failed (exists / version mismatch), 5 module not loaded, 6 permission denied.
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-mod batchfile;
-
+use nfkv::{batchfile, Restore, RestoreError, SNAPSHOT_RETRIES};
 use nfkv::{decode_escaped, decode_text, encode_text, Condition, Encoding, Error, Nfkv};
+use nfkv::{GET_COMMAND_NAMES, MAX_BATCH_OPS, MAX_REQUEST_LEN, SET_COMMAND_NAMES};
 use serde_json::{json, Value as Json};
 use std::ffi::OsString;
 use std::io::{self, BufRead, Read, Write};
@@ -14,22 +15,13 @@ use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use nfkv_abi::codec::{MAX_BATCH_OPS, MAX_REQUEST_LEN};
-
 /// The man page's and `--help`'s closing sections.
 const LONG_HELP: &str = "\
 KEYS AND VALUES
   Keys are 1-255 bytes, values 0-max_value_len bytes, both binary. With --hex or --base64 every key, value and prefix, in arguments and output, is lowercase hexadecimal or padded base64. In the default text encoding, output prints printable ASCII as is, a backslash as \\\\, a leading '-' as \\x2d and every other byte as \\xNN, so one key or value is one blank-free token. Arguments (KEY, VALUE, --prefix) take the same escapes: \\xNN is the byte NN, \\\\ a backslash, any other byte stands for itself; a backslash starting anything else is an error. So whatever list prints can be typed back: nfkv del 'a\\x20b' removes the key \"a b\". A value read with --file or from standard input is taken as is. get prints a value's raw bytes (text encoding) or its encoded form.
 
 BATCH AND SAVE FILES
-  One record per line; blank lines and lines starting with # are comments:
-    put [--create | --replace | --if-version=N]... [--] KEY [VALUE]
-    del [--if-version=N] [--] KEY
-    flush                     (first line only: empty the table first)
-  Options come only between the command and the key; KEY and VALUE are single tokens in the file's encoding (no VALUE: the empty value). In the text encoding a token never starts with '-' (\\x2d), so no key or value is ever read as an option, whatever its bytes spell. save writes a header line first: '# nfkv save v2 encoding=E prefix=P entries=N generation=G', then one 'put KEY [VALUE]' per entry in key order. batch and restore honour the header's encoding (an explicit --hex or --base64 that disagrees with it is an error) and restore its prefix. Files of the first save format (header '# nfkv save: N entries, ...') are read as they were written, every line a plain put; restore --flush refuses them, as they do not record their prefix.
-
-ATOMICITY OF batch AND restore
-  batch applies its file in one BATCH request, all or nothing, or refuses it when it exceeds one request (65536 records or 64 MiB encoded). restore applies a file that fits one request atomically too: with --flush the table is replaced in one step. A larger file is applied in several requests, in file order (with --flush the first one empties the table); if one fails, restore stops, exits non-zero and says which records were applied and what the table holds. A save of a --prefix, restored with --flush, replaces only the keys under that prefix: the keys under it that the file does not write are deleted in the same request as the file's records (or first, when it takes several requests); keys outside the prefix are untouched.";
+  batch, save and restore share one file format: one record per line (put, del, or a first flush), keys and values as single tokens in the encoding above. batch applies a file all or nothing; restore too when it fits one request, else in several. The format in full, and which restores are atomic: README.md of nfkv, section \"Batch and save files\".";
 
 #[derive(Parser)]
 #[command(
@@ -55,7 +47,7 @@ struct Cli {
     #[arg(long, short = 'j', global = true)]
     json: bool,
     /// First optname of the module (default: $NFKV_OPTBASE, sysfs, 2048)
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(..=i64::from(nfkv::MAX_OPTBASE)))]
     optbase: Option<u32>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -98,9 +90,7 @@ enum Command {
     },
     /// Show per-command counters
     Stats,
-    /// Apply operations from FILE (or stdin) all or nothing, one per line:
-    /// `put [--create|--replace|--if-version=N] KEY [VALUE]`,
-    /// `del [--if-version=N] KEY`, `flush` (see BATCH AND SAVE FILES)
+    /// Apply a batch file (FILE or stdin) all or nothing (see BATCH AND SAVE FILES)
     Batch { file: Option<PathBuf> },
     /// Print every entry as a batch file that `restore` reads back exactly
     Save {
@@ -108,7 +98,7 @@ enum Command {
         #[arg(long, short = 'p')]
         prefix: Option<OsString>,
     },
-    /// Apply a `save` file: atomically when it fits one batch (see ATOMICITY)
+    /// Apply a `save` file: atomically when it fits one batch (see BATCH AND SAVE FILES)
     Restore {
         file: Option<PathBuf>,
         /// Empty the table first (only the saved prefix, for a `save --prefix`)
@@ -146,17 +136,21 @@ struct Failure {
     message: String,
 }
 
+/// The exit code of a failure with error `e`.
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::NotFound => 3,
+        Error::Exists | Error::VersionMismatch => 4,
+        Error::NotLoaded { .. } => 5,
+        Error::PermissionDenied => 6,
+        _ => 1,
+    }
+}
+
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        let code = match e {
-            Error::NotFound => 3,
-            Error::Exists | Error::VersionMismatch => 4,
-            Error::NotLoaded { .. } => 5,
-            Error::PermissionDenied => 6,
-            _ => 1,
-        };
         Failure {
-            code,
+            code: exit_code(&e),
             message: e.to_string(),
         }
     }
@@ -333,7 +327,12 @@ fn info(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
     } else {
         writeln!(out, "module version: {}", i.module_version_str())?;
         writeln!(out, "abi version:    {}", i.abi_version)?;
-        writeln!(out, "optnames:       {}..{}", i.optbase, i.optbase + 15)?;
+        writeln!(
+            out,
+            "optnames:       {}..{}",
+            i.optbase,
+            i.optbase.saturating_add(15)
+        )?;
         writeln!(out, "entries:        {} of {}", i.entries, i.max_entries)?;
         writeln!(out, "bytes used:     {}", i.bytes_used)?;
         writeln!(out, "generation:     {}", i.generation)?;
@@ -414,7 +413,7 @@ fn list(
         }
     };
     if consistent || ctx.json {
-        let (generation, entries) = kv.snapshot(&prefix, 1000)?;
+        let (generation, entries) = kv.snapshot(&prefix, SNAPSHOT_RETRIES)?;
         if ctx.json {
             let list: Vec<Json> = entries.iter().map(|e| entry_json(ctx, e)).collect();
             let j = json!({"generation": generation, "encoding": ctx.enc.name(), "entries": list});
@@ -432,9 +431,6 @@ fn list(
     Ok(())
 }
 
-const SET_NAMES: [&str; 4] = ["put", "del", "flush", "batch"];
-const GET_NAMES: [&str; 4] = ["info", "value", "list", "stats"];
-
 fn stats(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
     let s = ctx.open()?.stats()?;
     if ctx.json {
@@ -446,11 +442,11 @@ fn stats(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
                 .collect::<serde_json::Map<_, _>>()
                 .into()
         };
-        let j = json!({"set": side(&SET_NAMES, &s.set), "get": side(&GET_NAMES, &s.get)});
+        let j = json!({"set": side(&SET_COMMAND_NAMES, &s.set), "get": side(&GET_COMMAND_NAMES, &s.get)});
         writeln!(out, "{j}")?;
     } else {
         writeln!(out, "{:<12} {:>12} {:>12}", "command", "ok", "failed")?;
-        for (name, c) in SET_NAMES.iter().zip(&s.set) {
+        for (name, c) in SET_COMMAND_NAMES.iter().zip(&s.set) {
             writeln!(
                 out,
                 "{:<12} {:>12} {:>12}",
@@ -459,7 +455,7 @@ fn stats(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
                 c.failed
             )?;
         }
-        for (name, c) in GET_NAMES.iter().zip(&s.get) {
+        for (name, c) in GET_COMMAND_NAMES.iter().zip(&s.get) {
             writeln!(
                 out,
                 "{:<12} {:>12} {:>12}",
@@ -477,15 +473,8 @@ fn save(ctx: &Ctx, out: &mut impl Write, prefix: Option<OsString>) -> Result<(),
         .map(|p| ctx.arg_bytes("PREFIX", p))
         .transpose()?
         .unwrap_or_default();
-    let (generation, entries) = ctx.open()?.snapshot(&prefix, 1000)?;
-    writeln!(
-        out,
-        "{}",
-        batchfile::header(ctx.enc, &prefix, entries.len(), generation)
-    )?;
-    for e in &entries {
-        writeln!(out, "{}", batchfile::put_line(&e.key, &e.value, ctx.enc))?;
-    }
+    let (generation, entries) = ctx.open()?.snapshot(&prefix, SNAPSHOT_RETRIES)?;
+    batchfile::write_save(out, ctx.enc, &prefix, generation, &entries)?;
     Ok(())
 }
 
@@ -500,66 +489,28 @@ fn read_file(ctx: &Ctx, file: Option<&std::path::Path>) -> Result<batchfile::Fil
         ),
         _ => ("standard input".into(), Box::new(io::stdin().lock())),
     };
-    batchfile::read(reader, ctx.enc, ctx.explicit)
-        .map_err(|(line, e)| usage(format!("{name}, line {line}: {e}")))
+    batchfile::read(reader, ctx.explicit.then_some(ctx.enc))
+        .map_err(|e| usage(format!("{name}, line {}: {}", e.line, e.message)))
 }
 
-/// Restores a file: one atomic batch when it fits, else several in file
-/// order, stopping at the first failure with a report of the table's state.
+/// Restores a file (see [`Restore`]): one atomic batch when it fits, else
+/// several in file order, stopping at the first failure with a report of the
+/// table's state.
 fn restore(ctx: &Ctx, file: Option<&std::path::Path>, flush: bool) -> Result<(), Failure> {
-    use batchfile::Flush;
     let file = read_file(ctx, file)?;
-    let prefix = file.header.as_ref().and_then(|h| h.prefix.clone());
-    if flush && !file.flush && file.header.as_ref().is_some_and(|h| h.prefix.is_none()) {
-        return Err(usage(
-            "restore --flush: this file is in the first save format, which does not record the --prefix it was saved with; restore it without --flush (after `nfkv flush`, if it holds the whole table)",
-        ));
-    }
-    let kv = ctx.open()?;
-    let limits = kv.limits();
-    let max_ops = match limits.max_batch_ops as usize {
-        0 => MAX_BATCH_OPS,
-        n => n.min(MAX_BATCH_OPS),
-    };
-    // Retries only when a prefix flush raced another writer: the batch that
-    // deletes the keys under the prefix failed and the table had changed.
-    let mut attempt = 0;
-    'retry: loop {
-        let (mode, generation) = match &prefix {
-            _ if file.flush => (Flush::All, None),
-            Some(p) if flush && !p.is_empty() => {
-                let (generation, entries) = kv.snapshot(p, 1000)?;
-                let keys = entries.into_iter().map(|e| e.key).collect();
-                let deletes = batchfile::prefix_deletes(&file, keys);
-                (Flush::Prefix(p.clone(), deletes), Some(generation))
-            }
-            _ if flush => (Flush::All, None),
-            _ => (Flush::None, None),
-        };
-        let steps = batchfile::plan(&file, &mode, max_ops, MAX_REQUEST_LEN);
-        for (i, step) in steps.iter().enumerate() {
-            let Err(e) = kv.apply(&step.batch) else {
-                continue;
-            };
-            let raced = i == 0
-                && attempt < 10
-                && generation.is_some_and(|g| kv.info().is_ok_and(|info| info.generation != g));
-            if raced {
-                attempt += 1;
-                continue 'retry;
-            }
-            let mut failure = Failure::from(e);
-            failure.message = if steps.len() == 1 {
-                format!(
-                    "{}; nothing was restored (the restore is one atomic batch)",
-                    failure.message
-                )
-            } else {
-                batchfile::partial_state(&file, &mode, &steps, i, ctx.enc, &failure.message)
-            };
-            return Err(failure);
+    let restore = Restore::new(&file, flush).map_err(|_| {
+        usage("restore --flush: this file is in the first save format, which does not record the --prefix it was saved with; restore it without --flush (after `nfkv flush`, if it holds the whole table)")
+    })?;
+    restore.run(&ctx.open()?, ctx.enc).map_err(Failure::from)
+}
+
+impl From<RestoreError> for Failure {
+    /// The exit code of the error behind it, with the restore's report.
+    fn from(e: RestoreError) -> Self {
+        Failure {
+            code: e.error().map_or(2, exit_code),
+            message: e.to_string(),
         }
-        return Ok(());
     }
 }
 
@@ -585,6 +536,18 @@ mod tests {
     }
 
     #[test]
+    fn optbases_beyond_an_int_are_usage_errors() {
+        let max = nfkv::MAX_OPTBASE.to_string();
+        let cli = Cli::try_parse_from(["nfkv", "--optbase", &max, "info"]).unwrap();
+        assert_eq!(cli.optbase, Some(nfkv::MAX_OPTBASE));
+        let over = (nfkv::MAX_OPTBASE + 1).to_string();
+        let e = Cli::try_parse_from(["nfkv", "--optbase", &over, "info"])
+            .err()
+            .unwrap();
+        assert_eq!(e.exit_code(), 2, "{e}");
+    }
+
+    #[test]
     fn text_arguments_take_the_escapes_output_prints() {
         let ctx = Ctx {
             enc: Encoding::Text,
@@ -603,16 +566,25 @@ mod tests {
     }
 
     #[test]
-    fn the_long_help_documents_the_file_format() {
+    fn the_long_help_points_to_the_one_description_of_the_file_format() {
         let help = Cli::command().render_long_help().to_string();
+        let section = "Batch and save files";
+        let pointer = format!("README.md of nfkv, section \"{section}\"");
+        assert!(
+            help.contains("BATCH AND SAVE FILES") && help.contains(&pointer),
+            "--help lacks {pointer:?}"
+        );
+        let readme = include_str!("../../README.md");
+        let (_, text) = readme
+            .split_once(&format!("\n### {section}\n"))
+            .expect("README.md has the section --help names");
         for needle in [
-            "BATCH AND SAVE FILES",
-            "put [--create",
-            "# nfkv save v2",
-            "ATOMICITY",
-            "\\x2d",
+            "put [--create | --replace | --if-version=N]...",
+            "del [--if-version=N]",
+            "# nfkv save v2 encoding=",
+            "Which restores are atomic",
         ] {
-            assert!(help.contains(needle), "--help lacks {needle:?}");
+            assert!(text.contains(needle), "README section lacks {needle:?}");
         }
     }
 
@@ -626,5 +598,32 @@ mod tests {
         assert!(Failure::from(Error::NotLoaded { optbase: 2048 })
             .message
             .contains("insmod nfkv.ko"));
+    }
+
+    #[test]
+    fn restore_failures_keep_their_error_s_exit_code_and_say_what_happened() {
+        let refused = Failure::from(RestoreError::Refused {
+            error: Error::Exists,
+        });
+        assert_eq!(refused.code, 4);
+        assert_eq!(
+            refused.message,
+            "key exists (--create); nothing was restored (the restore is one atomic batch)"
+        );
+        let stopped = Failure::from(RestoreError::Stopped {
+            error: Error::NoSpace,
+            failed: 1,
+            batches: 2,
+            report: "restore stopped at batch 2 of 2".into(),
+        });
+        assert_eq!(
+            (stopped.code, &stopped.message[..]),
+            (1, "restore stopped at batch 2 of 2")
+        );
+        assert_eq!(
+            Failure::from(RestoreError::Table(Error::PermissionDenied)).code,
+            6
+        );
+        assert_eq!(Failure::from(RestoreError::UnknownPrefix).code, 2);
     }
 }
