@@ -81,9 +81,10 @@
  * NFKV_F_CREATE excludes NFKV_F_REPLACE and NFKV_F_IF_VERSION.
  * Every successful write gives the entry a new version, and the table a new
  * generation (both from one per-table counter). A new table's counter starts
- * at the wall-clock time of its creation in ns since the Unix epoch, so
- * versions never repeat across rmmod/insmod, flushes, restores or namespaces
- * (see docs/ABI.md).
+ * at the wall-clock time of its creation in ns since the Unix epoch, so a
+ * namespace's versions never repeat across rmmod/insmod, flushes or restores.
+ * Each namespace's table has its own counter: two namespaces may give out
+ * the same version (see docs/ABI.md).
  */
 struct nfkv_op {
 	__u16 op;		/* NFKV_OP_PUT or NFKV_OP_DEL */
