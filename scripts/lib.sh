@@ -113,6 +113,10 @@ kernel_dir() {
 # What in a guest's dmesg counts as a kernel report (tests/vm/run fails on it).
 DMESG_REPORT_PATTERN='BUG:|WARNING:|Oops|KASAN:|UBSAN:|KCSAN:|general protection fault|Kernel panic|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|INFO: task .* blocked|unreferenced object|suspected memory leak|list_add corruption|list_del corruption|Call Trace:'
 
+# Taint flags a test run may add (tests/vm/run): TAINT_OOT_MODULE (12) and
+# TAINT_UNSIGNED_MODULE (13), which loading nfkv.ko itself sets.
+ALLOWED_TAINTS=$(( (1 << 12) | (1 << 13) ))
+
 # KVM is broken on these machines: use it only when a probe boot succeeds
 # (remembered per host boot), else TCG.
 kvm_works() {
