@@ -551,10 +551,9 @@ impl<H: SockoptHandler> SockoptRegistration<H> {
             owner: module.as_ptr(),
             ..Default::default()
         };
-        // SAFETY: the callbacks are sound for any arguments nf_sockopt passes: they reach the
-        // handler and `H::Net` only through a `Use` of the handler published by `open`, which
-        // (with `pernet`) is dropped only after the optnames are unregistered and no `Use` is
-        // left; `owner` keeps this module's code loaded while one runs.
+        // SAFETY: the callbacks reach the handler and `H::Net` only through a `Use` of what `open`
+        // published; `open` and `pernet` are dropped only after the optnames are unregistered and
+        // no `Use` is left; `owner` keeps this module's code loaded while a callback runs.
         let sockopt = unsafe { Registration::register(raw) }?;
         Ok(SockoptRegistration {
             _sockopt: sockopt,
