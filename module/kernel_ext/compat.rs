@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Every difference between the kernel Rust APIs that nfkv builds against
-//! (Linux 6.12 LTS and 7.3), in one place. Each `cfg` is set by Kbuild when
-//! the kernel tree has the newer API (detected in the tree's own sources, so
-//! versions in between work too); the comment says what 6.12 and 7.3 have.
+//! (Linux 6.12 LTS and 7.3), in one place. Each `cfg` is set by Kbuild for
+//! the releases that have the newer API (from the first release that has it,
+//! so versions in between work too); the comment says what 6.12 and 7.3 have.
 
 use kernel::prelude::*;
 use kernel::uaccess::UserPtr;
@@ -25,18 +25,17 @@ pub(crate) fn user_ptr(addr: usize) -> UserPtr {
 /// Initialises `slot` with `init` (the raw step under `KBox::pin_init` and
 /// friends, for memory the kernel allocated).
 ///
-/// 6.12: `PinInit::__pinned_init`. 7.3: pin-init is its own crate and the
-/// method is `PinInit::__init`.
+/// 6.12: `PinInit::__pinned_init`. 7.3: the method is `PinInit::__init`.
 ///
 /// # Safety
 ///
 /// `PinInit`'s: `slot` is valid for a `T` and uninitialised, it is not
 /// touched but to free it when this fails, and it never moves afterwards.
 pub(crate) unsafe fn pin_init_at<T, E>(init: impl PinInit<T, E>, slot: *mut T) -> Result<(), E> {
-    #[cfg(kext_pin_init_crate)]
+    #[cfg(kext_pin_init_merged)]
     // SAFETY: the caller's contract is `__init`'s.
     let r = unsafe { init.__init(slot) };
-    #[cfg(not(kext_pin_init_crate))]
+    #[cfg(not(kext_pin_init_merged))]
     // SAFETY: the caller's contract is `__pinned_init`'s.
     let r = unsafe { init.__pinned_init(slot) };
     r
