@@ -3,7 +3,8 @@
 # the README's two commands. See README.md.
 
 # KERNEL names a test kernel (scripts/lib.sh): 6.12, 6.12-debug, 7.3,
-# 7.3-debug (`base`/`debug`: 6.12). KDIR=/any/rust/tree overrides it.
+# 7.3-debug (`base`/`debug`: 6.12), or debian (Debian's own kernel from
+# trixie-backports, scripts/distro-kernel). KDIR=/any/rust/tree overrides it.
 KERNEL ?= 6.12
 KDIR ?=
 KERNEL_RUSTC ?= /usr/bin/rustc
@@ -28,6 +29,7 @@ all: module
 
 module:
 	@$(kdir); $(CURDIR)/scripts/check-kdir "$$kdir" $(KERNEL_RUSTC) && $(KMAKE) modules && \
+	$(CURDIR)/scripts/check-symbols "$$kdir" "$$obj/nfkv.ko" && \
 	mkdir -p $(OUT) && cp "$$obj/nfkv.ko" $(OUT)/nfkv.ko
 
 client:
@@ -40,7 +42,7 @@ client:
 	$(BIN)/nfkv manpage > $(SHARE)/nfkv.1
 
 # The Python package (python/) built and installed with pytest into
-# target/python-venv, where the VM's Python suite imports it.
+# target/python-venv-X.Y, where the VM's Python suite imports it.
 python:
 	scripts/python-env
 

@@ -39,8 +39,10 @@ kernel_facts() {
 }
 
 # parse_kernel NAME: sets KVERSION and KFLAVOR from a test kernel's name.
+# `debian` is Debian's own kernel (KFLAVOR stock, see scripts/distro-kernel).
 parse_kernel() {
     case $1 in
+        debian) KVERSION=debian KFLAVOR=stock KF_BOOT=; return ;;
         base | debug) KVERSION=$DEFAULT_KERNEL KFLAVOR=$1 ;;
         *-base | *-debug) KVERSION=${1%-*} KFLAVOR=${1##*-} ;;
         *) KVERSION=$1 KFLAVOR=base ;;
@@ -48,6 +50,51 @@ parse_kernel() {
     kernel_facts "$KVERSION"
 }
 
+
+# --- Debian's stock kernel (scripts/distro-kernel). ------------------------
+# The kernel of linux-image-amd64 in DISTRO_SUITE-backports, with its
+# toolchain from DISTRO_SUITE, all inside a Debian root in the cache (its
+# gcc and rustc need that release's libc).
+DISTRO_SUITE=trixie
+distro_root() { echo "$NFKV_CACHE/distro/$DISTRO_SUITE"; }
+# The kernel release installed in the root (e.g. 7.3.4+deb13-amd64).
+distro_image() { echo "$(distro_root)$(cat "$(distro_root)/.nfkv-image")"; }
+distro_release() { cat "$(distro_root)/.nfkv-release" 2>/dev/null || die "no Debian kernel in $(distro_root): run scripts/distro-kernel"; }
+
+# The machine's Debian mirror, as its own apt configuration names it.
+debian_mirror() {
+    local mirror
+    mirror=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' \
+        /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+    [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)
+    [ -n "$mirror" ] || die "cannot find the Debian mirror in the machine's apt sources"
+    echo "$mirror"
+}
+
+# kdir_sysroot KDIR: the Debian root (marked .nfkv-sysroot) holding kernel
+# tree KDIR, if any: that tree is built with the root's own toolchain.
+kdir_sysroot() {
+    local d=$1
+    while [ "$d" != / ] && [ "$d" != . ] && [ -n "$d" ]; do
+        [ -f "$d/.nfkv-sysroot" ] && { echo "$d"; return 0; }
+        d=$(dirname "$d")
+    done
+    return 1
+}
+
+# in_sysroot ROOT CMD...: runs CMD chrooted into ROOT, in a mount namespace
+# of its own with /proc, /sys, /dev and this clone (at its own path) mounted.
+in_sysroot() {
+    local root=$1; shift
+    mkdir -p "$root$NFKV_ROOT"
+    unshare -m --propagation private -- /bin/sh -c '
+        root=$1 clone=$2; shift 2
+        mount -t proc proc "$root/proc" && mount -t sysfs sys "$root/sys" &&
+        mount --rbind /dev "$root/dev" && mount --bind "$clone" "$root$clone" &&
+        exec chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+            HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"' \
+        sh "$root" "$NFKV_ROOT" "$@"
+}
 
 # The major version of the compiler a kernel build tree was configured with:
 # kdir_llvm for clang (LLVM), kdir_gcc for gcc; fails for the other one.
@@ -117,13 +164,13 @@ DMESG_REPORT_PATTERN='BUG:|WARNING:|Oops|KASAN:|UBSAN:|KCSAN:|general protection
 # TAINT_UNSIGNED_MODULE (13), which loading nfkv.ko itself sets.
 ALLOWED_TAINTS=$(( (1 << 12) | (1 << 13) ))
 
-# KVM is broken on these machines: use it only when a probe boot succeeds
-# (remembered per host boot), else TCG.
+# KVM is broken on these machines: use it only when a probe boot of kernel
+# image $1 succeeds (remembered per host boot), else TCG.
 kvm_works() {
     [ -w /dev/kvm ] || return 1
     local stamp="$NFKV_CACHE/kvm-probe-$(cat /proc/sys/kernel/random/boot_id)"
     if [ ! -f "$stamp" ]; then
-        if timeout 20 vng -r "$1/arch/x86/boot/bzImage" -- true </dev/null >/dev/null 2>&1; then
+        if timeout 20 vng -r "$1" -- true </dev/null >/dev/null 2>&1; then
             echo yes > "$stamp"
         else
             echo no > "$stamp"
