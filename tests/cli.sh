@@ -141,8 +141,8 @@ rmmod nfkv && insmod "$NFKV_KO"
 rmmod nfkv
 t exit_5_not_loaded bash -c '[ "$(status nfkv info)" = 5 ] && nfkv get k 2>&1 | grep -q "insmod nfkv.ko"'
 t version_without_module bash -c 'nfkv --version | grep -q "module: nfkv.ko is not loaded"'
-# The module DKMS built (tests/ship.sh), when it was built for this kernel.
-dkms_ko=$(cd "$(dirname "$0")/.." && pwd)/out/dkms/nfkv.ko
+# The module DKMS built for this kernel (tests/ship.sh, tests/distro.sh).
+dkms_ko=$(cd "$(dirname "$0")/.." && pwd)/out/dkms/$(uname -r)/nfkv.ko
 if [ -f "$dkms_ko" ] && modinfo -F vermagic "$dkms_ko" | grep -q "^$(uname -r) "; then
     t dkms_built_module_loads_and_works bash -c "insmod $dkms_ko && nfkv put dkms yes && [ \"\$(nfkv get dkms)\" = yes ] && rmmod nfkv"
 fi

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The Python package's pytest suite (python/tests), inside the VM with
-# nfkv.ko loaded. Uses the venv scripts/python-env built and installed on the
-# host (the guest sees the host's filesystem). Prints one line
+# nfkv.ko loaded. Uses the venv scripts/python-env made for the guest's
+# Python (target/python-venv-X.Y; the guest sees the clone). Prints one line
 # `python: N passed, N failed[, N skipped]` from pytest's junit XML.
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
-py=$root/target/python-venv/bin/python
+venv=$root/target/python-venv-$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+py=$venv/bin/python
 xml=$(mktemp /tmp/nfkv-pytest.XXXXXX)
 
 if ! "$py" -c 'import nfkv, pytest' 2>/dev/null; then
-    echo "FAIL python: no venv with nfkv and pytest at $root/target/python-venv (run scripts/python-env on the host)"
+    echo "FAIL python: no venv with nfkv and pytest at $venv (run scripts/python-env on the host)"
     echo "python: 0 passed, 1 failed"
     exit 1
 fi

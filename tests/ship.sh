@@ -2,33 +2,15 @@
 # Shipping like a real out-of-tree module, checked on the host: make install,
 # DKMS against the test kernel tree, and the one-message refusals of a KDIR
 # that cannot build nfkv. Usage: tests/ship.sh KERNEL_NAME
-# Leaves the DKMS-built module in out/dkms/nfkv.ko for the VM suites to load.
+# Leaves the DKMS-built module in out/dkms/RELEASE/nfkv.ko for the VM suites to load.
 set -u
 . "$(dirname "$0")/../scripts/lib.sh"
 cd "$NFKV_ROOT"
 kdir=$(scripts/build-kernel "${1:-debug}") || exit 1
 release=$(cat "$kdir/include/config/kernel.release")
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml)
-passed=0 failed=0
-t() { # t NAME COMMAND...: the command must succeed
-    local name=$1 out; shift
-    if out=$("$@" 2>&1); then
-        passed=$((passed + 1)); echo "ok   ship::$name"
-    else
-        failed=$((failed + 1)); echo "FAIL ship::$name: $(echo "$out" | tail -n 8)"
-    fi
-}
-# refuses NAME PATTERN COMMAND...: the command must fail, saying PATTERN in one line.
-refuses() {
-    local name=$1 pattern=$2 out; shift 2
-    if out=$("$@" 2>&1); then
-        failed=$((failed + 1)); echo "FAIL ship::$name: succeeded"
-    elif [ "$(echo "$out" | grep -c 'nfkv: ')" = 1 ] && echo "$out" | grep -q "$pattern" && ! echo "$out" | grep -q 'error\['; then
-        passed=$((passed + 1)); echo "ok   ship::$name"
-    else
-        failed=$((failed + 1)); echo "FAIL ship::$name: $(echo "$out" | tail -n 5)"
-    fi
-}
+suite=ship
+. tests/host-checks.sh
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -111,15 +93,15 @@ src=/usr/src/nfkv-$version
 dkms remove -m nfkv -v "$version" --all >/dev/null 2>&1
 rm -rf "$src" && mkdir -p "$src"
 git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$src"
-# dkms_builds NAME PATH: dkms add + build with that PATH; the module goes to out/dkms.
+# dkms_builds NAME PATH: dkms add + build with that PATH; the module goes to out/dkms/RELEASE.
 dkms_builds() {
     t "dkms_builds_with_the_trees_toolchain[$1]" env PATH="$2" bash -c "
         dkms add -m nfkv -v $version >/dev/null &&
         { dkms build -m nfkv -v $version -k $release --kernelsourcedir $kdir ||
           { tail -n 5 /var/lib/dkms/nfkv/$version/build/make.log; exit 1; }; } &&
-        mkdir -p out/dkms && cp /var/lib/dkms/nfkv/$version/$release/x86_64/module/nfkv.ko out/dkms/nfkv.ko &&
-        modinfo -F vermagic out/dkms/nfkv.ko | grep -q '^$release ' &&
-        built_by_the_trees_toolchain out/dkms/nfkv.ko"
+        mkdir -p out/dkms/$release && cp /var/lib/dkms/nfkv/$version/$release/x86_64/module/nfkv.ko out/dkms/$release/nfkv.ko &&
+        modinfo -F vermagic out/dkms/$release/nfkv.ko | grep -q '^$release ' &&
+        built_by_the_trees_toolchain out/dkms/$release/nfkv.ko"
     dkms remove -m nfkv -v "$version" --all >/dev/null 2>&1
 }
 plain_path=$(path_without clang ld.lld)
@@ -138,7 +120,7 @@ if [ -n "$llvm" ]; then
         failed=$((failed + 1)); echo "FAIL ship::dkms_with_another_llvm: no LLVM but $llvm installed (scripts/setup installs every supported kernel's)"
     fi
 fi
-# Last, so that out/dkms/nfkv.ko is this build's.
+# Last, so that out/dkms/RELEASE/nfkv.ko is this build's.
 dkms_builds "no unversioned clang or ld.lld" "$plain_path"
 
 # A gcc-built kernel (Debian's own) gets its gcc, never the clang DKMS names.
