@@ -73,8 +73,8 @@ pub(crate) unsafe trait HasPernetId: Sized + 'static {
 /// Implements [`HasPernetId`] for a type with a static of its own.
 macro_rules! pernet_id {
     ($t:ty) => {
-        // SAFETY: `id` returns the one static declared inside it.
         #[allow(unsafe_code)]
+        // SAFETY: `id` returns the one static declared inside it.
         unsafe impl $crate::kernel_ext::pernet::HasPernetId for $t {
             fn id() -> &'static $crate::kernel_ext::pernet::PernetId<Self> {
                 static ID: $crate::kernel_ext::pernet::PernetId<$t> =
