@@ -5,12 +5,12 @@
 //!
 //! Each case also says who must answer it, checked through the module's
 //! per-command counters: nfkv itself, or the socket layer before nfkv runs.
-//! The kernel refuses a negative optlen itself (`__sys_setsockopt` for set,
-//! `do_ip_getsockopt` for get, both EINVAL), so nfkv's own handling of a
-//! negative get length (`codec::check_get_len`) cannot be reached from
-//! userspace: it is covered on the host (`abi/tests/codec.rs`). Set
-//! lengths up to INT_MAX, and every get length >= 0, do reach nfkv and are
-//! checked here.
+//! The kernel refuses a negative optlen passed as such (`__sys_setsockopt`
+//! for set, `do_ip_getsockopt` for get, both EINVAL). A get length can still
+//! reach nfkv negative: `ip_getsockopt` reads `optlen` again after
+//! `do_ip_getsockopt` checked it, so a thread flipping it in between gets
+//! through; `negative_get_length_race` makes that happen. Set lengths up to
+//! INT_MAX, and every get length >= 0, reach nfkv and are checked here.
 
 use crate::ensure;
 use crate::harness::*;
@@ -21,7 +21,7 @@ use std::io;
 use std::mem::offset_of;
 
 pub fn suite() -> Vec<Test> {
-    crate::tests![matrix]
+    crate::tests![matrix, negative_get_length_race]
 }
 
 /// What a case sends: a set or get of command `cmd` on `len` bytes at `ptr`.
@@ -869,6 +869,85 @@ fn matrix() -> TestResult {
         failures.len(),
         cases.len(),
         failures.join("\n  ")
+    );
+    Ok(())
+}
+
+/// A thread flips a GET_INFO's `optlen` between -1 and a valid length while
+/// the calls run: some calls reach nfkv with -1 (see the module doc), and
+/// nfkv must refuse each with EINVAL, writing nothing. The GET_INFO
+/// counter tells nfkv's refusals from the IP layer's: the test runs until
+/// nfkv has refused at least one (or fails after 60 s).
+fn negative_get_length_race() -> TestResult {
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+
+    const CANARY: u8 = 0xa5;
+    let kv = connect()?;
+    let fd = kv.fd().as_raw_fd();
+    let optname = (kv.optbase() + cmd::GET_INFO) as i32;
+    let info_len = size_of::<uapi::nfkv_info>() as i32;
+    let optlen = AtomicI32::new(info_len);
+    let stop = AtomicBool::new(false);
+    let refused_by = |s: &nfkv::Stats| s.get[cmd::GET_INFO as usize].failed;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let (mut calls, mut ok, mut einval, mut by_nfkv) = (0u64, 0u64, 0u64, 0u64);
+    let mut failures = Vec::new();
+    let s0 = ck("stats", kv.stats())?;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                optlen.store(-1, Ordering::Relaxed);
+                optlen.store(info_len, Ordering::Relaxed);
+            }
+        });
+        while by_nfkv == 0 && failures.is_empty() && std::time::Instant::now() < deadline {
+            for _ in 0..1000 {
+                let mut buf = [CANARY; 256];
+                // SAFETY: `buf` is ours and larger than any length passed;
+                // the kernel reads and writes `optlen` as a plain int (the
+                // flipping thread's stores are atomic, and an int write
+                // cannot tear on x86).
+                let rc = unsafe {
+                    libc::getsockopt(
+                        fd,
+                        libc::IPPROTO_IP,
+                        optname,
+                        buf.as_mut_ptr().cast(),
+                        optlen.as_ptr().cast(),
+                    )
+                };
+                calls += 1;
+                if rc == 0 {
+                    ok += 1;
+                    continue;
+                }
+                match io::Error::last_os_error().raw_os_error() {
+                    Some(libc::EINVAL) if buf.iter().all(|&b| b == CANARY) => einval += 1,
+                    Some(libc::EINVAL) => {
+                        failures.push("an EINVAL call wrote its buffer".to_string())
+                    }
+                    e => failures.push(format!("errno {e:?}, want EINVAL or success")),
+                }
+                if !failures.is_empty() {
+                    break;
+                }
+            }
+            match kv.stats() {
+                Ok(s1) => by_nfkv = refused_by(&s1) - refused_by(&s0),
+                Err(e) => failures.push(format!("stats: {e}")),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    println!(
+        "     negative length race: {calls} calls, {ok} answered, {einval} EINVAL: {by_nfkv} by nfkv, {} by the IP layer",
+        einval - by_nfkv
+    );
+    ensure!(failures.is_empty(), "{}", failures.join("; "));
+    ensure!(
+        by_nfkv > 0,
+        "no call reached nfkv with a negative length in 60 s ({calls} calls)"
     );
     Ok(())
 }
