@@ -158,7 +158,7 @@ kernel_dir() {
 }
 
 # What in a guest's dmesg counts as a kernel report (tests/vm/run fails on it).
-DMESG_REPORT_PATTERN='BUG:|WARNING:|Oops|KASAN:|UBSAN:|KCSAN:|general protection fault|Kernel panic|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|INFO: task .* blocked|unreferenced object|suspected memory leak|list_add corruption|list_del corruption|Call Trace:'
+DMESG_REPORT_PATTERN='BUG:|WARNING:|Oops|KASAN:|UBSAN:|KCSAN:|general protection fault|Kernel panic|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|rcu: INFO: |detected stalls|soft lockup|INFO: task .* blocked|unreferenced object|suspected memory leak|list_add corruption|list_del corruption|Call Trace:'
 
 # Taint flags a test run may add (tests/vm/run): TAINT_OOT_MODULE (12) and
 # TAINT_UNSIGNED_MODULE (13), which loading nfkv.ko itself sets.
