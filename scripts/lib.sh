@@ -57,7 +57,8 @@ parse_kernel() {
 # gcc and rustc need that release's libc).
 DISTRO_SUITE=trixie
 distro_root() { echo "$NFKV_CACHE/distro/$DISTRO_SUITE"; }
-# The kernel release installed in the root (e.g. 7.3.4+deb13-amd64).
+# The kernel image installed in the root (host path), and its release
+# (e.g. 7.3.4+deb13-amd64).
 distro_image() { echo "$(distro_root)$(cat "$(distro_root)/.nfkv-image")"; }
 distro_release() { cat "$(distro_root)/.nfkv-release" 2>/dev/null || die "no Debian kernel in $(distro_root): run scripts/distro-kernel"; }
 
@@ -70,6 +71,9 @@ debian_mirror() {
     [ -n "$mirror" ] || die "cannot find the Debian mirror in the machine's apt sources"
     echo "$mirror"
 }
+
+# The Rust symbols kernel tree KDIR exports (its Module.symvers), sorted.
+rust_exports() { awk '$2 ~ /^_R/ { print $2 }' "$1/Module.symvers" | sort -u; }
 
 # kdir_sysroot KDIR: the Debian root (marked .nfkv-sysroot) holding kernel
 # tree KDIR, if any: that tree is built with the root's own toolchain.
