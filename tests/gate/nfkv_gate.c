@@ -10,9 +10,14 @@
  *   fault=leak    a kmalloc'd object nobody points to (kmemleak, once 5 s old)
  *   fault=rcu     an RCU read-side section of stall_secs seconds (RCU stall
  *                 report, with rcupdate.rcu_cpu_stall_timeout below that)
+ *   fault=hung    stall_secs seconds asleep in TASK_UNINTERRUPTIBLE (hung task
+ *                 report, with kernel.hung_task_timeout_secs below half that)
+ *   fault=softlockup stall_secs seconds busy with preemption off (soft lockup
+ *                 report, with kernel.watchdog_thresh below half that)
  *
  * Loading fails with -EINVAL for any other fault, so a typo is not a pass.
  */
+#include <linux/delay.h>
 #include <linux/jiffies.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
@@ -22,10 +27,10 @@
 
 static char *fault = "";
 module_param(fault, charp, 0444);
-MODULE_PARM_DESC(fault, "kasan, lockdep, leak or rcu");
+MODULE_PARM_DESC(fault, "kasan, lockdep, leak, rcu, hung or softlockup");
 static unsigned int stall_secs = 10;
 module_param(stall_secs, uint, 0444);
-MODULE_PARM_DESC(stall_secs, "length of fault=rcu's read-side section");
+MODULE_PARM_DESC(stall_secs, "length of the rcu, hung and softlockup faults");
 
 static DEFINE_MUTEX(gate_a);
 static DEFINE_MUTEX(gate_b);
@@ -92,6 +97,25 @@ static int gate_rcu(void)
 	return 0;
 }
 
+/* insmod itself sleeps uninterruptibly, as a task waiting on a lost wakeup. */
+static int gate_hung(void)
+{
+	msleep(stall_secs * 1000);
+	return 0;
+}
+
+/* A CPU the scheduler cannot get back, as a kernel loop that never yields. */
+static int gate_softlockup(void)
+{
+	unsigned long end = jiffies + stall_secs * HZ;
+
+	preempt_disable();
+	while (time_before(jiffies, end))
+		cpu_relax();
+	preempt_enable();
+	return 0;
+}
+
 static int __init gate_init(void)
 {
 	if (!strcmp(fault, "kasan"))
@@ -102,6 +126,10 @@ static int __init gate_init(void)
 		return gate_leak();
 	if (!strcmp(fault, "rcu"))
 		return gate_rcu();
+	if (!strcmp(fault, "hung"))
+		return gate_hung();
+	if (!strcmp(fault, "softlockup"))
+		return gate_softlockup();
 	pr_err("nfkv_gate: unknown fault '%s'\n", fault);
 	return -EINVAL;
 }
