@@ -17,8 +17,12 @@
 
 #include <linux/types.h>
 
-/* Bumped on any incompatible change; the client refuses other versions. */
-#define NFKV_ABI_VERSION	1
+/*
+ * Bumped on any incompatible change; the client refuses other versions.
+ * 2: struct nfkv_info grew (flags, max_bytes, charged, budget_*); EFBIG and
+ *    EDQUOT name the limit that refused a write (were ENOSPC).
+ */
+#define NFKV_ABI_VERSION	2
 
 /*
  * Default first optname of the range the module registers; the module
@@ -127,11 +131,23 @@ struct nfkv_info {
 	__u32 max_entries;	/* module parameter, per network namespace */
 	__u32 max_batch_ops;
 	__u32 entries;		/* entries in this namespace's table */
-	__u32 reserved;
+	__u32 flags;		/* NFKV_INFO_F_* */
 	__u64 bytes_used;	/* key + value bytes stored */
 	__u64 generation;	/* changes with every successful write */
 	char module_version[16]; /* NUL-terminated */
+	__u64 max_bytes;	/* module parameter max_bytes_mib, in bytes */
+	__u64 charged;		/* this table's charge to the shared budget:
+				 * what its entries' allocations take (0 unless
+				 * NFKV_INFO_F_BUDGET) */
+	__u64 budget_used;	/* the shared budget: charged by all its tables */
+	__u64 budget_size;	/* the shared budget: module parameter
+				 * userns_budget_mib, in bytes */
 };
+
+/* struct nfkv_info.flags */
+#define NFKV_INFO_F_BUDGET	0x1 /* this namespace is owned by a non-initial
+				     * user namespace: its table is charged to
+				     * the shared budget */
 
 /*
  * NFKV_SO_GET_VALUE request, at the start of the buffer; optlen must be at
@@ -229,8 +245,10 @@ struct nfkv_stats {
  *   ENOENT      key absent (GET_VALUE, DEL, PUT with REPLACE or IF_VERSION)
  *   EEXIST      PUT with CREATE on a present key
  *   ESTALE      IF_VERSION and the entry has another version
- *   ENOSPC      over max_entries, max_bytes_mib, or the budget shared by the
- *               namespaces of non-initial user namespaces (docs/ABI.md)
+ *   ENOSPC      the table would hold more than max_entries entries
+ *   EFBIG       the table would hold more than max_bytes_mib of keys + values
+ *   EDQUOT      over the budget shared by the namespaces of non-initial user
+ *               namespaces (userns_budget_mib; docs/ABI.md)
  *   EMSGSIZE    getsockopt buffer too small for the reply (size reported)
  *   ENOMEM      out of memory; the table is unchanged
  * A module that is not loaded shows as ENOPROTOOPT.

@@ -5,6 +5,7 @@
 
 use crate::codec::{self, cmd, Batch, Condition, ListPageWriter, ListRequest, OpKind, Reject};
 use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
+use crate::policy;
 use crate::store::NewEntry;
 use crate::table::{Limits, NetTable, PreparedOp, GFP};
 use kernel::prelude::*;
@@ -181,11 +182,17 @@ pub(crate) fn get(
     match cmd {
         cmd::GET_INFO => {
             codec::check_get_len(buf.len(), codec::INFO_SIZE)?;
-            let (entries, bytes_used, generation) = net.table.lock().usage();
+            let ((entries, bytes_used, generation), (budgeted, charged)) = {
+                let table = net.table.lock();
+                (table.usage(), table.charged())
+            };
             let info = codec::Info {
                 entries: entries as u32,
                 bytes_used,
                 generation,
+                flags: if budgeted { codec::INFO_F_BUDGET } else { 0 },
+                charged,
+                budget_used: policy::USERNS_BUDGET.used(),
                 ..info()
             };
             buf.write_reply(&[&info.encode()])?;

@@ -114,6 +114,8 @@ impl Config {
             max_entries: self.limits.max_entries as u32,
             max_batch_ops: codec::MAX_BATCH_OPS as u32,
             module_version,
+            max_bytes: self.limits.max_bytes,
+            budget_size: self.userns_budget,
             ..Default::default()
         }
     }

@@ -7,17 +7,14 @@ use crate::kernel_ext::pernet::NetRef;
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::prelude::*;
 
-/// Bytes charged to a shared budget for each entry on top of its key and
-/// value: about what its allocation's header and slab rounding cost.
-pub(crate) const ENTRY_CHARGE: u64 = 64;
-
-/// What `entries` entries holding `bytes` key and value bytes are charged.
-pub(crate) fn charge_of(entries: u64, bytes: u64) -> u64 {
-    bytes.saturating_add(ENTRY_CHARGE.saturating_mul(entries))
+/// The refusal of a write that does not fit in its shared budget.
+pub(crate) fn edquot() -> Error {
+    Error::from_errno(-(kernel::bindings::EDQUOT as i32))
 }
 
 /// Memory shared by a group of tables: charged before a write grows them,
-/// uncharged when entries go.
+/// uncharged when entries go. Each entry is charged what its allocation
+/// takes (its size class), so the group holds no more than the limit.
 pub(crate) struct SharedBudget {
     used: AtomicU64,
     limit: AtomicU64,
@@ -36,7 +33,7 @@ impl SharedBudget {
         self.limit.store(bytes, Ordering::Relaxed);
     }
 
-    /// Takes `n` bytes, or fails with `ENOSPC` having taken nothing.
+    /// Takes `n` bytes, or fails with `EDQUOT` having taken nothing.
     pub(crate) fn try_charge(&self, n: u64) -> Result {
         let limit = self.limit.load(Ordering::Relaxed);
         self.used
@@ -44,7 +41,12 @@ impl SharedBudget {
                 used.checked_add(n).filter(|&total| total <= limit)
             })
             .map(|_| ())
-            .map_err(|_| ENOSPC)
+            .map_err(|_| edquot())
+    }
+
+    /// Bytes charged now, by every table of the group.
+    pub(crate) fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
     }
 
     /// Gives back `n` bytes taken by [`SharedBudget::try_charge`].

@@ -37,6 +37,11 @@ pub(crate) fn estale() -> Error {
     Error::from_errno(-(kernel::bindings::ESTALE as i32))
 }
 
+/// The refusal of a write that would take the table over `max_bytes`.
+fn efbig() -> Error {
+    Error::from_errno(-(kernel::bindings::EFBIG as i32))
+}
+
 /// Limits fixed at module load.
 #[derive(Clone, Copy)]
 pub(crate) struct Limits {
@@ -107,36 +112,76 @@ fn check(kind: OpKind, cond: &Condition, present: Option<u64>) -> Result {
     }
 }
 
-/// Whether a put of `added` key + value bytes may replace `present` (or
-/// fill its absence) under `cond`, in a table of `usage` (entries, bytes):
-/// its conditions, then the entry and byte limits. Returns the usage after.
+/// What a table holds, as its limits and its budget count it.
+#[derive(Clone, Copy, Default)]
+struct Usage {
+    entries: usize,
+    /// Key and value bytes.
+    bytes: u64,
+    /// What the entries' allocations take, counted only for a table
+    /// charged to a shared budget (else 0): its charge.
+    charged: u64,
+}
+
+/// One entry's part of a table's [`Usage`].
+#[derive(Clone, Copy, Default)]
+struct Share {
+    bytes: u64,
+    charged: u64,
+}
+
+impl Share {
+    /// The share of a new entry, in a table that is `charged` or not.
+    fn of_new(entry: &NewEntry, charged: bool) -> Self {
+        Share {
+            bytes: entry.stored_len(),
+            charged: if charged { entry.allocated_size() } else { 0 },
+        }
+    }
+
+    /// The share of a linked entry, in a table that is `charged` or not.
+    fn of(entry: &EntryView<'_>, charged: bool) -> Self {
+        Share {
+            bytes: entry.stored_len(),
+            charged: if charged { entry.allocated_size() } else { 0 },
+        }
+    }
+}
+
+/// Whether a put of an entry of share `added` may replace `present` (or
+/// fill its absence) under `cond`, in a table of `usage` (charged to a
+/// budget or not): its conditions, then the entry limit (`ENOSPC`) and the
+/// byte limit (`EFBIG`). Returns the usage after.
 #[inline]
 fn admit_put(
-    usage: (usize, u64),
+    usage: Usage,
     cond: &Condition,
     present: Option<EntryView<'_>>,
-    added: u64,
+    added: Share,
     limits: &Limits,
-) -> Result<(usize, u64)> {
-    let (entries, bytes_used) = usage;
+    charged: bool,
+) -> Result<Usage> {
     check(OpKind::Put, cond, present.as_ref().map(|e| e.meta()))?;
     let (removed, grown) = match present {
-        Some(e) => (e.stored_len(), 0),
-        None if entries >= limits.max_entries => return Err(ENOSPC),
-        None => (0, 1),
+        Some(e) => (Share::of(&e, charged), 0),
+        None if usage.entries >= limits.max_entries => return Err(ENOSPC),
+        None => (Share::default(), 1),
     };
-    let bytes = bytes_used - removed + added;
+    let bytes = usage.bytes - removed.bytes + added.bytes;
     if bytes > limits.max_bytes {
-        return Err(ENOSPC);
+        return Err(efbig());
     }
-    Ok((entries + grown, bytes))
+    Ok(Usage {
+        entries: usage.entries + grown,
+        bytes,
+        charged: usage.charged - removed.charged + added.charged,
+    })
 }
 
 /// The table proper; always used under [`NetTable::table`].
 pub(crate) struct Table {
     tree: Tree,
-    entries: usize,
-    bytes_used: u64,
+    usage: Usage,
     /// Last version given out; also the table's generation.
     generation: u64,
     /// The shared budget this table is charged to, if any.
@@ -154,21 +199,25 @@ impl Table {
     pub(crate) fn new(budget: Option<&'static SharedBudget>) -> Self {
         Table {
             tree: Tree::new(),
-            entries: 0,
-            bytes_used: 0,
+            usage: Usage::default(),
             generation: policy::first_generation(),
             budget,
         }
     }
 
-    /// What this table is charged to a shared budget for.
+    /// What this table is charged to its shared budget (0 without one).
     fn charge(&self) -> u64 {
-        policy::charge_of(self.entries as u64, self.bytes_used)
+        self.usage.charged
     }
 
     /// Entries, key + value bytes and generation.
     pub(crate) fn usage(&self) -> (usize, u64, u64) {
-        (self.entries, self.bytes_used, self.generation)
+        (self.usage.entries, self.usage.bytes, self.generation)
+    }
+
+    /// Whether the table is charged to a shared budget, and its charge.
+    pub(crate) fn charged(&self) -> (bool, u64) {
+        (self.budget.is_some(), self.charge())
     }
 
     /// Applies a write all or nothing: an optional flush, then `ops` in order,
@@ -186,7 +235,7 @@ impl Table {
     ) -> Result<Retired> {
         let (budget, before) = (self.budget, self.charge());
         let mut pending = PendingWrite {
-            before: self.usage(),
+            before: (self.usage, self.generation),
             table: self,
             ops,
             flushed: None,
@@ -196,8 +245,7 @@ impl Table {
         if flush {
             let table = &mut *pending.table;
             pending.flushed = Some(table.tree.take());
-            table.entries = 0;
-            table.bytes_used = 0;
+            table.usage = Usage::default();
             table.generation += 1;
         }
         while let Some(op) = pending.ops.get_mut(pending.applied) {
@@ -224,7 +272,7 @@ impl Table {
     /// allow; otherwise changes nothing.
     fn apply(&mut self, op: &mut PreparedOp<'_>, limits: &Limits) -> Result {
         let version = self.generation + 1;
-        let (entries, bytes, done) = match op.kind {
+        let (usage, done) = match op.kind {
             OpKind::Del => {
                 op.retired = Some(self.unlink(op.key, &op.cond)?);
                 op.done = Done::Removed;
@@ -233,18 +281,18 @@ impl Table {
             OpKind::Put => {
                 let mut new = op.new.take().ok_or(EINVAL)?;
                 new.set_meta(version);
-                let usage = (self.entries, self.bytes_used);
-                let added = new.stored_len();
+                let (usage, charged) = (self.usage, self.budget.is_some());
+                let added = Share::of_new(&new, charged);
                 let mut after = usage;
                 let linked = self.tree.upsert(new, |present| {
-                    after = admit_put(usage, &op.cond, present, added, limits)?;
+                    after = admit_put(usage, &op.cond, present, added, limits, charged)?;
                     Ok(())
                 });
                 match linked {
-                    Ok(None) => (after.0, after.1, Done::Inserted),
+                    Ok(None) => (after, Done::Inserted),
                     Ok(Some(old)) => {
                         op.retired = Some(old);
-                        (after.0, after.1, Done::Replaced)
+                        (after, Done::Replaced)
                     }
                     Err((new, e)) => {
                         op.new = Some(new);
@@ -253,7 +301,7 @@ impl Table {
                 }
             }
         };
-        (self.entries, self.bytes_used, self.generation) = (entries, bytes, version);
+        (self.usage, self.generation) = (usage, version);
         op.done = done;
         Ok(())
     }
@@ -271,18 +319,17 @@ impl Table {
     ) -> core::result::Result<Option<Detached>, (NewEntry, Error)> {
         let version = self.generation + 1;
         new.set_meta(version);
-        let usage = (self.entries, self.bytes_used);
-        let (added, budget, before) = (new.stored_len(), self.budget, self.charge());
+        let (usage, budget, before) = (self.usage, self.budget, self.charge());
+        let added = Share::of_new(&new, budget.is_some());
         let mut after = usage;
         let displaced = self.tree.upsert(new, |present| {
-            after = admit_put(usage, cond, present, added, limits)?;
-            let charge = policy::charge_of(after.0 as u64, after.1);
+            after = admit_put(usage, cond, present, added, limits, budget.is_some())?;
             match budget {
-                Some(budget) if charge > before => budget.try_charge(charge - before),
+                Some(budget) if after.charged > before => budget.try_charge(after.charged - before),
                 _ => Ok(()),
             }
         })?;
-        (self.entries, self.bytes_used, self.generation) = (after.0, after.1, version);
+        (self.usage, self.generation) = (after, version);
         let charge = self.charge();
         if let Some(budget) = budget {
             if charge < before {
@@ -300,10 +347,11 @@ impl Table {
         };
         let entry = o.entry();
         check(OpKind::Del, cond, Some(entry.meta()))?;
-        let removed = entry.stored_len();
+        let removed = Share::of(&entry, self.budget.is_some());
         let detached = o.remove();
-        self.entries -= 1;
-        self.bytes_used -= removed;
+        self.usage.entries -= 1;
+        self.usage.bytes -= removed.bytes;
+        self.usage.charged -= removed.charged;
         self.generation += 1;
         Ok(detached)
     }
@@ -393,8 +441,8 @@ impl Table {
 struct PendingWrite<'t, 'o, 'k> {
     table: &'t mut Table,
     ops: &'o mut [PreparedOp<'k>],
-    /// The table's entries, bytes and generation before the write.
-    before: (usize, u64, u64),
+    /// The table's usage and generation before the write.
+    before: (Usage, u64),
     /// The entries a flush took out.
     flushed: Option<Tree>,
     /// Ops applied, from the first.
@@ -432,11 +480,7 @@ impl PendingWrite<'_, '_, '_> {
             // The tree is empty again; the empty one goes out with `self`.
             core::mem::swap(&mut self.table.tree, flushed);
         }
-        (
-            self.table.entries,
-            self.table.bytes_used,
-            self.table.generation,
-        ) = self.before;
+        (self.table.usage, self.table.generation) = self.before;
     }
 }
 

@@ -103,8 +103,32 @@ v1_file() {
     [ "$(status nfkv restore --flush "$tmp/v1")" = 2 ] && nfkv restore --flush "$tmp/v1" 2>&1 | grep -q 'first save format'
 }
 t first_format_save_files_restore_as_written v1_file
-t version_shows_module bash -c 'nfkv --version | grep -q "^module 0" && nfkv --version | grep -q "ABI 1"'
+t version_shows_module bash -c 'nfkv --version | grep -q "^module 0" && nfkv --version | grep -q "ABI 2"'
 t c_example_uses_only_the_header bash -c 'nfkv flush && out=$(nfkv-example) && echo "$out" | grep -q "get c-example/07 = value 7, from C" && echo "$out" | grep -q "too small, value needs" && echo "$out" | grep -Eq "listed 10 entries in [3-9] pages"'
+
+# Each limit's refusal names it, and `nfkv info` shows its use: an
+# unprivileged user (unshare -r -n) filling its table with 4 KiB values meets
+# the shared budget (each entry charged its 8 KiB allocation); the host's
+# table meets max_bytes_mib.
+refusals_name_the_limit() {
+    rmmod nfkv && insmod "$NFKV_KO" userns_budget_mib=1 max_bytes_mib=1 || return 1
+    head -c 4096 /dev/zero | tr '\0' v > "$tmp/v4k"
+    unshare -r -n bash -c "i=0; while nfkv put k\$i --file $tmp/v4k 2>/dev/null; do i=\$((i + 1)); done
+        echo stored \$i; nfkv put k\$i --file $tmp/v4k; echo exit \$?; nfkv info; nfkv --json info" > "$tmp/out" 2>&1
+    cat "$tmp/out"
+    grep -qx 'stored 128' "$tmp/out" && grep -qx 'exit 1' "$tmp/out" &&
+    grep -q 'shared budget full: .* userns_budget_mib (see `nfkv info`)' "$tmp/out" &&
+    grep -qx 'charged: *1048576 (to the shared budget)' "$tmp/out" &&
+    grep -qx 'shared budget: *1048576 of 1048576 (all unprivileged namespaces)' "$tmp/out" &&
+    grep -q '"charged_to_budget":true' "$tmp/out" || return 1
+    i=0; while nfkv put h$i --file "$tmp/v4k" 2>/dev/null; do i=$((i + 1)); done
+    nfkv put h$i --file "$tmp/v4k" 2>&1 | tee /dev/stderr | grep -q 'max_bytes_mib' &&
+    used=$(nfkv info | sed -n 's/^bytes used: *\([0-9]*\) of 1048576$/\1/p') &&
+    [ -n "$used" ] && [ "$used" -le 1048576 ] && [ $((used + 4100)) -gt 1048576 ] &&
+    nfkv info | grep -qx 'charged: *not charged (initial user namespace)'
+}
+t refusals_name_the_limit refusals_name_the_limit
+rmmod nfkv && insmod "$NFKV_KO" && nfkv flush
 
 # Restores bigger than one BATCH (65536 records or 64 MiB): applied in
 # several batches; a failure says what the table holds.

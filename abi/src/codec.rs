@@ -798,13 +798,26 @@ pub struct Info {
     pub max_batch_ops: u32,
     /// Entries in the table.
     pub entries: u32,
+    /// `NFKV_INFO_F_*`: [`Info::charged_to_budget`].
+    pub flags: u32,
     /// Key and value bytes stored.
     pub bytes_used: u64,
     /// The table's generation.
     pub generation: u64,
     /// NUL-terminated module version.
     pub module_version: [u8; 16],
+    /// Most key and value bytes per namespace.
+    pub max_bytes: u64,
+    /// What the table's entries are charged to the shared budget.
+    pub charged: u64,
+    /// What all the shared budget's tables are charged.
+    pub budget_used: u64,
+    /// The shared budget's size.
+    pub budget_size: u64,
 }
+
+/// `struct nfkv_info.flags`: the table is charged to the shared budget.
+pub const INFO_F_BUDGET: u32 = uapi::NFKV_INFO_F_BUDGET;
 
 impl Info {
     /// Encodes the reply.
@@ -849,6 +862,15 @@ impl Info {
         );
         let v = offset_of!(uapi::nfkv_info, module_version);
         b[v..v + 16].copy_from_slice(&self.module_version);
+        put_u32(&mut b, offset_of!(uapi::nfkv_info, flags), self.flags);
+        for (off, v) in [
+            (offset_of!(uapi::nfkv_info, max_bytes), self.max_bytes),
+            (offset_of!(uapi::nfkv_info, charged), self.charged),
+            (offset_of!(uapi::nfkv_info, budget_used), self.budget_used),
+            (offset_of!(uapi::nfkv_info, budget_size), self.budget_size),
+        ] {
+            put_u64(&mut b, off, v);
+        }
         b
     }
 
@@ -869,7 +891,26 @@ impl Info {
             bytes_used: get_u64(b, offset_of!(uapi::nfkv_info, bytes_used)),
             generation: get_u64(b, offset_of!(uapi::nfkv_info, generation)),
             module_version,
+            flags: get_u32(b, offset_of!(uapi::nfkv_info, flags)),
+            max_bytes: get_u64(b, offset_of!(uapi::nfkv_info, max_bytes)),
+            charged: get_u64(b, offset_of!(uapi::nfkv_info, charged)),
+            budget_used: get_u64(b, offset_of!(uapi::nfkv_info, budget_used)),
+            budget_size: get_u64(b, offset_of!(uapi::nfkv_info, budget_size)),
         })
+    }
+
+    /// The ABI version of a reply of any length that holds at least its
+    /// first field: how a client names a module of another ABI, whose
+    /// `struct nfkv_info` may be shorter or longer.
+    pub fn abi_version_of(buf: &[u8]) -> Option<u32> {
+        let off = offset_of!(uapi::nfkv_info, abi_version);
+        buf.get(off..off + 4).map(|_| get_u32(buf, off))
+    }
+
+    /// Whether the table is charged to the shared budget (its namespace is
+    /// owned by a non-initial user namespace).
+    pub fn charged_to_budget(&self) -> bool {
+        self.flags & INFO_F_BUDGET != 0
     }
 
     /// The module version as text (up to the first NUL).

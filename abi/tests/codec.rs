@@ -444,9 +444,14 @@ proptest! {
     }
 
     #[test]
-    fn info_and_stats_round_trip(a in any::<[u32; 7]>(), b in any::<[u64; 2]>(), s in any::<[u64; 16]>()) {
-        let info = Info { abi_version: a[0], optbase: a[1], max_key_len: a[2], max_value_len: a[3], max_entries: a[4], max_batch_ops: a[5], entries: a[6], bytes_used: b[0], generation: b[1], module_version: *b"0.1.0\0\0\0\0\0\0\0\0\0\0\0" };
-        prop_assert_eq!(Info::decode(&info.encode()), Ok(info));
+    fn info_and_stats_round_trip(a in any::<[u32; 8]>(), b in any::<[u64; 6]>(), s in any::<[u64; 16]>()) {
+        let info = Info { abi_version: a[0], optbase: a[1], max_key_len: a[2], max_value_len: a[3], max_entries: a[4], max_batch_ops: a[5], entries: a[6], flags: a[7], bytes_used: b[0], generation: b[1], module_version: *b"0.1.0\0\0\0\0\0\0\0\0\0\0\0", max_bytes: b[2], charged: b[3], budget_used: b[4], budget_size: b[5] };
+        let encoded = info.encode();
+        prop_assert_eq!(Info::decode(&encoded), Ok(info));
+        // Any reply that holds the first field names its ABI, whatever its length.
+        prop_assert_eq!(Info::abi_version_of(&encoded[..4]), Some(a[0]));
+        prop_assert_eq!(Info::abi_version_of(&encoded[..3]), None);
+        prop_assert_eq!(info.charged_to_budget(), a[7] & INFO_F_BUDGET != 0);
         let mut stats = Stats::default();
         for (i, c) in stats.set.iter_mut().chain(stats.get.iter_mut()).enumerate() {
             c.ok = s[2 * i % 16];

@@ -321,7 +321,12 @@ fn info(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
             "max_batch_ops": i.max_batch_ops,
             "entries": i.entries,
             "bytes_used": i.bytes_used,
+            "max_bytes": i.max_bytes,
             "generation": i.generation,
+            "charged_to_budget": i.charged_to_budget(),
+            "charged": i.charged,
+            "budget_used": i.budget_used,
+            "budget_size": i.budget_size,
         });
         writeln!(out, "{v}")?;
     } else {
@@ -334,7 +339,19 @@ fn info(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
             i.optbase.saturating_add(15)
         )?;
         writeln!(out, "entries:        {} of {}", i.entries, i.max_entries)?;
-        writeln!(out, "bytes used:     {}", i.bytes_used)?;
+        writeln!(out, "bytes used:     {} of {}", i.bytes_used, i.max_bytes)?;
+        // The shared budget of unprivileged namespaces: this table's part in
+        // it when it is charged, the whole group's use either way.
+        if i.charged_to_budget() {
+            writeln!(out, "charged:        {} (to the shared budget)", i.charged)?;
+        } else {
+            writeln!(out, "charged:        not charged (initial user namespace)")?;
+        }
+        writeln!(
+            out,
+            "shared budget:  {} of {} (all unprivileged namespaces)",
+            i.budget_used, i.budget_size
+        )?;
         writeln!(out, "generation:     {}", i.generation)?;
         writeln!(out, "max key len:    {}", i.max_key_len)?;
         writeln!(out, "max value len:  {}", i.max_value_len)?;
@@ -611,7 +628,7 @@ mod tests {
             "key exists (--create); nothing was restored (the restore is one atomic batch)"
         );
         let stopped = Failure::from(RestoreError::Stopped {
-            error: Error::NoSpace,
+            error: Error::NoSpace(nfkv::Limit::Entries),
             failed: 1,
             batches: 2,
             report: "restore stopped at batch 2 of 2".into(),

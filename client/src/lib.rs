@@ -59,8 +59,8 @@ pub enum Error {
     Exists,
     #[error("version mismatch: the entry was changed since (--if-version)")]
     VersionMismatch,
-    #[error("table full: max_entries reached (see `nfkv info`)")]
-    NoSpace,
+    #[error("{0}")]
+    NoSpace(Limit),
     #[error("too large: {0}")]
     TooLarge(String),
     #[error("ABI mismatch: module speaks ABI {module}, this client ABI {client}")]
@@ -77,6 +77,54 @@ pub enum Error {
     },
 }
 
+/// The limit that refused a write (each has its errno).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The table holds `max_entries` entries (`ENOSPC`).
+    Entries,
+    /// The table would hold more than `max_bytes_mib` of keys and values
+    /// (`EFBIG`).
+    Bytes,
+    /// The tables of all namespaces owned by non-initial user namespaces
+    /// together would take more than `userns_budget_mib` (`EDQUOT`).
+    SharedBudget,
+}
+
+impl Limit {
+    /// The module parameter that sets the limit.
+    pub fn parameter(self) -> &'static str {
+        match self {
+            Limit::Entries => "max_entries",
+            Limit::Bytes => "max_bytes_mib",
+            Limit::SharedBudget => "userns_budget_mib",
+        }
+    }
+
+    /// The errno the module refuses with.
+    pub fn errno(self) -> i32 {
+        match self {
+            Limit::Entries => libc::ENOSPC,
+            Limit::Bytes => libc::EFBIG,
+            Limit::SharedBudget => libc::EDQUOT,
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Limit::Entries => "table full: it holds max_entries entries (see `nfkv info`)",
+            Limit::Bytes => {
+                "table full: its keys and values would exceed max_bytes_mib (see `nfkv info`)"
+            }
+            Limit::SharedBudget => {
+                "shared budget full: the tables of all unprivileged namespaces (non-initial \
+                 user namespaces) together would exceed userns_budget_mib (see `nfkv info`)"
+            }
+        })
+    }
+}
+
 /// Result of the library's calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -89,7 +137,9 @@ impl Error {
             libc::ENOENT => Error::NotFound,
             libc::EEXIST => Error::Exists,
             libc::ESTALE => Error::VersionMismatch,
-            libc::ENOSPC => Error::NoSpace,
+            libc::ENOSPC => Error::NoSpace(Limit::Entries),
+            libc::EFBIG => Error::NoSpace(Limit::Bytes),
+            libc::EDQUOT => Error::NoSpace(Limit::SharedBudget),
             libc::E2BIG => Error::TooLarge(format!("{op} refused by the module (E2BIG)")),
             libc::EINVAL => Error::Invalid(format!("{op} refused by the module (EINVAL)")),
             _ => Error::Os {
@@ -107,7 +157,7 @@ impl Error {
             Error::NotFound => libc::ENOENT,
             Error::Exists => libc::EEXIST,
             Error::VersionMismatch => libc::ESTALE,
-            Error::NoSpace => libc::ENOSPC,
+            Error::NoSpace(limit) => limit.errno(),
             Error::TooLarge(_) => libc::E2BIG,
             Error::Invalid(_) => libc::EINVAL,
             Error::Os { source, .. } => return source.raw_os_error(),
@@ -266,7 +316,14 @@ impl Nfkv {
     pub fn info(&self) -> Result<Info> {
         let mut buf = [0u8; codec::INFO_SIZE];
         let n = self.get_into("info", cmd::GET_INFO, &mut buf)?;
-        Info::decode(&buf[..n]).map_err(|_| Error::BadReply("info"))
+        Info::decode(&buf[..n]).map_err(|_| match Info::abi_version_of(&buf[..n]) {
+            // A module of another ABI, whose reply is shorter.
+            Some(module) if module != ABI_VERSION => Error::AbiMismatch {
+                module,
+                client: ABI_VERSION,
+            },
+            _ => Error::BadReply("info"),
+        })
     }
 
     /// Limits as read when the connection was opened.
@@ -654,6 +711,24 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_limit_has_its_errno_and_names_its_parameter() {
+        for (errno, limit, words) in [
+            (libc::ENOSPC, Limit::Entries, "max_entries"),
+            (libc::EFBIG, Limit::Bytes, "max_bytes_mib"),
+            (libc::EDQUOT, Limit::SharedBudget, "userns_budget_mib"),
+        ] {
+            let e = Error::from_errno("put", errno, DEFAULT_OPTBASE);
+            assert!(
+                matches!(e, Error::NoSpace(l) if l == limit),
+                "{errno}: {e:?}"
+            );
+            assert_eq!(e.errno(), Some(errno));
+            assert_eq!(limit.parameter(), words);
+            assert!(e.to_string().contains(words), "{e}");
+        }
+    }
 
     /// `len` zero bytes that cost no memory: a private anonymous mapping
     /// with MAP_NORESERVE, never touched (reads would see zeros).

@@ -53,3 +53,13 @@ void *kext_kvmalloc_account(size_t size)
 		return kmalloc(size, GFP_KERNEL_ACCOUNT);
 	return kvmalloc(size, GFP_KERNEL_ACCOUNT);
 }
+
+/*
+ * The most memory kext_kvmalloc_account(size) takes: its kmalloc size class
+ * (a slab object up to 8 KiB, then a power-of-two number of pages). The
+ * vmalloc fallback takes the size rounded up to pages, which is no more.
+ */
+size_t kext_kvmalloc_account_size(size_t size)
+{
+	return kmalloc_size_roundup(size);
+}

@@ -14,3 +14,4 @@ bool kext_net_ns_capable(const struct net *net, int cap);
 bool kext_net_owned_by_init_user_ns(const struct net *net);
 u64 kext_clock_real_ns(void);
 void *kext_kvmalloc_account(size_t size);
+size_t kext_kvmalloc_account_size(size_t size);

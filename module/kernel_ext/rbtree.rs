@@ -84,6 +84,14 @@ fn entry_size<K: EntryKind>(key_len: usize, value_len: usize) -> usize {
     header_size::<K>() + key_len + value_len
 }
 
+/// What the allocation of an entry holding `key_value_len` key and value
+/// bytes takes from the allocator: its size class, not its size.
+fn allocated_size<K: EntryKind>(key_value_len: u64) -> u64 {
+    let size = header_size::<K>() + key_value_len as usize;
+    // SAFETY: `kext_kvmalloc_account_size` computes a size; it has no precondition.
+    unsafe { b::kext_kvmalloc_account_size(size) as u64 }
+}
+
 /// Whether `kext_kvmalloc_account` (kvmalloc) gives an entry of `size`
 /// bytes from the slab (one `kmalloc`, freed with `kfree`) rather than
 /// possibly from vmalloc (freed with `kvfree`).
@@ -293,6 +301,12 @@ impl<K: EntryKind> NewEntry<K> {
     pub(crate) fn stored_len(&self) -> u64 {
         self.live().stored_len()
     }
+
+    /// What the entry's allocation takes: its size class (a 4 KiB value
+    /// takes an 8 KiB slab object, a 64 KiB one 128 KiB of pages).
+    pub(crate) fn allocated_size(&self) -> u64 {
+        allocated_size::<K>(self.stored_len())
+    }
 }
 
 impl<K: EntryKind> Drop for NewEntry<K> {
@@ -443,6 +457,11 @@ impl<'a, K: EntryKind> EntryView<'a, K> {
     /// Key and value bytes.
     pub(crate) fn stored_len(&self) -> u64 {
         self.entry.stored_len()
+    }
+
+    /// What the entry's allocation takes (see [`NewEntry::allocated_size`]).
+    pub(crate) fn allocated_size(&self) -> u64 {
+        allocated_size::<K>(self.stored_len())
     }
 
     /// A counted reference on this entry, to read it after the tree's lock

@@ -139,6 +139,18 @@ class Info:
     generation: int
     #: The module's version string.
     module_version: str
+    #: Most key and value bytes per network namespace (``max_bytes_mib``).
+    max_bytes: int
+    #: Whether this table is charged to the budget shared by unprivileged
+    #: namespaces (its namespace's user namespace is not the initial one).
+    charged_to_budget: bool
+    #: What this table is charged to that budget: the memory its entries'
+    #: allocations take (0 when not charged).
+    charged: int
+    #: What all the tables charged to the shared budget take together.
+    budget_used: int
+    #: The shared budget's size (``userns_budget_mib``), in bytes.
+    budget_size: int
 
 
 @dataclass(frozen=True)
@@ -392,7 +404,8 @@ class Table:
 
     def info(self) -> Info:
         """The module's limits and this namespace's usage."""
-        return Info(*self._conn.info())
+        fixed, budget = self._conn.info()
+        return Info(*fixed, *budget)
 
     def stats(self) -> Stats:
         """Per-command ok/failed counters of this namespace."""

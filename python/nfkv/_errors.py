@@ -33,7 +33,18 @@ class ConditionError(OSError):
 
 
 class NoSpaceError(OSError):
-    """The table holds ``max_entries`` entries already (``ENOSPC``)."""
+    """A limit refused the write; nothing changed.
+
+    ``limit`` names the module parameter that refused it, with its errno:
+    ``"max_entries"`` (``ENOSPC``: the table is full), ``"max_bytes_mib"``
+    (``EFBIG``: the table's keys and values would exceed it) or
+    ``"userns_budget_mib"`` (``EDQUOT``: the budget shared by the tables of
+    all unprivileged namespaces would be exceeded). :meth:`Table.info`
+    shows each limit and its use.
+    """
+
+    #: The module parameter of the limit that refused the write.
+    limit: str = ""
 
 
 __all__ = ["ConditionError", "NoSpaceError", "NotLoadedError"]

@@ -56,8 +56,10 @@ fn exception(py: Python<'_>, err: Error, ctx: Context, msg: String) -> PyErr {
             Error::NotLoaded { .. } => PyErr::from_value(
                 error_class(py, "NotLoadedError")?.call1((libc_errno(errno), msg))?,
             ),
-            Error::NoSpace => {
-                PyErr::from_value(error_class(py, "NoSpaceError")?.call1((libc_errno(errno), msg))?)
+            Error::NoSpace(limit) => {
+                let exc = error_class(py, "NoSpaceError")?.call1((libc_errno(errno), msg))?;
+                exc.setattr("limit", limit.parameter())?;
+                PyErr::from_value(exc)
             }
             Error::Exists | Error::VersionMismatch => {
                 let exc = error_class(py, "ConditionError")?.call1((libc_errno(errno), msg))?;
@@ -173,13 +175,18 @@ impl Connection {
         self.kv.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
-    /// `(abi_version, optbase, max_key_len, max_value_len, max_entries,
-    /// max_batch_ops, entries, bytes_used, generation, module_version)`.
+    /// `((abi_version, optbase, max_key_len, max_value_len, max_entries,
+    /// max_batch_ops, entries, bytes_used, generation, module_version),
+    /// (max_bytes, charged_to_budget, charged, budget_used, budget_size))`
+    /// (two tuples: PyO3 converts tuples of up to 12).
     #[allow(clippy::type_complexity)]
     fn info(
         &self,
         py: Python<'_>,
-    ) -> PyResult<(u32, u32, u32, u32, u32, u32, u32, u64, u64, String)> {
+    ) -> PyResult<(
+        (u32, u32, u32, u32, u32, u32, u32, u64, u64, String),
+        (u64, bool, u64, u64, u64),
+    )> {
         let kv = self.kv()?;
         let i = py
             .allow_threads(|| kv.info())
@@ -191,16 +198,25 @@ impl Connection {
             .unwrap_or(i.module_version.len());
         let version = String::from_utf8_lossy(&i.module_version[..end]).into_owned();
         Ok((
-            i.abi_version,
-            i.optbase,
-            i.max_key_len,
-            i.max_value_len,
-            i.max_entries,
-            i.max_batch_ops,
-            i.entries,
-            i.bytes_used,
-            i.generation,
-            version,
+            (
+                i.abi_version,
+                i.optbase,
+                i.max_key_len,
+                i.max_value_len,
+                i.max_entries,
+                i.max_batch_ops,
+                i.entries,
+                i.bytes_used,
+                i.generation,
+                version,
+            ),
+            (
+                i.max_bytes,
+                i.charged_to_budget(),
+                i.charged,
+                i.budget_used,
+                i.budget_size,
+            ),
         ))
     }
 

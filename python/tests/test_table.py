@@ -240,8 +240,25 @@ def test_no_space_error(table: nfkv.Table) -> None:
     with pytest.raises(nfkv.NoSpaceError) as e:
         table.put(b"one-more", b"")
     assert e.value.errno == errno.ENOSPC
+    assert e.value.limit == "max_entries"
+    assert "max_entries" in str(e.value)
     assert isinstance(e.value, OSError)
     table.put(b"%08d" % 5, b"replacing is fine")
+
+
+def test_info_shows_each_limit_and_the_shared_budget(table: nfkv.Table) -> None:
+    def param(name: str) -> int:
+        with open(f"/sys/module/nfkv/parameters/{name}") as f:
+            return int(f.read())
+
+    table.put(b"k", b"v" * 100)
+    info = table.info()
+    assert (info.entries, info.bytes_used) == (1, 101)
+    assert info.max_bytes == param("max_bytes_mib") << 20
+    assert info.budget_size == param("userns_budget_mib") << 20
+    # The initial user namespace's tables are never charged to the budget.
+    assert (info.charged_to_budget, info.charged) == (False, 0)
+    assert 0 <= info.budget_used <= info.budget_size
 
 
 def test_not_loaded_error() -> None:
