@@ -11,6 +11,7 @@
 //! - [`params`]: C-declared module parameters, read safely;
 //! - [`rbtree`]: an intrusive red-black tree of byte-keyed,
 //!   reference-counted entries, each one allocation;
+//! - [`refcount`]: `refcount_t`, its checks included, with inline operations;
 //! - [`bytes`]: filling uninitialised memory from a slice or a request;
 //! - [`clock`]: the wall clock;
 //! - [`compat`]: every difference between the kernel versions supported.
@@ -20,6 +21,7 @@ pub(crate) mod compat;
 pub(crate) mod params;
 pub(crate) mod pernet;
 pub(crate) mod rbtree;
+pub(crate) mod refcount;
 pub(crate) mod registration;
 pub(crate) mod sockopt;
 

@@ -31,11 +31,11 @@
 
 use super::bindings as b;
 use super::bytes::{ByteSource, Bytes};
+use super::refcount::Refcount;
 use core::cmp::Ordering;
 use core::marker::PhantomData;
 use core::mem::{size_of, ManuallyDrop, MaybeUninit};
 use core::ptr::{self, addr_of, addr_of_mut, NonNull};
-use core::sync::atomic::{fence, AtomicU32, Ordering as AtomicOrdering};
 use kernel::bindings;
 use kernel::prelude::*;
 
@@ -58,11 +58,9 @@ pub(crate) struct Header<M> {
     /// reference); written only through the tree holding it.
     node: bindings::rb_node,
     /// References: the tree's while linked, one per [`NewEntry`],
-    /// [`Detached`] or [`EntryRef`]. An inline atomic rather than a
-    /// `refcount_t` (whose operations are out-of-line helper calls for
-    /// Rust): it cannot overflow, as every reference but the tree's is held
-    /// by a task inside one call (a u32 would need 2^32 of them at once).
-    refcount: AtomicU32,
+    /// [`Detached`] or [`EntryRef`]. A `refcount_t` with its checks (a
+    /// count gone wrong saturates and warns), taken and dropped inline.
+    refcount: Refcount,
     /// `value_len | key_len << 24`, fixed at allocation.
     lens: u32,
     /// Written only while the entry is a [`NewEntry`].
@@ -180,13 +178,11 @@ unsafe fn release<K: EntryKind>(h: NonNull<Header<K::Meta>>) {
     // SAFETY: the entry is live and the caller's reference keeps it so until
     // this decrement.
     let refcount = unsafe { &(*h.as_ptr()).refcount };
-    // Release: our uses of the entry happen before whoever frees it; the
-    // one that takes the count to zero then synchronises with all of them
-    // (`refcount_dec_and_test`'s ordering, as `Arc` does it).
-    if refcount.fetch_sub(1, AtomicOrdering::Release) != 1 {
+    // Our uses of the entry happen before whoever frees it (the one that
+    // takes the count to zero), which `dec_and_test` orders.
+    if !refcount.dec_and_test() {
         return;
     }
-    fence(AtomicOrdering::Acquire);
     // SAFETY: that was the last reference, so the entry is still live to us alone (no tree
     // links it: the tree would hold a reference).
     let (key_len, value_len) = unsafe { Live::<K>::new(h) }.lens();
@@ -256,7 +252,7 @@ impl<K: EntryKind> NewEntry<K> {
             h.as_ptr().write(Header {
                 node: bindings::rb_node::default(),
                 // One reference, ours.
-                refcount: AtomicU32::new(1),
+                refcount: Refcount::new(1),
                 lens: value_len as u32 | (key_len as u32) << 24,
                 meta: K::Meta::default(),
             });
@@ -470,9 +466,7 @@ impl<'a, K: EntryKind> EntryView<'a, K> {
         // SAFETY: the entry is alive: the tree holds a reference, so the count is at least
         // one and stays so while the tree is borrowed.
         let refcount = unsafe { &(*self.entry.h.as_ptr()).refcount };
-        // Relaxed, as `refcount_inc`: taking a reference on an entry already
-        // referenced orders nothing.
-        refcount.fetch_add(1, AtomicOrdering::Relaxed);
+        refcount.inc();
         EntryRef { ptr: self.entry.h }
     }
 

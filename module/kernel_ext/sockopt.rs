@@ -120,10 +120,14 @@ impl SetRequest<'_> {
         } else {
             // SAFETY: `user` is the union's member in use.
             let src = unsafe { self.arg.__bindgen_anon_1.user }.cast::<u8>();
-            // SAFETY: `dst` has room for `n` bytes (caller); `_copy_from_user` checks the user
+            // The checked copy, as upstream's `UserSliceReader::read_raw` uses for sizes known
+            // only at run time: `check_copy_size` lets hardened usercopy refuse a `dst` range
+            // that leaves its slab object, vmalloc area or stack frame (a no-op without
+            // CONFIG_HARDENED_USERCOPY, as on the bench's kernel).
+            // SAFETY: `dst` has room for `n` bytes (caller); `copy_from_user` checks the user
             // range (`access_ok`) and survives faults, zeroing what it could not copy.
             let left = unsafe {
-                bindings::_copy_from_user(dst.cast(), src.wrapping_add(self.pos).cast(), n)
+                bindings::copy_from_user(dst.cast(), src.wrapping_add(self.pos).cast(), n)
             };
             left == 0
         };
