@@ -7,7 +7,7 @@ use crate::codec::{self, cmd, Batch, Condition, ListPageWriter, ListRequest, OpK
 use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
 use crate::policy;
 use crate::store::NewEntry;
-use crate::table::{Limits, NetTable, PreparedOp, GFP};
+use crate::table::{gfp, Limits, NetTable, PreparedOp};
 use kernel::prelude::*;
 
 /// Most bytes one LIST call fills; a page always fits the largest entry.
@@ -147,9 +147,9 @@ fn delete(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
 fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
     let apply = |bytes: &[u8]| {
         let batch = Batch::parse(bytes, limits.max_value_len)?;
-        let mut ops = KVVec::with_capacity(batch.count, GFP)?;
+        let mut ops = KVVec::with_capacity(batch.count, gfp())?;
         batch.for_each(|_, record| -> Result {
-            ops.push(PreparedOp::new(&record)?, GFP)?;
+            ops.push(PreparedOp::new(&record)?, gfp())?;
             Ok(())
         })?;
         commit(net, limits, batch.flush, &mut ops)
@@ -257,7 +257,7 @@ fn list_request(net: &NetTable, buf: &GetBuffer<'_>, req: &ListRequest<'_>) -> R
         let page: &mut [u8] = if size <= SMALL_PAGE {
             &mut small[..size]
         } else {
-            large = KVVec::from_elem(0u8, size, GFP)?;
+            large = KVVec::from_elem(0u8, size, gfp())?;
             &mut large
         };
         match list_into(net, req, page)? {

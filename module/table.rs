@@ -29,8 +29,13 @@ use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::Mutex;
 
-/// Memory allocated for a caller is charged to the caller's memory cgroup.
-pub(crate) const GFP: Flags = GFP_KERNEL_ACCOUNT;
+/// How memory is allocated for a caller: charged to the caller's memory
+/// cgroup, and sized by the caller, so a failure is the caller's ENOMEM
+/// rather than a kernel warning (as `bpf_map_area_alloc` does it).
+#[inline]
+pub(crate) fn gfp() -> Flags {
+    GFP_KERNEL_ACCOUNT | __GFP_NOWARN
+}
 
 /// The errors a write's conditions produce.
 pub(crate) fn estale() -> Error {

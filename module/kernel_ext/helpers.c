@@ -45,13 +45,15 @@ u64 kext_clock_real_ns(void)
  * injection expects), above that kmalloc without retrying, then vmalloc, so
  * no high-order contiguous block is ever needed (freed with kvfree). For
  * rbtree entries and set requests; rbtree.rs `in_slab` names the same rule.
+ * The caller chooses the size, so a failure is the caller's ENOMEM, not a
+ * kernel warning (__GFP_NOWARN, as bpf_map_area_alloc).
  */
 void *kext_kvmalloc_account(size_t size)
 {
 	/* What kvmalloc does up to a page, without its extra call. */
 	if (size <= PAGE_SIZE)
-		return kmalloc(size, GFP_KERNEL_ACCOUNT);
-	return kvmalloc(size, GFP_KERNEL_ACCOUNT);
+		return kmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
+	return kvmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_NOWARN);
 }
 
 /*

@@ -28,6 +28,9 @@ static unsigned int optbase = NFKV_BASE_CTL + 256;
 module_param(optbase, uint, 0444);
 static unsigned int max_value_len = 4096;
 module_param(max_value_len, uint, 0444);
+/* Caller-sized allocations: charged to its memcg; a failure is its ENOMEM, not a warning. */
+#define NFKV_GFP (GFP_KERNEL_ACCOUNT | __GFP_NOWARN)
+
 static unsigned int max_entries = 65536;
 module_param(max_entries, uint, 0444);
 
@@ -179,7 +182,7 @@ static int prepare(struct cref_op *o)
 {
 	if (o->op != NFKV_OP_PUT)
 		return 0;
-	o->new = kmalloc(struct_size(o->new, data, o->key_len + o->value_len), GFP_KERNEL_ACCOUNT);
+	o->new = kmalloc(struct_size(o->new, data, o->key_len + o->value_len), NFKV_GFP);
 	if (!o->new)
 		return -ENOMEM;
 	o->new->key_len = o->key_len;
@@ -305,7 +308,7 @@ static int do_batch(struct cref_table *t, const u8 *buf, size_t len)
 		return -E2BIG;
 	if ((len - sizeof(h)) / NFKV_ALIGN_UP(sizeof(struct nfkv_op) + 1) < h.count)
 		return -EINVAL;
-	ops = kvcalloc(max(h.count, 1U), sizeof(*ops), GFP_KERNEL_ACCOUNT);
+	ops = kvcalloc(max(h.count, 1U), sizeof(*ops), NFKV_GFP);
 	if (!ops)
 		return -ENOMEM;
 	p = buf + sizeof(h);
@@ -374,7 +377,7 @@ static int cref_set(struct sock *sk, int optval, sockptr_t arg, unsigned int len
 		goto out;
 	}
 	if (len > sizeof(stack)) {
-		buf = kvmalloc(len, GFP_KERNEL_ACCOUNT);
+		buf = kvmalloc(len, NFKV_GFP);
 		if (!buf) {
 			err = -ENOMEM;
 			goto out;
@@ -414,7 +417,7 @@ static int get_value(struct cref_table *t, void __user *user, int len)
 	}
 	reply.version = e->version;
 	reply.value_len = e->value_len;
-	value = kmalloc(max(e->value_len, 1U), GFP_KERNEL_ACCOUNT);
+	value = kmalloc(max(e->value_len, 1U), NFKV_GFP);
 	if (value)
 		memcpy(value, e->data + e->key_len, e->value_len);
 	mutex_unlock(&t->lock);
@@ -452,7 +455,7 @@ static int get_list(struct cref_table *t, void __user *user, int len)
 	after = req + sizeof(h);
 	prefix = after + h.after_len;
 	room = min_t(size_t, len, LIST_PAGE_MAX);
-	page = kvzalloc(room, GFP_KERNEL_ACCOUNT);
+	page = kvzalloc(room, NFKV_GFP);
 	if (!page)
 		return -ENOMEM;
 	mutex_lock(&t->lock);
