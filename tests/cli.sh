@@ -176,7 +176,8 @@ t version_without_module bash -c 'nfkv --version | grep -q "module: nfkv.ko is n
 # The module DKMS built for this kernel (tests/ship.sh, tests/distro.sh).
 dkms_ko=$(cd "$(dirname "$0")/.." && pwd)/out/dkms/$(uname -r)/nfkv.ko
 if [ -f "$dkms_ko" ] && modinfo -F vermagic "$dkms_ko" | grep -q "^$(uname -r) "; then
-    t dkms_built_module_loads_and_works bash -c "insmod $dkms_ko && nfkv put dkms yes && [ \"\$(nfkv get dkms)\" = yes ] && rmmod nfkv"
+    # Unloaded whatever the checks say: the next suites need nfkv.ko itself.
+    t dkms_built_module_loads_and_works bash -c "insmod $dkms_ko || exit 1; nfkv put dkms yes && [ \"\$(nfkv get dkms)\" = yes ]; rc=\$?; rmmod nfkv; exit \$rc"
 fi
 insmod "$NFKV_KO"
 rm -rf "$tmp"

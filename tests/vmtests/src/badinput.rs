@@ -11,6 +11,12 @@
 //! `do_ip_getsockopt` checked it, so a thread flipping it in between gets
 //! through; `negative_get_length_race` makes that happen. Set lengths up to
 //! INT_MAX, and every get length >= 0, reach nfkv and are checked here.
+//!
+//! The matrix checks errnos; `get_replies_are_exact_and_end_where_they_say`
+//! checks what each get command writes: the reply, the optlen it reports,
+//! the EMSGSIZE header, and nothing past the reply (a canary in the rest of
+//! the buffer, and a buffer that ends at an unmapped page for the INT_MAX
+//! length).
 
 use crate::ensure;
 use crate::harness::*;
@@ -21,7 +27,11 @@ use std::io;
 use std::mem::offset_of;
 
 pub fn suite() -> Vec<Test> {
-    crate::tests![matrix, negative_get_length_race]
+    crate::tests![
+        matrix,
+        get_replies_are_exact_and_end_where_they_say,
+        negative_get_length_race
+    ]
 }
 
 /// What a case sends: a set or get of command `cmd` on `len` bytes at `ptr`.
@@ -91,6 +101,24 @@ fn case(name: impl Into<String>, set: bool, cmd: u32, bytes: Vec<u8>, want: Opti
             Reach::Uncounted
         },
     }
+}
+
+/// A GET_VALUE request for the baseline's key `key`.
+fn get_key_request() -> Vec<u8> {
+    let mut req = vec![0u8; codec::GET_SIZE + 3];
+    codec::encode_get(&mut req, b"key");
+    req
+}
+
+/// A LIST request for every key from the first.
+fn list_all_request() -> Vec<u8> {
+    let mut req = vec![0u8; codec::LIST_SIZE];
+    ListRequest {
+        after: b"",
+        prefix: b"",
+    }
+    .encode(&mut req);
+    req
 }
 
 fn op(kind: OpKind, key: &[u8], value: &[u8]) -> Vec<u8> {
@@ -209,14 +237,7 @@ fn cases(max_value: usize) -> Vec<Case> {
     }
 
     // 2. Get commands x lengths (request and reply share the buffer).
-    let mut get = vec![0u8; codec::GET_SIZE + 3];
-    codec::encode_get(&mut get, b"key");
-    let mut list = vec![0u8; codec::LIST_SIZE];
-    ListRequest {
-        after: b"",
-        prefix: b"",
-    }
-    .encode(&mut list);
+    let (get, list) = (get_key_request(), list_all_request());
     let value_exact = codec::VALUE_SIZE + 3;
     let first_entry = codec::LIST_REPLY_SIZE + codec::list_entry_len(1, 1);
     for (name, c, req, min, fits) in [
@@ -949,5 +970,382 @@ fn negative_get_length_race() -> TestResult {
         by_nfkv > 0,
         "no call reached nfkv with a negative length in 60 s ({calls} calls)"
     );
+    Ok(())
+}
+
+/// A buffer of up to 64 KiB that ends where an inaccessible page begins:
+/// a write one byte past it faults.
+struct GuardedBuffer {
+    map: *mut u8,
+}
+
+const GUARDED_LEN: usize = 64 << 10;
+const PAGE: usize = 4096;
+/// What the bytes past a reply hold before the call and must hold after it.
+const CANARY: u8 = 0xa5;
+
+impl GuardedBuffer {
+    fn new() -> Result<Self, String> {
+        // SAFETY: a fresh anonymous mapping owned by the returned value; the
+        // last page is made inaccessible.
+        unsafe {
+            let map = libc::mmap(
+                std::ptr::null_mut(),
+                GUARDED_LEN + PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            ensure!(
+                map != libc::MAP_FAILED,
+                "mmap: {}",
+                io::Error::last_os_error()
+            );
+            let map = map.cast::<u8>();
+            ensure!(
+                libc::mprotect(map.add(GUARDED_LEN).cast(), PAGE, libc::PROT_NONE) == 0,
+                "mprotect: {}",
+                io::Error::last_os_error()
+            );
+            Ok(GuardedBuffer { map })
+        }
+    }
+
+    /// The last `len` bytes before the guard page.
+    fn tail(&mut self, len: usize) -> &mut [u8] {
+        assert!(len <= GUARDED_LEN);
+        // SAFETY: the first GUARDED_LEN bytes of the mapping are ours and
+        // writable; `self` is borrowed mutably for the slice's life.
+        unsafe { std::slice::from_raw_parts_mut(self.map.add(GUARDED_LEN - len), len) }
+    }
+}
+
+impl Drop for GuardedBuffer {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `new` mapped; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.map.cast(), GUARDED_LEN + PAGE) };
+    }
+}
+
+/// A get case: command name and offset, request, buffer length, optlen
+/// passed, and the reply length expected (None: EMSGSIZE).
+type ReplyCase<'a> = (&'a str, u32, &'a [u8], usize, u32, Option<usize>);
+
+/// `getsockopt` of command `c` on `buf` with `optlen`; the call's outcome
+/// and the optlen it left.
+fn get_raw(kv: &Nfkv, c: u32, buf: &mut [u8], optlen: u32) -> (io::Result<()>, u32) {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(kv.fd());
+    let mut len = optlen;
+    // SAFETY: `buf` is writable for its length; an `optlen` beyond it is
+    // passed only where the buffer ends at the guard page, which the
+    // kernel's copy faults on rather than writing past.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            (kv.optbase() + c) as i32,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    let r = if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    };
+    (r, len)
+}
+
+fn get_replies_are_exact_and_end_where_they_say() -> TestResult {
+    let kv = connect()?;
+    baseline(&kv)?;
+    let table = dump(&kv)?;
+    let mut guarded = GuardedBuffer::new()?;
+    let (get_req, list_req) = (get_key_request(), list_all_request());
+    let first_entry = codec::LIST_REPLY_SIZE + codec::list_entry_len(1, 1);
+    let whole_list = table
+        .contents
+        .iter()
+        .map(|e| codec::list_entry_len(e.key.len(), e.value.len()))
+        .sum::<usize>()
+        + codec::LIST_REPLY_SIZE;
+    let value_len = codec::VALUE_SIZE + 3;
+    let int_max = i32::MAX as u32;
+    // (command, request, buffer length, optlen passed, reply expected (or
+    // EMSGSIZE: None)). The buffer always ends at the guard page. With
+    // optlen INT_MAX it is as short as the call may use: the reply, or the
+    // most a request can take (GET_VALUE and LIST read up to that much of
+    // the buffer as their request, whatever its own lengths say).
+    let cases: Vec<ReplyCase<'_>> = vec![
+        (
+            "info",
+            cmd::GET_INFO,
+            &[],
+            codec::INFO_SIZE,
+            codec::INFO_SIZE as u32,
+            Some(codec::INFO_SIZE),
+        ),
+        (
+            "info",
+            cmd::GET_INFO,
+            &[],
+            4096,
+            4096,
+            Some(codec::INFO_SIZE),
+        ),
+        (
+            "info",
+            cmd::GET_INFO,
+            &[],
+            codec::INFO_SIZE,
+            int_max,
+            Some(codec::INFO_SIZE),
+        ),
+        (
+            "stats",
+            cmd::GET_STATS,
+            &[],
+            codec::STATS_SIZE,
+            codec::STATS_SIZE as u32,
+            Some(codec::STATS_SIZE),
+        ),
+        (
+            "stats",
+            cmd::GET_STATS,
+            &[],
+            4096,
+            4096,
+            Some(codec::STATS_SIZE),
+        ),
+        (
+            "stats",
+            cmd::GET_STATS,
+            &[],
+            codec::STATS_SIZE,
+            int_max,
+            Some(codec::STATS_SIZE),
+        ),
+        (
+            "value",
+            cmd::GET_VALUE,
+            &get_req,
+            value_len,
+            value_len as u32,
+            Some(value_len),
+        ),
+        (
+            "value",
+            cmd::GET_VALUE,
+            &get_req,
+            65536,
+            65536,
+            Some(value_len),
+        ),
+        (
+            "value",
+            cmd::GET_VALUE,
+            &get_req,
+            codec::GET_REQUEST_MAX,
+            int_max,
+            Some(value_len),
+        ),
+        (
+            "value",
+            cmd::GET_VALUE,
+            &get_req,
+            value_len - 1,
+            value_len as u32 - 1,
+            None,
+        ),
+        (
+            "value",
+            cmd::GET_VALUE,
+            &get_req,
+            codec::VALUE_SIZE,
+            codec::VALUE_SIZE as u32,
+            None,
+        ),
+        (
+            "list",
+            cmd::GET_LIST,
+            &list_req,
+            first_entry,
+            first_entry as u32,
+            Some(first_entry),
+        ),
+        (
+            "list",
+            cmd::GET_LIST,
+            &list_req,
+            whole_list - 1,
+            whole_list as u32 - 1,
+            Some(whole_list - codec::list_entry_len(2, 0)),
+        ),
+        (
+            "list",
+            cmd::GET_LIST,
+            &list_req,
+            65536,
+            65536,
+            Some(whole_list),
+        ),
+        (
+            "list",
+            cmd::GET_LIST,
+            &list_req,
+            codec::LIST_REQUEST_MAX,
+            int_max,
+            Some(whole_list),
+        ),
+        (
+            "list",
+            cmd::GET_LIST,
+            &list_req,
+            first_entry - 1,
+            first_entry as u32 - 1,
+            None,
+        ),
+        (
+            "list",
+            cmd::GET_LIST,
+            &list_req,
+            codec::LIST_REPLY_SIZE,
+            codec::LIST_REPLY_SIZE as u32,
+            None,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, c, req, buf_len, optlen, reply) in cases {
+        let what = format!("get {name}, {buf_len}-byte buffer, optlen {optlen}");
+        let buf = guarded.tail(buf_len);
+        buf.fill(CANARY);
+        buf[..req.len()].copy_from_slice(req);
+        let (r, len_out) = get_raw(&kv, c, buf, optlen);
+        let written = match (reply, &r) {
+            (Some(n), Ok(())) if len_out as usize == n => n,
+            (Some(n), _) => {
+                failures.push(format!(
+                    "{what}: {r:?}, optlen {len_out}; want a {n}-byte reply"
+                ));
+                continue;
+            }
+            (None, Err(e)) if e.raw_os_error() == Some(libc::EMSGSIZE) && len_out == optlen => {
+                if c == cmd::GET_VALUE {
+                    codec::VALUE_SIZE
+                } else {
+                    codec::LIST_REPLY_SIZE
+                }
+            }
+            (None, _) => {
+                failures.push(format!(
+                    "{what}: {r:?}, optlen {len_out}; want EMSGSIZE, optlen unchanged"
+                ));
+                continue;
+            }
+        };
+        if let Some(i) = buf[written..].iter().position(|&b| b != CANARY) {
+            failures.push(format!(
+                "{what}: byte {} past the {written}-byte reply was written",
+                written + i
+            ));
+        }
+        if let Err(e) = check_reply(c, &buf[..written], reply.is_some(), &table, kv.limits()) {
+            failures.push(format!("{what}: {e}"));
+        }
+    }
+    ensure!(failures.is_empty(), "{}", failures.join("\n  "));
+    Ok(())
+}
+
+/// What reply `r` of command `c` must say about the baseline `table`:
+/// whole (`complete`) or the EMSGSIZE header.
+fn check_reply(
+    c: u32,
+    r: &[u8],
+    complete: bool,
+    table: &Dump,
+    limits: &nfkv::Info,
+) -> Result<(), String> {
+    let bad = |e| format!("undecodable reply: {e:?}");
+    match c {
+        cmd::GET_INFO => {
+            let info = codec::Info::decode(r).map_err(bad)?;
+            let want = codec::Info {
+                entries: table.entries,
+                bytes_used: table.bytes_used,
+                generation: table.generation,
+                budget_used: info.budget_used,
+                ..*limits
+            };
+            ensure!(info == want, "info {info:?}, want {want:?}");
+        }
+        cmd::GET_STATS => {
+            let stats = codec::Stats::decode(r).map_err(bad)?;
+            ensure!(
+                stats.get[cmd::GET_INFO as usize].ok > 0,
+                "stats do not count the info calls made: {stats:?}"
+            );
+        }
+        cmd::GET_VALUE => {
+            let h = codec::ValueHeader::decode(r).map_err(bad)?;
+            let entry = table
+                .contents
+                .iter()
+                .find(|e| e.key == b"key")
+                .ok_or("no key")?;
+            ensure!(
+                h.version == entry.version && h.value_len == 3,
+                "value header {h:?}, want version {} and length 3",
+                entry.version
+            );
+            ensure!(
+                !complete || &r[codec::VALUE_SIZE..] == b"val",
+                "value {:?}",
+                &r[codec::VALUE_SIZE..]
+            );
+        }
+        _ => {
+            let h = codec::ListReplyHeader::decode(r).map_err(bad)?;
+            ensure!(
+                h.generation == table.generation,
+                "list generation {}, want {}",
+                h.generation,
+                table.generation
+            );
+            if !complete {
+                let first = codec::LIST_REPLY_SIZE + codec::list_entry_len(1, 1);
+                ensure!(
+                    h.count == 0 && h.more && h.size as usize == first,
+                    "EMSGSIZE header {h:?}, want count 0, more, size {first}"
+                );
+                return Ok(());
+            }
+            let mut listed = Vec::new();
+            codec::decode_list_page::<codec::Reject>(r, |e| {
+                listed.push((e.key.to_vec(), e.value.to_vec(), e.version));
+                Ok(())
+            })
+            .map_err(bad)?;
+            let want: Vec<_> = table
+                .contents
+                .iter()
+                .take(listed.len())
+                .map(|e| (e.key.clone(), e.value.clone(), e.version))
+                .collect();
+            ensure!(
+                !listed.is_empty() && listed == want && h.count as usize == listed.len(),
+                "listed {listed:?} (header {h:?}), want the first entries of {:?}",
+                table.contents
+            );
+            ensure!(
+                h.more == (listed.len() < table.contents.len()),
+                "more = {} with {} of {} entries",
+                h.more,
+                listed.len(),
+                table.contents.len()
+            );
+        }
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Concurrency: threads hammer the table with mixed operations, each checked
-//! against a userspace model; consistent listings are never torn; and rmmod
-//! races live clients, which either keep it loaded or see "not loaded".
+//! against a userspace model; consistent listings are never torn; rmmod
+//! races live clients, which either keep it loaded or see "not loaded"; and
+//! rmmod is refused while a 65,536-record batch is inside the module.
 //!
 //! `NFKV_STRESS_THREADS` (default 8) x `NFKV_STRESS_OPS` (default 100,000).
 
@@ -12,7 +13,11 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub fn suite() -> Vec<Test> {
-    crate::tests![threads_against_a_model, rmmod_races_live_clients]
+    crate::tests![
+        threads_against_a_model,
+        rmmod_races_live_clients,
+        rmmod_is_refused_while_a_full_batch_runs
+    ]
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -71,13 +76,23 @@ impl Drop for InOp<'_> {
 }
 
 /// Multi-page consistent listings of the invariant keys taken meanwhile:
-/// accepted whole, refused (the generation moved between pages), and torn
-/// (accepted, yet the invariant keys differ: the failure this looks for).
+/// accepted whole (all the keys, one value), accepted empty (before the
+/// first invariant batch), refused (the generation moved between pages),
+/// and torn (accepted, yet a key is missing, repeated or out of order, or
+/// the values differ: the failure this looks for).
 #[derive(Default)]
 struct Snapshots {
     whole: AtomicU64,
+    empty: AtomicU64,
     refused: AtomicU64,
     torn: AtomicU64,
+}
+
+/// The invariant keys, in key order.
+fn invariant_keys() -> Vec<Vec<u8>> {
+    (0..INVARIANT_KEYS)
+        .map(|i| format!("inv/{i}").into_bytes())
+        .collect()
 }
 
 /// What a thread knows of its own keys: value and, once read, version.
@@ -299,10 +314,17 @@ fn hammer(
                     // generations is refused by the client (and counted
                     // here); every listing it accepts must be untorn.
                     match snap.snapshot(b"inv/", 0) {
+                        Ok((_, entries)) if entries.is_empty() => {
+                            snaps.empty.fetch_add(1, Ordering::Relaxed);
+                        }
                         Ok((_, entries)) => {
-                            snaps.whole.fetch_add(1, Ordering::Relaxed);
-                            if entries.windows(2).any(|w| w[0].value != w[1].value) {
+                            let keys: Vec<_> = entries.iter().map(|e| e.key.clone()).collect();
+                            if keys != invariant_keys()
+                                || entries.windows(2).any(|w| w[0].value != w[1].value)
+                            {
                                 snaps.torn.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                snaps.whole.fetch_add(1, Ordering::Relaxed);
                             }
                         }
                         Err(Error::Os { op: "snapshot", .. }) => {
@@ -363,16 +385,17 @@ fn threads_against_a_model() -> TestResult {
         per_cpu.iter().filter(|&&n| n > 0).count() >= 2 && cross > 0,
         "the threads never ran on two CPUs at once (per CPU {per_cpu:?}, overlaps {cross})"
     );
-    let (whole, refused, torn) = (
+    let (whole, empty, refused, torn) = (
         snaps.whole.load(Ordering::Relaxed),
+        snaps.empty.load(Ordering::Relaxed),
         snaps.refused.load(Ordering::Relaxed),
         snaps.torn.load(Ordering::Relaxed),
     );
-    println!("     stress: consistent listings: {whole} accepted, {refused} refused as mixed, {torn} torn");
+    println!("     stress: consistent listings: {whole} accepted whole, {empty} empty (before the first invariant batch), {refused} refused as mixed, {torn} torn");
     ensure!(torn == 0, "{torn} torn consistent snapshots");
     ensure!(
         whole > 0,
-        "no consistent snapshot completed: nothing was checked"
+        "no consistent snapshot of the invariant keys completed: nothing was checked"
     );
     let d = dump(&kv)?;
     let mut actual: BTreeMap<Vec<u8>, Vec<u8>> =
@@ -470,6 +493,85 @@ fn rmmod_races_live_clients() -> TestResult {
         );
         ensure!(unloaded, "rmmod never succeeded within 60 s");
         Ok(())
+    });
+    reload("")?;
+    r
+}
+
+/// rmmod must be refused while a call is inside the module (nf_sockopt
+/// holds a module reference across it), not only when it happens to be: a
+/// thread applies a flushing batch of 65,536 records, again and again, and
+/// rmmod is tried while one of those calls has been running for 50 ms and
+/// is still running after rmmod returns. Then the batches stop, the table
+/// holds exactly the batch, and rmmod succeeds.
+fn rmmod_is_refused_while_a_full_batch_runs() -> TestResult {
+    let kv = fresh()?;
+    let mut b = Batch::new();
+    b.flush();
+    for i in 0..nfkv_abi::codec::MAX_BATCH_OPS {
+        b.put(format!("full{i:05}").as_bytes(), b"v", Condition::default());
+    }
+    let req = ck("encode", b.encode())?;
+    let optname = kv.optbase() + nfkv_abi::codec::cmd::SET_BATCH;
+    let (started, finished, stop) = (AtomicU64::new(0), AtomicU64::new(0), AtomicBool::new(false));
+    let (kv_ref, req) = (&kv, &req);
+    let (started, finished, stop) = (&started, &finished, &stop);
+    let r = std::thread::scope(|s| -> TestResult {
+        let batches = s.spawn(move || -> Result<u64, String> {
+            let mut applied = 0;
+            while !stop.load(Ordering::SeqCst) {
+                started.fetch_add(1, Ordering::SeqCst);
+                let r = nfkv::raw::raw_set(kv_ref.fd(), optname, req);
+                finished.fetch_add(1, Ordering::SeqCst);
+                r.map_err(|e| format!("batch {}: {e}", applied + 1))?;
+                applied += 1;
+            }
+            Ok(applied)
+        });
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut met = 0;
+        while met == 0 && Instant::now() < deadline {
+            let call = started.load(Ordering::SeqCst);
+            if finished.load(Ordering::SeqCst) >= call {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            if finished.load(Ordering::SeqCst) >= call {
+                continue;
+            }
+            let unloaded = rmmod().is_ok();
+            let in_flight = finished.load(Ordering::SeqCst) < call;
+            match (unloaded, in_flight) {
+                (false, _) => met += 1,
+                (true, true) => {
+                    stop.store(true, Ordering::SeqCst);
+                    return Err("rmmod unloaded nfkv while a batch call was inside it".into());
+                }
+                // The call ended while rmmod ran: nothing shown either way.
+                (true, false) => {
+                    stop.store(true, Ordering::SeqCst);
+                    return Err("rmmod caught the gap between two batches; rerun".into());
+                }
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        let applied = batches
+            .join()
+            .map_err(|_| "batch thread panicked".to_string())??;
+        println!("     rmmod vs full batches: {applied} batches of 65,536 records, rmmod refused {met} time(s) with one in flight");
+        ensure!(met > 0, "no batch call was caught in flight within 300 s");
+        Ok(())
+    })
+    .and_then(|()| {
+        let info = ck("info", kv.info())?;
+        ensure!(
+            info.entries as usize == nfkv_abi::codec::MAX_BATCH_OPS,
+            "after the batches the table holds {} entries",
+            info.entries
+        );
+        drop(kv);
+        rmmod()
     });
     reload("")?;
     r
