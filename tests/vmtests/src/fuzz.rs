@@ -3,12 +3,20 @@
 //! several threads, then a check that the table's accounting still adds up.
 //! Every refusal must carry an errno the ABI documents for that command, and
 //! a request sent intact (valid, with a buffer big enough for its reply) may
-//! only fail for a semantic reason (ENOENT, EEXIST, ESTALE, ENOSPC, EMSGSIZE),
-//! never as malformed.
+//! only fail for a semantic reason (ENOENT, EEXIST, ESTALE, ENOSPC, EMSGSIZE,
+//! and EDQUOT where the shared budget applies), never as malformed. One
+//! request in 16 carries a value of 480 bytes to 4 KiB (or batch records of
+//! 256 bytes and more), so requests over 512 bytes (copied straight into
+//! the entry, or into a heap buffer) are fuzzed too; a quarter of the
+//! requests come from an unprivileged user's namespace charged to a 1 MiB
+//! shared budget that another namespace nearly fills, which must refuse
+//! some and end up holding exactly the two tables' charges, then nothing
+//! once the namespaces are gone.
 //!
 //! `NFKV_FUZZ_SEED` replays a run, `NFKV_FUZZ_ITERATIONS` (default 1,000,000)
 //! and `NFKV_FUZZ_SECONDS` (default 900) bound it.
 
+use crate::core::enter_user_and_net_namespace;
 use crate::ensure;
 use crate::harness::*;
 use nfkv::{Batch, Condition, Nfkv};
@@ -30,7 +38,12 @@ fn env_u64(name: &str, default: u64) -> u64 {
 /// A valid request of command `c`, for mutation.
 fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
     let key = rng.blob(1, 8);
-    let value = rng.blob(0, 64);
+    let value = if rng.below(16) == 0 {
+        rng.blob(480, 3617)
+    } else {
+        rng.blob(0, 64)
+    };
+    let big_records = rng.below(16) == 0;
     let cond = match rng.below(4) {
         0 => Condition {
             create_only: true,
@@ -76,7 +89,12 @@ fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
                 if rng.below(3) == 0 {
                     b.delete(&k, None);
                 } else {
-                    b.put(&k, &rng.blob(0, 32), cond);
+                    let v = if big_records {
+                        rng.blob(256, 1024)
+                    } else {
+                        rng.blob(0, 32)
+                    };
+                    b.put(&k, &v, cond);
                 }
             }
             b.encode().unwrap_or_default()
@@ -150,8 +168,9 @@ fn min_reply(c: u32, req: &[u8]) -> usize {
 }
 
 /// Errnos a request to a known command may end with: `intact` ones only for
-/// semantic reasons, others also as malformed or over a limit.
-fn errno_allowed(set: bool, c: u32, intact: bool, errno: i32) -> bool {
+/// semantic reasons (EDQUOT too in a namespace charged to the shared
+/// budget: `budgeted`), others also as malformed or over a limit.
+fn errno_allowed(set: bool, c: u32, intact: bool, budgeted: bool, errno: i32) -> bool {
     let known = if set {
         c <= cmd::SET_BATCH
     } else {
@@ -167,7 +186,9 @@ fn errno_allowed(set: bool, c: u32, intact: bool, errno: i32) -> bool {
         (false, cmd::GET_LIST) => &[libc::EMSGSIZE],
         (false, _) => &[],
     };
+    let over_budget = budgeted && set && c != cmd::SET_FLUSH && errno == libc::EDQUOT;
     semantic.contains(&errno)
+        || over_budget
         || (!intact && [libc::EINVAL, libc::E2BIG, libc::EMSGSIZE].contains(&errno))
 }
 
@@ -181,10 +202,19 @@ struct Tally {
     /// Requests whose outcome the ABI does not allow (first few kept).
     wrong: Vec<String>,
     wrong_count: u64,
+    /// Writes the shared budget refused.
+    over_budget: u64,
 }
 
 /// One worker: `iterations` requests from `seed`.
-fn worker(kv: &Nfkv, seed: u64, iterations: u64, deadline: Instant, done: &AtomicU64) -> Tally {
+fn worker(
+    kv: &Nfkv,
+    seed: u64,
+    iterations: u64,
+    deadline: Instant,
+    budgeted: bool,
+    done: &AtomicU64,
+) -> Tally {
     let mut rng = Rng::new(seed);
     let mut t = Tally::default();
     let mut accepted = 0;
@@ -229,7 +259,8 @@ fn worker(kv: &Nfkv, seed: u64, iterations: u64, deadline: Instant, done: &Atomi
         let ok = outcome.is_ok();
         if let Err(e) = &outcome {
             let errno = e.raw_os_error().unwrap_or(0);
-            if !errno_allowed(set, c, intact, errno) {
+            t.over_budget += u64::from(errno == libc::EDQUOT);
+            if !errno_allowed(set, c, intact, budgeted, errno) {
                 t.wrong_count += 1;
                 if t.wrong.len() < 5 {
                     t.wrong.push(format!(
@@ -261,9 +292,71 @@ fn random_and_mutated_requests() -> TestResult {
     let seed = env_u64("NFKV_FUZZ_SEED", now_nanos());
     let iterations = env_u64("NFKV_FUZZ_ITERATIONS", 1_000_000);
     let seconds = env_u64("NFKV_FUZZ_SECONDS", 900);
-    let threads = 2u64;
-    println!("     fuzz: seed {seed} (replay with NFKV_FUZZ_SEED={seed}), {iterations} requests, {threads} threads, at most {seconds} s");
+    println!("     fuzz: seed {seed} (replay with NFKV_FUZZ_SEED={seed}), {iterations} requests, at most {seconds} s");
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    reload("userns_budget_mib=1")?;
+    let r = (|| {
+        let host = iterations - iterations / 4;
+        fuzz_in_this_namespace("host", seed, host, deadline, false)?;
+        in_child(|| {
+            enter_user_and_net_namespace()?;
+            // Another namespace of the same user holds all but 8 KiB of
+            // the budget, so the fuzzed table soon meets it (flushes,
+            // one request in 8, keep that table small).
+            let filler = connect()?;
+            let mut i = 0;
+            while ck("info", filler.info())?.budget_used < (1 << 20) - (8 << 10) {
+                ck(
+                    "fill",
+                    filler.put(
+                        format!("fill{i}").as_bytes(),
+                        &[0; 4096],
+                        Condition::default(),
+                    ),
+                )?;
+                i += 1;
+            }
+            unshare(libc::CLONE_NEWNET)?;
+            fuzz_in_this_namespace("userns", seed ^ 1, iterations / 4, deadline, true)?;
+            // The two namespaces' tables are the only ones charged.
+            let info = ck("info", connect()?.info())?;
+            let held = ck("info", filler.info())?.charged;
+            ensure!(
+                info.charged_to_budget() && info.budget_used == info.charged + held,
+                "the shared budget holds {} while its two tables hold {} and {held}",
+                info.budget_used,
+                info.charged
+            );
+            Ok(())
+        })?;
+        // Its namespaces gone, the budget must be empty again.
+        let kv = connect()?;
+        for _ in 0..300 {
+            if ck("info", kv.info())?.budget_used == 0 {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(format!(
+            "the shared budget still holds {} after its namespaces died",
+            ck("info", kv.info())?.budget_used
+        ))
+    })();
+    reload("")?;
+    r
+}
+
+/// Fuzzes this namespace's table from two threads: `iterations` requests
+/// from `seed`, charged to the shared budget or not (`budgeted`); then its
+/// accounting must match its contents.
+fn fuzz_in_this_namespace(
+    name: &str,
+    seed: u64,
+    iterations: u64,
+    deadline: Instant,
+    budgeted: bool,
+) -> TestResult {
+    let threads = 2u64;
     let done = AtomicU64::new(0);
     let start = Instant::now();
     let results: Vec<Tally> = std::thread::scope(|s| {
@@ -279,6 +372,7 @@ fn random_and_mutated_requests() -> TestResult {
                         seed.wrapping_add((t as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
                         share,
                         deadline,
+                        budgeted,
                         done,
                     )
                 })
@@ -292,16 +386,16 @@ fn random_and_mutated_requests() -> TestResult {
     let sum = |f: fn(&Tally) -> u64| -> u64 { results.iter().map(f).sum() };
     let (sent, accepted) = (sum(|t| t.sent), sum(|t| t.accepted));
     let (intact, intact_accepted) = (sum(|t| t.intact), sum(|t| t.intact_accepted));
-    let wrong = sum(|t| t.wrong_count);
+    let (wrong, over_budget) = (sum(|t| t.wrong_count), sum(|t| t.over_budget));
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "     fuzz: {sent} requests in {secs:.0} s ({:.0}/s), {accepted} accepted; {intact} intact, {intact_accepted} of them accepted; {wrong} with an errno the ABI does not allow",
+        "     fuzz ({name}): {sent} requests in {secs:.0} s ({:.0}/s), {accepted} accepted; {intact} intact, {intact_accepted} of them accepted; {over_budget} refused by the shared budget; {wrong} with an errno the ABI does not allow",
         sent as f64 / secs
     );
     let examples: Vec<&String> = results.iter().flat_map(|t| &t.wrong).collect();
     ensure!(
         wrong == 0,
-        "{wrong} requests ended with an errno the ABI does not allow, e.g.:\n  {}",
+        "{name}: {wrong} requests ended with an errno the ABI does not allow, e.g.:\n  {}",
         examples
             .iter()
             .map(|s| s.as_str())
@@ -310,8 +404,12 @@ fn random_and_mutated_requests() -> TestResult {
     );
     ensure!(
         intact_accepted > 0 && accepted > intact_accepted,
-        "the fuzzer exercised too little: {intact_accepted} intact and {} mutated requests accepted",
+        "{name}: the fuzzer exercised too little: {intact_accepted} intact and {} mutated requests accepted",
         accepted - intact_accepted
+    );
+    ensure!(
+        !budgeted || over_budget > 0,
+        "{name}: the shared budget never refused a write: its refusals were not fuzzed"
     );
 
     // The table must still work and its accounting must match its contents.
@@ -324,26 +422,28 @@ fn random_and_mutated_requests() -> TestResult {
         .sum();
     ensure!(
         d.entries as usize == d.contents.len(),
-        "info says {} entries, listing has {}",
+        "{name}: info says {} entries, listing has {}",
         d.entries,
         d.contents.len()
     );
     ensure!(
         d.bytes_used == bytes,
-        "info says {} bytes, listing has {bytes}",
+        "{name}: info says {} bytes, listing has {bytes}",
         d.bytes_used
     );
+    // Room for the check below, whatever the fuzz left in a full budget.
+    ck("flush after fuzz", kv.flush())?;
     ck(
         "put after fuzz",
         kv.put(b"after-fuzz", b"ok", Condition::default()),
     )?;
     ensure!(
         ck("get after fuzz", kv.get(b"after-fuzz"))?.value == b"ok",
-        "table broken after fuzzing"
+        "{name}: table broken after fuzzing"
     );
     ensure!(
         sent >= iterations,
-        "only {sent} of {iterations} requests within {seconds} s"
+        "{name}: only {sent} of {iterations} requests before the deadline"
     );
     Ok(())
 }
@@ -372,17 +472,77 @@ mod tests {
 
     #[test]
     fn intact_requests_may_not_be_malformed() {
-        assert!(errno_allowed(true, cmd::SET_PUT, true, libc::EEXIST));
-        assert!(!errno_allowed(true, cmd::SET_PUT, true, libc::EINVAL));
-        assert!(errno_allowed(true, cmd::SET_PUT, false, libc::EINVAL));
-        assert!(!errno_allowed(true, cmd::SET_FLUSH, true, libc::ENOENT));
-        assert!(!errno_allowed(false, cmd::GET_INFO, false, libc::EFAULT));
+        assert!(errno_allowed(true, cmd::SET_PUT, true, false, libc::EEXIST));
+        assert!(!errno_allowed(
+            true,
+            cmd::SET_PUT,
+            true,
+            false,
+            libc::EINVAL
+        ));
+        assert!(errno_allowed(
+            true,
+            cmd::SET_PUT,
+            false,
+            false,
+            libc::EINVAL
+        ));
+        assert!(!errno_allowed(
+            true,
+            cmd::SET_FLUSH,
+            true,
+            false,
+            libc::ENOENT
+        ));
+        assert!(!errno_allowed(
+            false,
+            cmd::GET_INFO,
+            false,
+            false,
+            libc::EFAULT
+        ));
         assert!(errno_allowed(
             false,
             cmd::RANGE - 1,
             false,
+            false,
             libc::EOPNOTSUPP
         ));
-        assert!(!errno_allowed(false, cmd::RANGE - 1, false, libc::EINVAL));
+        assert!(!errno_allowed(
+            false,
+            cmd::RANGE - 1,
+            false,
+            false,
+            libc::EINVAL
+        ));
+        // EDQUOT only for writes in a namespace charged to the budget.
+        assert!(errno_allowed(
+            true,
+            cmd::SET_BATCH,
+            true,
+            true,
+            libc::EDQUOT
+        ));
+        assert!(!errno_allowed(
+            true,
+            cmd::SET_BATCH,
+            true,
+            false,
+            libc::EDQUOT
+        ));
+        assert!(!errno_allowed(
+            true,
+            cmd::SET_FLUSH,
+            true,
+            true,
+            libc::EDQUOT
+        ));
+        assert!(!errno_allowed(
+            false,
+            cmd::GET_VALUE,
+            true,
+            true,
+            libc::EDQUOT
+        ));
     }
 }
