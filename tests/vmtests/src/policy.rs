@@ -49,11 +49,28 @@ fn optbases_the_ip_layer_keeps_are_refused() -> TestResult {
             ),
             ("optbase=0", "overlap 0..63"),
             ("optbase=2147483647", "optbase=2147483647 is out of range"),
+            // The edges: one optname into a reserved range, one past the
+            // largest range an int holds.
+            ("optbase=63", "optbase=63: optnames 63..78 overlap 0..63"),
+            (
+                "optbase=185",
+                "optbase=185: optnames 185..200 overlap 200..255",
+            ),
+            (
+                "optbase=2147483632",
+                "optbase=2147483632 is out of range 64..2147483631",
+            ),
         ] {
             refused_with(params, want)?;
         }
-        // Just past each reserved range is fine.
-        for ok in ["optbase=256", "optbase=4096"] {
+        // Just past each reserved range is fine, up to the largest.
+        for ok in [
+            "optbase=64",
+            "optbase=184",
+            "optbase=256",
+            "optbase=4096",
+            "optbase=2147483631",
+        ] {
             reload(ok)?;
             ck("info", connect()?.info())?;
         }
