@@ -466,32 +466,50 @@ proptest! {
 /// assertions run) and a good share is refused.
 #[test]
 fn mutations_exercise_acceptance_and_refusal() {
-    use proptest::test_runner::{Config, TestRunner};
-    use std::cell::Cell;
-    let (accepted, refused) = (Cell::new(0u32), Cell::new(0u32));
-    let mut runner = TestRunner::new(Config {
-        cases: 2000,
-        ..Config::default()
+    /// Runs `accepts` on 2000 cases of `strategy`; panics unless at least
+    /// 200 are accepted and 200 refused.
+    fn both_outcomes<S: Strategy>(what: &str, strategy: S, accepts: impl Fn(S::Value) -> bool) {
+        use proptest::test_runner::{Config, TestRunner};
+        use std::cell::Cell;
+        let (accepted, refused) = (Cell::new(0u32), Cell::new(0u32));
+        let mut runner = TestRunner::new(Config {
+            cases: 2000,
+            ..Config::default()
+        });
+        runner
+            .run(&strategy, |v| {
+                let c = if accepts(v) { &accepted } else { &refused };
+                c.set(c.get() + 1);
+                Ok(())
+            })
+            .unwrap();
+        let (accepted, refused) = (accepted.get(), refused.get());
+        assert!(
+            accepted >= 200 && refused >= 200,
+            "{accepted} mutated {what} accepted, {refused} refused"
+        );
+    }
+    both_outcomes("requests", (arb_op(), arb_mutation()), |(o, m)| {
+        let op = as_op(&o);
+        let mut bytes = encode(&op);
+        m.apply(&mut bytes, 0, op.wire_len());
+        parse_single(op.kind, &bytes, MAX_VALUE).is_ok()
     });
-    runner
-        .run(&(arb_op(), arb_mutation()), |(o, m)| {
-            let op = as_op(&o);
-            let mut bytes = encode(&op);
-            m.apply(&mut bytes, 0, op.wire_len());
-            let c = if parse_single(op.kind, &bytes, MAX_VALUE).is_ok() {
-                &accepted
-            } else {
-                &refused
-            };
-            c.set(c.get() + 1);
-            Ok(())
-        })
-        .unwrap();
-    let (accepted, refused) = (accepted.get(), refused.get());
-    assert!(
-        accepted >= 200 && refused >= 200,
-        "{accepted} mutated requests accepted, {refused} refused"
+    // Batches, mutated as `accepted_batches_respect_every_limit` mutates
+    // them: accepted means parsed and every record yielded.
+    let batches = (
+        prop::collection::vec(arb_op(), 0..8),
+        any::<bool>(),
+        arb_mutation(),
+        any::<prop::sample::Index>(),
     );
+    both_outcomes("batches", batches, |(ops, flush, m, at)| {
+        let (mut bytes, spans) = encode_batch(&ops, flush);
+        let (start, len) = spans[at.index(spans.len())];
+        m.apply(&mut bytes, start, len);
+        Batch::parse(&bytes, MAX_VALUE)
+            .is_ok_and(|b| b.for_each(|_, _| -> Result<(), Reject> { Ok(()) }).is_ok())
+    });
 }
 
 #[test]
