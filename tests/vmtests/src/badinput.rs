@@ -30,6 +30,7 @@ pub fn suite() -> Vec<Test> {
     crate::tests![
         matrix,
         get_replies_are_exact_and_end_where_they_say,
+        buffers_running_into_an_unmapped_page_fault_cleanly,
         negative_get_length_race
     ]
 }
@@ -220,6 +221,17 @@ fn cases(max_value: usize) -> Vec<Case> {
                     want,
                 )
             });
+        }
+        // Exactly the request cap: read (a put's header first, a batch
+        // whole), then refused for the zeros past the valid request.
+        if c == cmd::SET_PUT || c == cmd::SET_BATCH {
+            cases.push(case(
+                format!("set {name} len {} (the cap)", codec::MAX_REQUEST_LEN),
+                true,
+                c,
+                resized(valid, codec::MAX_REQUEST_LEN),
+                EINVAL,
+            ));
         }
         let b = valid.to_vec();
         cases.push(Case {
@@ -1055,6 +1067,115 @@ fn get_raw(kv: &Nfkv, c: u32, buf: &mut [u8], optlen: u32) -> (io::Result<()>, u
         Err(io::Error::last_os_error())
     };
     (r, len)
+}
+
+/// `setsockopt` of command `c` with `optlen` bytes at `ptr`.
+fn set_raw(kv: &Nfkv, c: u32, ptr: *const u8, optlen: usize) -> io::Result<()> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(kv.fd());
+    // SAFETY: the kernel reads at most `optlen` bytes at `ptr`; those it
+    // cannot read (the guard page) it refuses with EFAULT.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            (kv.optbase() + c) as i32,
+            ptr.cast(),
+            optlen as u32,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Valid requests whose last bytes lie in an unmapped page (the copy
+/// faults part-way: on the stack copy, straight into the entry, into a
+/// batch's heap buffer), and replies that run into one, end in EFAULT and
+/// change nothing; the same requests mapped whole are stored.
+fn buffers_running_into_an_unmapped_page_fault_cleanly() -> TestResult {
+    let kv = connect()?;
+    baseline(&kv)?;
+    let mut g = GuardedBuffer::new()?;
+    let value = |n: usize| (0..n).map(|i| (i % 253) as u8).collect::<Vec<u8>>();
+    let big_batch = {
+        let mut b = Batch::new();
+        b.put(b"b1", &value(2000), Condition::default())
+            .delete(b"a", None)
+            .put(b"b2", &value(4000), Condition::default());
+        b.encode().map_err(|e| format!("encode: {e}"))?
+    };
+    let put = |name, key: &[u8], len| (name, cmd::SET_PUT, op(OpKind::Put, key, &value(len)));
+    let small_batch = batch_of(&[(OpKind::Put, b"n1", b"v"), (OpKind::Del, b"a", b"")]);
+    let sets: Vec<(&str, u32, Vec<u8>)> = vec![
+        put("put, 100 bytes", b"new", 80),
+        put("put, 600 bytes", b"new", 580),
+        put("put, over a page", b"new", 4090),
+        put("overwrite, 4000 bytes", b"key", 4000),
+        ("batch, small", cmd::SET_BATCH, small_batch),
+        ("batch, 6 KiB", cmd::SET_BATCH, big_batch),
+    ];
+    let mut faulted = 0;
+    for (name, c, req) in &sets {
+        let len = req.len();
+        for cut in [1, 8, len / 2, len - 1] {
+            let before = dump(&kv)?;
+            let mapped = len - cut;
+            g.tail(mapped).copy_from_slice(&req[..mapped]);
+            let ptr = g.tail(mapped).as_ptr();
+            expect_errno(
+                &format!("set {name}, the last {cut} of {len} bytes unmapped"),
+                set_raw(&kv, *c, ptr, len),
+                libc::EFAULT,
+            )?;
+            ensure!(
+                dump(&kv)? == before,
+                "set {name}, the last {cut} bytes unmapped: refused but changed the table"
+            );
+            faulted += 1;
+        }
+        // Whole, the same request is stored.
+        g.tail(len).copy_from_slice(req);
+        let ptr = g.tail(len).as_ptr();
+        set_raw(&kv, *c, ptr, len).map_err(|e| format!("set {name}, mapped whole: {e}"))?;
+        baseline(&kv)?;
+    }
+
+    // Replies: a 4000-byte value, and a LIST page of the table, into
+    // buffers that hold the request but end before the reply does.
+    ck("put", kv.put(b"key", &value(4000), Condition::default()))?;
+    let before = dump(&kv)?;
+    let get = get_key_request();
+    let list = list_all_request();
+    let list_reply = codec::LIST_REPLY_SIZE
+        + codec::list_entry_len(1, 1)
+        + codec::list_entry_len(3, 4000)
+        + codec::list_entry_len(2, 0);
+    for (name, c, req, reply) in [
+        ("get", cmd::GET_VALUE, &get, codec::VALUE_SIZE + 4000),
+        ("list", cmd::GET_LIST, &list, list_reply),
+    ] {
+        for mapped in [codec::LIST_REQUEST_MAX, reply - 1] {
+            let buf = g.tail(mapped);
+            buf[..req.len()].copy_from_slice(req);
+            // An optlen with room for the reply: the copy runs into the
+            // guard page, after `mapped` bytes.
+            let (r, _) = get_raw(&kv, c, buf, 16 << 10);
+            expect_errno(
+                &format!("{name} of a {reply}-byte reply with {mapped} bytes mapped"),
+                r,
+                libc::EFAULT,
+            )?;
+            faulted += 1;
+        }
+    }
+    ensure!(
+        dump(&kv)? == before,
+        "replies that faulted changed the table"
+    );
+    println!("     badinput: {faulted} copies ran into the guard page part-way, each EFAULT");
+    baseline(&kv)
 }
 
 fn get_replies_are_exact_and_end_where_they_say() -> TestResult {

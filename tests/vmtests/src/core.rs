@@ -27,6 +27,8 @@ pub fn suite() -> Vec<Test> {
         list_prefix_and_cursor,
         list_with_tiny_buffer_reports_needed_size,
         list_page_with_small_buffer_and_long_keys,
+        list_over_a_mib_comes_in_pages_of_at_most_a_mib,
+        requests_either_side_of_the_stack_copy_are_stored_whole,
         batch_is_all_or_nothing,
         batch_sees_its_own_earlier_ops,
         batch_flush_is_atomic,
@@ -46,6 +48,149 @@ pub fn suite() -> Vec<Test> {
 
 fn put(kv: &Nfkv, k: &[u8], v: &[u8]) -> TestResult {
     ck("put", kv.put(k, v, Condition::default()))
+}
+
+/// A LIST reply: its header, entries (key, value) and length.
+type RawPage = (codec::ListReplyHeader, Vec<(Vec<u8>, Vec<u8>)>, usize);
+
+/// One LIST reply page of 4 MiB of buffer, after `after`.
+fn list_page_raw(kv: &Nfkv, after: &[u8]) -> Result<RawPage, String> {
+    let req = codec::ListRequest { after, prefix: b"" };
+    let mut buf = vec![0u8; 4 << 20];
+    req.encode(&mut buf);
+    let n = kv
+        .raw_get(cmd::GET_LIST, &mut buf)
+        .map_err(|e| format!("list after {after:?}: {e}"))?;
+    let mut entries = Vec::new();
+    let h = codec::decode_list_page(&buf[..n], |e| -> Result<(), codec::Reject> {
+        entries.push((e.key.to_vec(), e.value.to_vec()));
+        Ok(())
+    })
+    .map_err(|e| format!("list reply of {n} bytes: {e:?}"))?;
+    Ok((h, entries, n))
+}
+
+/// A table holding 1.2 MiB (values of 60,000 bytes, under
+/// `max_value_len=65536`): a LIST with a 4 MiB buffer gets a page of at
+/// most 1 MiB (the module's page cap) holding as many whole entries as
+/// fit, with `more`; the page after its last key holds the rest; the
+/// client's paging returns every entry exactly.
+fn list_over_a_mib_comes_in_pages_of_at_most_a_mib() -> TestResult {
+    reload("max_value_len=65536")?;
+    let r = list_over_a_mib();
+    reload("")?;
+    r
+}
+
+fn list_over_a_mib() -> TestResult {
+    let kv = fresh()?;
+    let value_len = 60_000;
+    let want: Vec<(Vec<u8>, Vec<u8>)> = (0..21u8)
+        .map(|i| (format!("big{i:02}").into_bytes(), vec![i; value_len]))
+        .collect();
+    for (k, v) in &want {
+        put(&kv, k, v)?;
+    }
+    let entry = codec::list_entry_len(5, value_len);
+    let (h1, first, n1) = list_page_raw(&kv, b"")?;
+    ensure!(
+        h1.more && n1 <= 1 << 20 && n1 + entry > 1 << 20 && h1.size as usize == n1,
+        "first page: {n1} bytes (header {h1:?}), want at most 1 MiB, within one entry ({entry} bytes) of it, with more"
+    );
+    let last = first.last().map(|e| e.0.clone()).unwrap_or_default();
+    let (h2, rest, _) = list_page_raw(&kv, &last)?;
+    ensure!(!h2.more, "second page says more: {h2:?}");
+    let got: Vec<_> = first.into_iter().chain(rest).collect();
+    ensure!(
+        got == want,
+        "the two pages hold {} entries, not the 21 stored (or not exactly)",
+        got.len()
+    );
+    let (_, all) = ck("snapshot", kv.snapshot(b"", 0))?;
+    ensure!(
+        all.len() == want.len()
+            && all
+                .iter()
+                .zip(&want)
+                .all(|(e, (k, v))| &e.key == k && &e.value == v),
+        "the client's listing holds {} entries, not the 21 stored (or not exactly)",
+        all.len()
+    );
+    ck("flush", kv.flush())
+}
+
+/// Set requests up to 512 bytes are copied onto the stack, longer ones
+/// into the entry or a heap buffer: puts and batches of 511, 512 and 513
+/// bytes are stored whole; a 513-byte put whose header claims one byte
+/// more than it carries is refused and stores nothing.
+fn requests_either_side_of_the_stack_copy_are_stored_whole() -> TestResult {
+    let kv = fresh()?;
+    for total in [511usize, 512, 513] {
+        let key = format!("k{total}").into_bytes();
+        let value = vec![(total % 251) as u8; total - codec::OP_SIZE - key.len()];
+        let req = nfkv::raw::encode_op(&Op {
+            kind: OpKind::Put,
+            cond: Condition::default(),
+            key: &key,
+            value: &value,
+        });
+        ensure!(
+            req.len() == total,
+            "put request of {} bytes, not {total}",
+            req.len()
+        );
+        kv.raw_set(cmd::SET_PUT, &req)
+            .map_err(|e| format!("put of {total} bytes: {e}"))?;
+        let got = ck("get", kv.get(&key))?;
+        ensure!(
+            got.value == value,
+            "put of {total} bytes stored {} bytes of value",
+            got.value.len()
+        );
+
+        // A batch of one put, padded to `total` bytes by its value.
+        let bkey = format!("b{total}").into_bytes();
+        let mut b = Batch::new();
+        b.put(&bkey, b"", Condition::default());
+        let empty = b.encode().map_err(|e| format!("encode: {e}"))?.len();
+        let mut fill = total.saturating_sub(empty);
+        let req = loop {
+            let mut b = Batch::new();
+            b.put(&bkey, &vec![7u8; fill], Condition::default());
+            let req = b.encode().map_err(|e| format!("encode: {e}"))?;
+            if req.len() >= total || fill == 0 {
+                break req;
+            }
+            fill += 1;
+        };
+        kv.raw_set(cmd::SET_BATCH, &req)
+            .map_err(|e| format!("batch of {} bytes: {e}", req.len()))?;
+        ensure!(
+            ck("get", kv.get(&bkey))?.value == vec![7u8; fill],
+            "batch of {} bytes stored another value",
+            req.len()
+        );
+    }
+    let before = dump(&kv)?;
+    let value = vec![1u8; 513 - codec::OP_SIZE - 4];
+    let mut req = nfkv::raw::encode_op(&Op {
+        kind: OpKind::Put,
+        cond: Condition::default(),
+        key: b"lost",
+        value: &value,
+    });
+    let at = offset_of!(uapi::nfkv_op, value_len);
+    put_u32(&mut req, at, value.len() as u32 + 1);
+    expect_errno(
+        "a 513-byte put claiming 514",
+        kv.raw_set(cmd::SET_PUT, &req),
+        libc::EINVAL,
+    )?;
+    ensure!(
+        dump(&kv)? == before,
+        "a refused 513-byte put changed the table"
+    );
+    ck("flush", kv.flush())
 }
 
 fn put_get_round_trip() -> TestResult {
