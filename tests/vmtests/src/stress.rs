@@ -1,7 +1,8 @@
 //! Concurrency: threads hammer the table with mixed operations, each checked
 //! against a userspace model; consistent listings are never torn; rmmod
 //! races live clients, which either keep it loaded or see "not loaded"; and
-//! rmmod is refused while a 65,536-record batch is inside the module.
+//! rmmod is refused while a 65,536-record batch is inside the module;
+//! network namespaces die with calls in flight while rmmod is tried.
 //!
 //! `NFKV_STRESS_THREADS` (default 8) x `NFKV_STRESS_OPS` (default 100,000).
 
@@ -16,7 +17,8 @@ pub fn suite() -> Vec<Test> {
     crate::tests![
         threads_against_a_model,
         rmmod_races_live_clients,
-        rmmod_is_refused_while_a_full_batch_runs
+        rmmod_is_refused_while_a_full_batch_runs,
+        namespaces_die_while_calls_and_rmmod_run
     ]
 }
 
@@ -575,4 +577,128 @@ fn rmmod_is_refused_while_a_full_batch_runs() -> TestResult {
     });
     reload("")?;
     r
+}
+
+/// The body of one short-lived namespace: two threads make calls on its
+/// table until the process exits under them, after `ms` milliseconds.
+/// Exits 0, or 1 (with the first unexpected outcome on stderr).
+fn dying_namespace(seed: u64, ms: u64) -> ! {
+    let r = (|| -> TestResult {
+        unshare(libc::CLONE_NEWNET)?;
+        let bad = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
+        for t in 0..2u64 {
+            let bad = bad.clone();
+            std::thread::spawn(move || {
+                let mut rng = Rng::new(seed ^ t);
+                let mut kv = None;
+                loop {
+                    let Some(conn) = kv.as_ref() else {
+                        kv = nfkv::Nfkv::open().ok();
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    };
+                    let key = format!("ns{}", rng.below(64));
+                    let r = match rng.below(4) {
+                        0 => conn.put(key.as_bytes(), &[7; 100], Condition::default()),
+                        1 => conn.get(key.as_bytes()).map(|_| ()),
+                        2 => conn.snapshot(b"ns", 3).map(|_| ()),
+                        _ => {
+                            let mut b = Batch::new();
+                            b.put(key.as_bytes(), b"b", Condition::default())
+                                .delete(b"ns0", None);
+                            conn.apply(&b)
+                        }
+                    };
+                    match r {
+                        Ok(()) | Err(Error::NotFound) | Err(Error::NotLoaded { .. }) => {}
+                        Err(e) => {
+                            bad.lock().unwrap().get_or_insert(format!("{e:?}"));
+                        }
+                    }
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(ms));
+        let seen = bad.lock().unwrap().take();
+        match seen {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    })();
+    if let Err(e) = &r {
+        eprintln!("dying namespace: {e}");
+    }
+    // SAFETY: leaving at once, the threads still inside their calls.
+    unsafe { libc::_exit(i32::from(r.is_err())) }
+}
+
+/// Network namespaces whose last process exits while its threads are
+/// inside calls (the table torn down by the namespace's exit, after or
+/// while those calls end), four at a time for 30 s, while rmmod is tried
+/// between them (unloading tears down every table left) and the module is
+/// loaded again. Every call must end normally or with "not loaded"; the
+/// kernel's checkers judge the rest.
+fn namespaces_die_while_calls_and_rmmod_run() -> TestResult {
+    let mut rng = Rng::new(0x6e73_6469_6521);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut children: Vec<libc::pid_t> = Vec::new();
+    let (mut born, mut unloads, mut refused, mut failed) = (0u32, 0u32, 0u32, 0u32);
+    let reap = |children: &mut Vec<libc::pid_t>, block: bool, failed: &mut u32| {
+        children.retain(|&pid| {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            let r =
+                unsafe { libc::waitpid(pid, &mut status, if block { 0 } else { libc::WNOHANG }) };
+            if r == pid {
+                *failed += u32::from(!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0));
+                false
+            } else {
+                true
+            }
+        });
+    };
+    while Instant::now() < deadline {
+        reap(&mut children, false, &mut failed);
+        while children.len() < 4 {
+            let (seed, ms) = (rng.next(), 5 + rng.below(60));
+            // SAFETY: this thread is the process's only one.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                dying_namespace(seed, ms);
+            }
+            ensure!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+            children.push(pid);
+            born += 1;
+        }
+        std::thread::sleep(Duration::from_millis(rng.below(20)));
+        if rng.below(3) == 0 {
+            if rmmod().is_ok() {
+                unloads += 1;
+                std::thread::sleep(Duration::from_millis(rng.below(30)));
+                insmod("")?;
+            } else {
+                refused += 1;
+            }
+        }
+    }
+    reap(&mut children, true, &mut failed);
+    if !loaded() {
+        insmod("")?;
+    }
+    println!("     dying namespaces: {born} namespaces died with calls in flight; rmmod unloaded {unloads} times, refused {refused} times");
+    ensure!(failed == 0, "{failed} of {born} namespaces saw a call end otherwise than normally or \"not loaded\" (see stderr)");
+    ensure!(
+        born >= 40 && unloads > 0,
+        "too little happened: {born} namespaces, {unloads} unloads"
+    );
+    // Teardown is asynchronous (cleanup_net): let it finish, then the
+    // module must still work.
+    std::thread::sleep(Duration::from_secs(2));
+    let kv = fresh()?;
+    ck("put", kv.put(b"after", b"ok", Condition::default()))?;
+    ensure!(
+        ck("get", kv.get(b"after"))?.value == b"ok",
+        "table broken afterwards"
+    );
+    Ok(())
 }
