@@ -168,6 +168,33 @@ big_restore_records() {
     [ "$(entries)" = 65536 ] && [ "$(status nfkv get zzz)" = 3 ]
 }
 t restore_over_65536_records_and_its_failure_report big_restore_records
+# A restore of several batches whose first batch fails changes nothing.
+restore_fails_in_its_first_batch() {
+    nfkv flush && python3 -c "
+for i in range(1000): print('put other%04d x' % i)" | nfkv batch || return 1
+    nfkv restore "$tmp/many66" 2> "$tmp/err" && return 1
+    cat "$tmp/err"
+    grep -qF 'restore stopped at batch 1 of 2 (records 1..65536 of 66001, lines 1..65536): table full' "$tmp/err" &&
+    grep -qF 'the table is unchanged' "$tmp/err" &&
+    [ "$(entries)" = 1000 ] && [ "$(status nfkv get m000000)" = 3 ]
+}
+t restore_fails_in_its_first_batch restore_fails_in_its_first_batch
+# A prefix restore whose deletes fill a batch of their own, then whose
+# records fail: the deletes stay applied, and the report says so.
+restore_fails_after_its_delete_batch() {
+    nfkv flush && nfkv put outside x && python3 -c "
+for i in range(65540): print('put p/%06d %d' % (i, i))" > "$tmp/prefixed" &&
+    nfkv restore "$tmp/prefixed" || return 1
+    printf '# nfkv save v2 encoding=text prefix=p/ entries=2 generation=1\nput p/new 1\nput --if-version=7 p/000001 v\n' > "$tmp/pre2"
+    nfkv restore --flush "$tmp/pre2" 2> "$tmp/err" && return 1
+    cat "$tmp/err"
+    grep -qF 'restore stopped at batch 2 of 2 (records 1..2 of 2, lines 2..3)' "$tmp/err" &&
+    grep -qF '65536 of the 65540 keys under prefix p/ to delete were deleted; the table holds no record of the file besides what it held before' "$tmp/err" &&
+    [ "$(entries)" = 5 ] && [ "$(nfkv get outside)" = x ] && [ "$(status nfkv get p/new)" = 3 ] &&
+    [ "$(nfkv list --keys --prefix p/ | wc -l)" = 4 ]
+}
+t restore_fails_after_its_delete_batch restore_fails_after_its_delete_batch
+rm -f "$tmp/many66" "$tmp/prefixed"
 rmmod nfkv && insmod "$NFKV_KO"
 
 rmmod nfkv
