@@ -123,3 +123,86 @@ def test_permission_error_as_nobody(table: nfkv.Table) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["EPERM"] * 5
     assert b"k" not in table
+
+
+def test_close_while_another_thread_is_inside_a_call() -> None:
+    """A call in flight when another thread closes the table finishes on
+    its socket (a 65,536-record batch, seconds in the kernel under the test
+    VM); later calls raise ValueError."""
+    t = nfkv.open()
+    t.flush()
+    outcome: List[object] = []
+    calling = threading.Event()
+
+    def apply() -> None:
+        try:
+            with t.batch() as b:
+                for i in range(65_536):
+                    b.put(b"c%05d" % i, b"v")
+                calling.set()
+            outcome.append("applied")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            outcome.append(e)
+
+    worker = threading.Thread(target=apply)
+    worker.start()
+    assert calling.wait(60)
+    # The batch is being sent (the context manager's exit applies it).
+    worker.join(0.05)
+    in_flight = worker.is_alive()
+    t.close()
+    assert t.closed
+    worker.join()
+    assert outcome == ["applied"]
+    try:
+        t.get(b"c00000")
+    except ValueError as e:
+        assert "closed" in str(e)
+    else:
+        raise AssertionError("a call on a closed table succeeded")
+    with nfkv.open() as check:
+        assert len(check) == 65_536
+        check.flush()
+    # Under the test VM's emulated CPUs the batch spends seconds in the
+    # kernel: close() came while it was there.
+    assert in_flight, "the batch ended within 50 ms: close() raced nothing"
+
+
+def test_close_while_another_thread_iterates() -> None:
+    """An iteration whose table is closed under it raises ValueError at the
+    next page it fetches, after yielding exactly the entries before it."""
+    t = nfkv.open()
+    t.flush()
+    with t.batch() as b:
+        for i in range(N):
+            b.put(b"k%05d" % i, b"x" * 100)
+    seen: List[bytes] = []
+    outcome: List[object] = []
+    first = threading.Event()
+    closed = threading.Event()
+
+    def iterate() -> None:
+        try:
+            for key, value in t.items():
+                assert value == b"x" * 100
+                seen.append(key)
+                if len(seen) == 1:
+                    first.set()
+                    assert closed.wait(60)
+            outcome.append("finished")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            outcome.append(e)
+
+    worker = threading.Thread(target=iterate)
+    worker.start()
+    assert first.wait(60)
+    t.close()
+    closed.set()
+    worker.join()
+    assert len(outcome) == 1 and isinstance(outcome[0], ValueError), outcome
+    assert "closed" in str(outcome[0])
+    # Exactly the first page, in order, then nothing.
+    assert 1 < len(seen) < N
+    assert seen == [b"k%05d" % i for i in range(len(seen))]
+    with nfkv.open() as check:
+        check.flush()
