@@ -7,6 +7,7 @@ mod core;
 mod faults;
 mod fuzz;
 mod harness;
+mod kcaller;
 mod lifecycle;
 mod policy;
 mod stress;
@@ -24,6 +25,7 @@ fn suites() -> Vec<Suite> {
         ("stress", stress::suite),
         ("faults", faults::suite),
         ("lifecycle", lifecycle::suite),
+        ("kcaller", kcaller::suite),
         ("policy", policy::suite),
     ]
 }
