@@ -27,7 +27,7 @@ pub fn suite() -> Vec<Test> {
 /// so kmalloc over 8 KiB and vmalloc's pages would never fail), and stay
 /// quiet (a verbose injection prints a stack trace, which the dmesg gate
 /// refuses).
-fn configure() -> TestResult {
+pub(crate) fn configure() -> TestResult {
     let dbg = "/sys/kernel/debug";
     ensure!(
         std::path::Path::new(&format!("{dbg}/failslab")).exists(),
@@ -98,7 +98,7 @@ fn vmalloc_areas() -> Result<usize, String> {
 /// Clears a pending fail-nth. The write's own user copy may be the pending
 /// fault point (when the command had fewer): it then fails with EFAULT, which
 /// consumes it, and the next write goes through.
-fn reset(fail_nth: &File) -> TestResult {
+pub(crate) fn reset(fail_nth: &File) -> TestResult {
     for _ in 0..3 {
         match fail_nth.write_at(b"0", 0) {
             Ok(_) => return Ok(()),
@@ -187,7 +187,7 @@ fn each_fault_point(
     Err(format!("{name}: still failing after 10000 fault points"))
 }
 
-fn open_fail_nth() -> Result<File, String> {
+pub(crate) fn open_fail_nth() -> Result<File, String> {
     File::options()
         .read(true)
         .write(true)

@@ -36,7 +36,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 }
 
 /// A valid request of command `c`, for mutation.
-fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
+pub(crate) fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
     let key = rng.blob(1, 8);
     let value = if rng.below(16) == 0 {
         rng.blob(480, 3617)
@@ -120,7 +120,7 @@ fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
 }
 
 /// Flips, overwrites, truncates or extends a request.
-fn mutate(rng: &mut Rng, req: &mut Vec<u8>) {
+pub(crate) fn mutate(rng: &mut Rng, req: &mut Vec<u8>) {
     for _ in 0..1 + rng.below(3) {
         match rng.below(6) {
             0 if !req.is_empty() => {
@@ -170,7 +170,7 @@ fn min_reply(c: u32, req: &[u8]) -> usize {
 /// Errnos a request to a known command may end with: `intact` ones only for
 /// semantic reasons (EDQUOT too in a namespace charged to the shared
 /// budget: `budgeted`), others also as malformed or over a limit.
-fn errno_allowed(set: bool, c: u32, intact: bool, budgeted: bool, errno: i32) -> bool {
+pub(crate) fn errno_allowed(set: bool, c: u32, intact: bool, budgeted: bool, errno: i32) -> bool {
     let known = if set {
         c <= cmd::SET_BATCH
     } else {

@@ -4,6 +4,7 @@
 
 mod badinput;
 mod core;
+mod coverage;
 mod faults;
 mod fuzz;
 mod harness;
@@ -22,6 +23,7 @@ fn suites() -> Vec<Suite> {
         ("core", core::suite),
         ("badinput", badinput::suite),
         ("fuzz", fuzz::suite),
+        ("coverage", coverage::suite),
         ("stress", stress::suite),
         ("faults", faults::suite),
         ("lifecycle", lifecycle::suite),
