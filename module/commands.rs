@@ -128,20 +128,21 @@ fn single_op_header(
 }
 
 /// A DEL: one descent under the lock, no undo log (see
-/// [`Table::delete_one`](crate::table::Table::delete_one)).
+/// [`Table::delete_one`](crate::table::Table::delete_one)). A DEL is a
+/// header and a key, never over 512 bytes: a longer one is malformed, and
+/// refused before anything is copied.
 fn delete(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
-    let apply = |bytes: &[u8]| {
+    const _: () = assert!(codec::OP_SIZE + codec::MAX_KEY_LEN <= SMALL_REQUEST);
+    if !small(req.len(), codec::OP_SIZE) {
+        return Err(EINVAL);
+    }
+    req.with_rest_on_stack::<SMALL_REQUEST, _>(|bytes| {
         let op = codec::parse_single(OpKind::Del, bytes, limits.max_value_len)?;
         // The guard is a temporary of this statement: the entry is freed
         // below, after unlocking.
         let removed = net.table.lock().delete_one(op.key, &op.cond);
         removed.map(drop)
-    };
-    if small(req.len(), codec::OP_SIZE) {
-        return req.with_rest_on_stack::<SMALL_REQUEST, _>(apply);
-    }
-    let (header, _) = single_op_header(req, limits, OpKind::Del)?;
-    req.with_rest_after(&header, apply)
+    })
 }
 
 fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {

@@ -1142,6 +1142,17 @@ fn buffers_running_into_an_unmapped_page_fault_cleanly() -> TestResult {
         baseline(&kv)?;
     }
 
+    // A DEL is never over 512 bytes: a longer one is refused by its
+    // length, before a byte of it is read.
+    let unmapped = g.tail(0).as_ptr();
+    for len in [513, 4096] {
+        expect_errno(
+            &format!("set del, {len} bytes, all unmapped"),
+            set_raw(&kv, cmd::SET_DEL, unmapped, len),
+            libc::EINVAL,
+        )?;
+    }
+
     // Replies: a 4000-byte value, and a LIST page of the table, into
     // buffers that hold the request but end before the reply does.
     ck("put", kv.put(b"key", &value(4000), Condition::default()))?;
