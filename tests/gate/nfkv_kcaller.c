@@ -6,6 +6,8 @@
  * nf_setsockopt() does (no in-tree caller does: bpf_setsockopt() stops at
  * do_ip_setsockopt()), so nfkv's kernel-pointer copy runs:
  *
+ *   a flush, a batch putting "kptr-tmp" and a delete of it (all on the
+ *     stack: the table is left empty),
  *   a put of "kptr-small" (10 bytes 'S', copied onto the stack),
  *   a put of "kptr-big" (3000 bytes 'B', over 512: copied into the entry),
  *   a batch putting "kptr-batch1" (300 bytes '1') and "kptr-batch2"
@@ -68,7 +70,10 @@ static int __init kcaller_init(void)
 {
 	const unsigned int put = NFKV_SO_SET_PUT - NFKV_BASE_CTL;
 	const unsigned int batch = NFKV_SO_SET_BATCH - NFKV_BASE_CTL;
+	const unsigned int flush = NFKV_SO_SET_FLUSH - NFKV_BASE_CTL;
+	const unsigned int del_cmd = NFKV_SO_SET_DEL - NFKV_BASE_CTL;
 	struct nfkv_batch *header;
+	struct nfkv_op *del;
 	struct socket *sock;
 	size_t len;
 	u8 *buf;
@@ -82,6 +87,32 @@ static int __init kcaller_init(void)
 	if (err)
 		goto out_free;
 
+	/*
+	 * A flush, a small batch and a delete first, so that every command's
+	 * request is copied through a kernel pointer; the table is left as it
+	 * was (empty).
+	 */
+	memset(buf, 0, 4096);
+	err = call(sock->sk, flush, buf, sizeof(struct nfkv_flush), 0, "flush");
+	if (err)
+		goto out;
+	header = (struct nfkv_batch *)buf;
+	header->count = 1;
+	len = sizeof(*header);
+	add_put(buf, &len, "kptr-tmp", 10, 'T', true);
+	err = call(sock->sk, batch, buf, len, 0, "batch, small");
+	if (err)
+		goto out;
+	memset(buf, 0, 4096);
+	del = (struct nfkv_op *)buf;
+	del->op = NFKV_OP_DEL;
+	del->key_len = strlen("kptr-tmp");
+	memcpy(buf + sizeof(*del), "kptr-tmp", del->key_len);
+	err = call(sock->sk, del_cmd, buf, sizeof(*del) + del->key_len, 0, "delete");
+	if (err)
+		goto out;
+
+	memset(buf, 0, 4096);
 	len = 0;
 	add_put(buf, &len, "kptr-small", 10, 'S', false);
 	err = call(sock->sk, put, buf, len, 0, "put, small");
