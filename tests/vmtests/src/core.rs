@@ -977,6 +977,11 @@ fn nobody_gets_eperm_on_every_command() -> TestResult {
 
 pub(crate) fn enter_user_and_net_namespace() -> TestResult {
     become_nobody()?;
+    enter_user_and_net_namespace_as_nobody()
+}
+
+/// [`enter_user_and_net_namespace`] for a process that is nobody already.
+pub(crate) fn enter_user_and_net_namespace_as_nobody() -> TestResult {
     unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET)?;
     write_proc("/proc/self/setgroups", "deny")?;
     write_proc("/proc/self/uid_map", "0 65534 1")?;

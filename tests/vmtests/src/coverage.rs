@@ -9,7 +9,8 @@
 //! no KASLR, so KCOV's PCs are those addresses).
 //!
 //! An input is a few calls (set or get, command, reply buffer size,
-//! request bytes) run against an emptied table. The corpus in
+//! request bytes) run against an emptied table, with the module loaded
+//! with small limits ([`LIMITS`]) and [`seeds`] replayed first. The corpus in
 //! `tests/fuzz/corpus` (one input a file) is replayed by `make check`: each
 //! call must end as the ABI allows (the errnos of [`crate::fuzz`]), and the
 //! corpus must reach at least [`COVERAGE_FLOOR_PERCENT`] of the module's
@@ -17,14 +18,18 @@
 //! (whose writes are charged to the shared budget). `make fuzz` grows the
 //! corpus: it mutates inputs (structure-aware: valid requests of each
 //! command, boundary lengths, spliced calls) and keeps each input that
-//! reaches an edge none reached before.
+//! reaches an edge none reached before. Besides the corpus, the run traces
+//! what no input can carry: kernel-pointer requests ([`kernel_callers`]),
+//! a request over the cap ([`oversized_request`]), calls without
+//! CAP_NET_ADMIN and a namespace's creation ([`replay_budgeted`]), and
+//! races on one key ([`races`]).
 //!
 //! `NFKV_COVERAGE_SECONDS` (default 0: replay only) bounds the growing,
 //! `NFKV_COVERAGE_SEED` replays it, `NFKV_CORPUS` names the corpus
 //! directory, and `NFKV_COVERAGE_REPORT` names a file that gets one line per
 //! function of the module: edges reached, edges, symbol.
 
-use crate::core::enter_user_and_net_namespace;
+use crate::core::enter_user_and_net_namespace_as_nobody;
 use crate::ensure;
 use crate::fuzz::{errno_allowed, mutate, valid_request};
 use crate::harness::*;
@@ -44,10 +49,19 @@ pub fn suite() -> Vec<Test> {
 /// The share of the module's edges (those past loading) the corpus must
 /// reach: what it reached when it was grown, less a margin for code that
 /// moves edges between functions.
-const COVERAGE_FLOOR_PERCENT: f64 = 38.0;
+const COVERAGE_FLOOR_PERCENT: f64 = 42.0;
 
 /// Calls of one input at most.
 const MAX_CALLS: usize = 12;
+
+/// The module's parameters for the run: limits a few calls can reach, so
+/// that the refusals of a full table (`ENOSPC`), of its bytes (`EFBIG`) and
+/// of the shared budget (`EDQUOT`, in the unprivileged replay) are edges a
+/// fuzzer finds; values up to the largest `max_value_len`.
+const LIMITS: &str = "max_value_len=65536 max_entries=16 max_bytes_mib=1 userns_budget_mib=1";
+
+/// The largest value [`LIMITS`] allows.
+const MAX_VALUE_LEN: usize = 65536;
 
 /// Bytes of a reply buffer, and of a request, at most.
 const MAX_BUFFER: usize = (1 << 20) + 4096;
@@ -472,13 +486,15 @@ fn key(rng: &mut Rng) -> Vec<u8> {
 }
 
 /// A value of a length at an edge: empty, small, either side of the stack
-/// copy and of the default `max_value_len` (4096), or random.
+/// copy, of a page and of [`MAX_VALUE_LEN`], or random.
 fn value(rng: &mut Rng) -> Vec<u8> {
-    let len = match rng.below(8) {
+    let len = match rng.below(10) {
         0 => 0,
         1 => 480 + rng.below(64) as usize,
         2 => [4095, 4096, 4097][rng.below(3) as usize],
         3 => rng.below(4096) as usize,
+        4 => MAX_VALUE_LEN - 1 + rng.below(3) as usize,
+        5 => rng.below(MAX_VALUE_LEN as u64) as usize,
         _ => rng.below(16) as usize,
     };
     vec![rng.next() as u8; len]
@@ -634,6 +650,130 @@ fn random_call(rng: &mut Rng) -> Call {
         fail_nth,
         req,
     }
+}
+
+/// Inputs the mutator starts from besides the corpus, replayed before it:
+/// a table filled to [`LIMITS`]' `max_entries` and to its `max_bytes_mib`,
+/// then refused a put and a batch (undone past its first records) and
+/// relieved by a delete and a shrinking overwrite. Random mutation would
+/// not find 16 distinct keys or a MiB of values; these are code, so they
+/// cost the corpus nothing.
+fn seeds() -> Vec<(String, Input)> {
+    let call = |set: bool, c: u32, req: Vec<u8>| Call {
+        set,
+        cmd: c,
+        reply: MAX_BUFFER as u32,
+        fail_nth: 0,
+        req,
+    };
+    let batch = |keys: std::ops::Range<u32>, value_len: usize, extra: &[&[u8]]| {
+        let mut b = nfkv::Batch::new();
+        for i in keys {
+            let value = vec![i as u8; value_len];
+            b.put(format!("f{i}").as_bytes(), &value, Default::default());
+        }
+        for k in extra {
+            b.put(k, b"v", Default::default());
+        }
+        call(true, cmd::SET_BATCH, b.encode().unwrap_or_default())
+    };
+    let put = |k: &[u8], v: &[u8]| {
+        let op = Op {
+            kind: OpKind::Put,
+            cond: Default::default(),
+            key: k,
+            value: v,
+        };
+        call(true, cmd::SET_PUT, nfkv::raw::encode_op(&op))
+    };
+    let del = |k: &[u8]| {
+        let op = Op {
+            kind: OpKind::Del,
+            cond: Default::default(),
+            key: k,
+            value: &[],
+        };
+        call(true, cmd::SET_DEL, nfkv::raw::encode_op(&op))
+    };
+    let entries = vec![
+        batch(0..16, 1, &[]),
+        put(b"a", b"v"),
+        batch(0..0, 1, &[b"f1", b"f2", b"a"]),
+        del(b"f0"),
+        put(b"a", b"v"),
+    ];
+    let bytes = vec![
+        batch(0..8, MAX_VALUE_LEN, &[]),
+        batch(8..16, MAX_VALUE_LEN, &[]),
+        put(b"f0", b"v"),
+        batch(8..16, MAX_VALUE_LEN, &[]),
+    ];
+    // The shared budget charges what an allocation costs, 128 KiB for a
+    // 64 KiB value: in the unprivileged replay six fit its MiB, three more
+    // are refused by a batch's charge, two fill it, and one more by a put's.
+    let big = vec![b'b'; MAX_VALUE_LEN];
+    let budget = vec![
+        batch(0..6, MAX_VALUE_LEN, &[]),
+        batch(6..9, MAX_VALUE_LEN, &[]),
+        batch(6..8, MAX_VALUE_LEN, &[]),
+        put(b"a", &big),
+        put(b"f0", b"v"),
+        put(b"a", &big),
+    ];
+    // LIST into a page over the stack's and under a page (kvmalloc falls
+    // back to vmalloc above one, so one fault cannot fail it there),
+    // failing each of its first fault points (the request copy, the page,
+    // the reply copy).
+    let mut list = vec![put(b"a", &[b'l'; 1000])];
+    for fail_nth in 1..=4 {
+        let all = ListRequest {
+            after: b"",
+            prefix: b"",
+        };
+        let mut req = vec![0u8; all.wire_len()];
+        all.encode(&mut req);
+        list.push(Call {
+            fail_nth,
+            reply: 4096,
+            ..call(false, cmd::GET_LIST, req)
+        });
+    }
+    vec![
+        ("seed-full-entries".into(), entries),
+        ("seed-full-bytes".into(), bytes),
+        ("seed-full-budget".into(), budget),
+        ("seed-list-faults".into(), list),
+    ]
+}
+
+/// Reaches the refusal of a request over the 64 MiB cap, which no input
+/// can carry: a PUT whose length says 64 MiB + 1 (refused before any
+/// copy). Returns the edges it reached first.
+fn oversized_request(r: &mut Runner) -> Result<usize, String> {
+    let optname = (r.kv.optbase() + cmd::SET_PUT) as libc::c_int;
+    let byte = 0u8;
+    let socket =
+        nfkv::raw::open_socket(libc::SOCK_DGRAM, libc::IPPROTO_UDP).map_err(|e| e.to_string())?;
+    let fd = socket.as_raw_fd();
+    let (rc, new) = r.traced(|| {
+        // SAFETY: the kernel refuses the length before it reads the
+        // buffer; a read would fault cleanly (EFAULT), not overrun.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                optname,
+                std::ptr::from_ref(&byte).cast(),
+                (codec::MAX_REQUEST_LEN + 1) as libc::socklen_t,
+            )
+        }
+    });
+    let errno = io::Error::last_os_error().raw_os_error();
+    ensure!(
+        rc == -1 && errno == Some(libc::E2BIG),
+        "a PUT of 64 MiB + 1 bytes ended in {rc} ({errno:?}), not E2BIG"
+    );
+    Ok(new)
 }
 
 /// Lengths at the edges of the request paths.
@@ -814,7 +954,10 @@ impl Runner {
             if let Err(e) = outcome {
                 let errno = e.raw_os_error().unwrap_or(0);
                 let injected = injecting && [libc::ENOMEM, libc::EFAULT].contains(&errno);
+                // A write past LIMITS' max_bytes_mib.
+                let too_big = call.set && call.cmd != cmd::SET_FLUSH && errno == libc::EFBIG;
                 if !injected
+                    && !too_big
                     && !errno_allowed(call.set, call.cmd, false, self.budgeted, errno)
                     && self.wrong.len() < 5
                 {
@@ -835,6 +978,160 @@ impl Runner {
     fn reached(&self) -> usize {
         self.hit.iter().filter(|&&h| h).count()
     }
+
+    /// Runs `f` with KCOV on, marking the edges it reaches; returns what
+    /// `f` returned and how many edges were new.
+    fn traced<T>(&mut self, f: impl FnOnce() -> T) -> (T, usize) {
+        let Some(kcov) = &self.kcov else {
+            return (f(), 0);
+        };
+        let mut pcs = Vec::new();
+        let out = kcov.collect(f, |pc| pcs.push(pc));
+        (out, self.mark(&pcs))
+    }
+
+    /// Marks the edges at `pcs` reached; returns how many were new.
+    fn mark(&mut self, pcs: &[u64]) -> usize {
+        let Some(sites) = &self.sites else {
+            return 0;
+        };
+        let mut new = 0;
+        for pc in pcs {
+            match sites.by_pc.get(pc) {
+                Some(&i) => {
+                    new += usize::from(!self.hit[i]);
+                    self.hit[i] = true;
+                }
+                None => self.stray += 1,
+            }
+        }
+        new
+    }
+}
+
+/// The test module whose init calls `nf_setsockopt()` with kernel pointers
+/// (tests/gate, built for the debug kernels by tests/run-all and `make fuzz`).
+const KCALLER: &str = "tests/gate/nfkv_kcaller.ko";
+
+/// Reaches the set path's kernel-pointer copies, which no system call
+/// reaches: loads [`KCALLER`] with KCOV on (its init runs in this thread).
+/// Returns the edges it reached first, or None without the module.
+fn kernel_callers(r: &mut Runner) -> Result<Option<usize>, String> {
+    let Ok(file) = std::fs::File::open(KCALLER) else {
+        return Ok(None);
+    };
+    ck("flush", r.kv.flush())?;
+    let (loaded, new) = r.traced(|| {
+        // SAFETY: finit_module reads the open descriptor and a
+        // NUL-terminated string, both valid for the call.
+        unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), c"".as_ptr(), 0) }
+    });
+    ensure!(
+        loaded == 0,
+        "insmod {KCALLER}: {}",
+        io::Error::last_os_error()
+    );
+    // SAFETY: delete_module reads a NUL-terminated name.
+    let r2 = unsafe {
+        libc::syscall(
+            libc::SYS_delete_module,
+            c"nfkv_kcaller".as_ptr(),
+            libc::O_NONBLOCK,
+        )
+    };
+    ensure!(
+        r2 == 0,
+        "rmmod nfkv_kcaller: {}",
+        io::Error::last_os_error()
+    );
+    ensure!(
+        ck("info", r.kv.info())?.entries == 4,
+        "the kernel caller did not store its 4 entries"
+    );
+    Ok(Some(new))
+}
+
+/// Reaches what only a race reaches: the last reference to an entry
+/// dropped by the GET that copied it out, a displaced entry a write cannot
+/// free because a GET still holds it, a LIST page sized again because the
+/// table grew. Another thread writes (then reads) a key holding 64 KiB
+/// while this one, KCOV on, reads (then writes) it. Returns the edges it
+/// reached first.
+fn races(r: &mut Runner) -> Result<usize, String> {
+    const ROUNDS: usize = 2000;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let value = vec![b'r'; MAX_VALUE_LEN];
+    let mut get = vec![0u8; codec::GET_SIZE + 4];
+    codec::encode_get(&mut get, b"race");
+    let (other, this) = (connect()?, connect()?);
+    let write = |kv: &Nfkv, round: usize| -> TestResult {
+        match round % 3 {
+            0 => ck("put", kv.put(b"race", &value, Default::default()))?,
+            1 => {
+                let _ = kv.delete(b"race", None);
+            }
+            _ => {
+                let mut b = nfkv::Batch::new();
+                b.flush().put(b"race", &value, Default::default());
+                ck("batch", kv.apply(&b))?;
+            }
+        }
+        Ok(())
+    };
+    let all = ListRequest {
+        after: b"",
+        prefix: b"",
+    };
+    let mut list = vec![0u8; all.wire_len()];
+    all.encode(&mut list);
+    // A GET, or a LIST of the table (empty but for that key, so a page
+    // sized while the key is absent may find it there when filled).
+    let read = |kv: &Nfkv, round: usize| {
+        let mut buf = vec![0u8; MAX_VALUE_LEN + codec::VALUE_SIZE + 4096];
+        let (c, req) = if round.is_multiple_of(2) {
+            (cmd::GET_VALUE, &get)
+        } else {
+            (cmd::GET_LIST, &list)
+        };
+        buf[..req.len()].copy_from_slice(req);
+        let _ = kv.raw_get(c, &mut buf);
+    };
+    let mut new = 0;
+    for this_writes in [false, true] {
+        stop.store(false, std::sync::atomic::Ordering::Relaxed);
+        new += std::thread::scope(|scope| -> Result<usize, String> {
+            let peer = scope.spawn(|| -> TestResult {
+                let mut round = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if this_writes {
+                        read(&other, round);
+                    } else {
+                        write(&other, round)?;
+                    }
+                    round += 1;
+                }
+                Ok(())
+            });
+            let mut new = 0;
+            for round in 0..ROUNDS {
+                let (out, n) = r.traced(|| {
+                    if this_writes {
+                        write(&this, round)
+                    } else {
+                        read(&this, round);
+                        Ok(())
+                    }
+                });
+                out?;
+                new += n;
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            peer.join()
+                .map_err(|_| "the peer thread panicked".to_string())??;
+            Ok(new)
+        })?;
+    }
+    Ok(new)
 }
 
 fn corpus_dir() -> PathBuf {
@@ -874,6 +1171,41 @@ fn replay(corpus: &[(String, Input)], budgeted: bool, cov: Coverage) -> Result<R
     Ok(r)
 }
 
+/// A flush and an info request on a new socket: the errno of each.
+fn unprivileged_calls() -> (i32, i32) {
+    let errno = |r: libc::c_int| {
+        if r == 0 {
+            0
+        } else {
+            io::Error::last_os_error().raw_os_error().unwrap_or(0)
+        }
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns, with
+    // buffers valid for the lengths passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        let flush = [0u8; codec::FLUSH_SIZE];
+        let set = errno(libc::setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            uapi::NFKV_SO_SET_FLUSH as i32,
+            flush.as_ptr().cast(),
+            flush.len() as libc::socklen_t,
+        ));
+        let mut info = [0u8; codec::INFO_SIZE];
+        let mut len = info.len() as libc::socklen_t;
+        let get = errno(libc::getsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            uapi::NFKV_SO_GET_INFO as i32,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        ));
+        libc::close(fd);
+        (set, get)
+    }
+}
+
 /// Replays the corpus in an unprivileged user's namespace (a forked
 /// child); returns the edges reached, by site.
 fn replay_budgeted(corpus: &[(String, Input)]) -> Result<Vec<bool>, String> {
@@ -883,8 +1215,24 @@ fn replay_budgeted(corpus: &[(String, Input)]) -> Result<Vec<bool>, String> {
         // KCOV stays enabled for this task after it drops to an
         // unprivileged user.
         let cov = coverage()?;
-        enter_user_and_net_namespace()?;
-        let r = replay(corpus, true, cov)?;
+        // Calls without CAP_NET_ADMIN over the initial namespace (EPERM),
+        // then creating a namespace, which runs the module's pernet init
+        // in this thread, the one place it can be traced.
+        let mut pcs = Vec::new();
+        become_nobody()?;
+        match &cov.0 {
+            Some(kcov) => {
+                let (set, get) = kcov.collect(unprivileged_calls, |pc| pcs.push(pc));
+                ensure!(
+                    set == libc::EPERM && get == libc::EPERM,
+                    "an unprivileged caller's flush and info ended in errnos {set} and {get}, not EPERM"
+                );
+                kcov.collect(enter_user_and_net_namespace_as_nobody, |pc| pcs.push(pc))?
+            }
+            None => enter_user_and_net_namespace_as_nobody()?,
+        }
+        let mut r = replay(corpus, true, cov)?;
+        r.mark(&pcs);
         let bits: Vec<u8> = r.hit.iter().map(|&h| u8::from(h)).collect();
         std::fs::write(file, bits).map_err(|e| format!("{file}: {e}"))
     })?;
@@ -1003,8 +1351,16 @@ fn report(sites: &Sites, hit: &[bool], path: &str) -> TestResult {
 }
 
 fn corpus_reaches_the_handlers() -> TestResult {
+    reload(LIMITS)?;
+    let r = run_corpus();
+    reload("")?;
+    r
+}
+
+fn run_corpus() -> TestResult {
     let dir = corpus_dir();
-    let mut corpus = load_corpus(&dir)?;
+    let mut corpus = seeds();
+    corpus.extend(load_corpus(&dir)?);
     let seconds = env_u64("NFKV_COVERAGE_SECONDS", 0);
     let start = Instant::now();
     let mut r = replay(&corpus, false, coverage()?)?;
@@ -1032,6 +1388,16 @@ fn corpus_reaches_the_handlers() -> TestResult {
             r.wrong.join("\n  ")
         );
     }
+    match kernel_callers(&mut r)? {
+        Some(n) => {
+            println!("     coverage: kernel-pointer requests ({KCALLER}) reached {n} more edges")
+        }
+        None => println!("     coverage: no {KCALLER}: kernel-pointer requests not sent"),
+    }
+    let oversized = oversized_request(&mut r)?;
+    println!("     coverage: a request over the 64 MiB cap reached {oversized} more edges");
+    let raced = races(&mut r)?;
+    println!("     coverage: GETs and writes racing on one key reached {raced} more edges");
     let host = r.reached();
     let userns = replay_budgeted(&corpus)?;
     let sites = r.sites.as_ref().ok_or("no sites")?;
