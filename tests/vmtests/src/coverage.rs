@@ -937,13 +937,7 @@ impl Runner {
             let outcome = match (&self.kcov, &self.sites) {
                 (Some(kcov), Some(sites)) => {
                     let (hit, stray) = (&mut self.hit, &mut self.stray);
-                    kcov.collect(go, |pc| match sites.by_pc.get(&pc) {
-                        Some(&i) => {
-                            new += usize::from(!hit[i]);
-                            hit[i] = true;
-                        }
-                        None => *stray += 1,
-                    })
+                    kcov.collect(go, |pc| new += mark_pc(sites, hit, stray, pc))
                 }
                 _ => go(),
             };
@@ -995,17 +989,25 @@ impl Runner {
         let Some(sites) = &self.sites else {
             return 0;
         };
-        let mut new = 0;
-        for pc in pcs {
-            match sites.by_pc.get(pc) {
-                Some(&i) => {
-                    new += usize::from(!self.hit[i]);
-                    self.hit[i] = true;
-                }
-                None => self.stray += 1,
-            }
+        pcs.iter()
+            .map(|&pc| mark_pc(sites, &mut self.hit, &mut self.stray, pc))
+            .sum()
+    }
+}
+
+/// Marks the edge at `pc` in `hit` (or counts a PC that is no edge in
+/// `stray`); 1 if it was not reached before.
+fn mark_pc(sites: &Sites, hit: &mut [bool], stray: &mut u64, pc: u64) -> usize {
+    match sites.by_pc.get(&pc) {
+        Some(&i) => {
+            let new = usize::from(!hit[i]);
+            hit[i] = true;
+            new
         }
-        new
+        None => {
+            *stray += 1;
+            0
+        }
     }
 }
 
