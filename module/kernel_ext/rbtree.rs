@@ -183,8 +183,19 @@ unsafe fn release<K: EntryKind>(h: NonNull<Header<K::Meta>>) {
     if !refcount.dec_and_test() {
         return;
     }
-    // SAFETY: that was the last reference, so the entry is still live to us alone (no tree
-    // links it: the tree would hold a reference).
+    // SAFETY: that was the last reference, and no tree links the entry (the tree would hold
+    // a reference).
+    unsafe { free::<K>(h) };
+}
+
+/// Frees the entry at `h`.
+///
+/// # Safety
+///
+/// The entry is live, the caller holds its only reference, no tree links it,
+/// and nothing reads it again.
+unsafe fn free<K: EntryKind>(h: NonNull<Header<K::Meta>>) {
+    // SAFETY: live, and ours alone (the caller's contract).
     let (key_len, value_len) = unsafe { Live::<K>::new(h) }.lens();
     let raw = h.as_ptr().cast();
     if in_slab(entry_size::<K>(key_len, value_len)) {
@@ -306,9 +317,12 @@ impl<K: EntryKind> NewEntry<K> {
 }
 
 impl<K: EntryKind> Drop for NewEntry<K> {
+    /// Frees the entry without touching its count: no other reference can
+    /// exist (one is taken only from a tree), so there is nothing to order.
     fn drop(&mut self) {
-        // SAFETY: our reference, the only one, on an entry in no tree.
-        unsafe { release::<K>(self.ptr) };
+        // SAFETY: our reference, the only one (invariant), on an entry in no tree; dropped,
+        // it is never read again.
+        unsafe { free::<K>(self.ptr) };
     }
 }
 
