@@ -937,19 +937,8 @@ fn negative_get_length_race() -> TestResult {
         while by_nfkv == 0 && failures.is_empty() && std::time::Instant::now() < deadline {
             for _ in 0..1000 {
                 let mut buf = [CANARY; 256];
-                // SAFETY: `buf` is ours and larger than any length passed;
-                // the kernel reads and writes `optlen` as a plain int (the
-                // flipping thread's stores are atomic, and an int write
-                // cannot tear on x86).
-                let rc = unsafe {
-                    libc::getsockopt(
-                        fd,
-                        libc::IPPROTO_IP,
-                        optname,
-                        buf.as_mut_ptr().cast(),
-                        optlen.as_ptr().cast(),
-                    )
-                };
+                // SAFETY: `buf` is larger than any length `optlen` holds.
+                let rc = unsafe { getsockopt_racing_len(fd, optname, &mut buf, &optlen) };
                 calls += 1;
                 if rc == 0 {
                     ok += 1;

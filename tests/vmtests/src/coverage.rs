@@ -21,8 +21,9 @@
 //! reaches an edge none reached before. Besides the corpus, the run traces
 //! what no input can carry: kernel-pointer requests ([`kernel_callers`]),
 //! a request over the cap ([`oversized_request`]), calls without
-//! CAP_NET_ADMIN and a namespace's creation ([`replay_budgeted`]), and
-//! races on one key ([`races`]).
+//! CAP_NET_ADMIN and a namespace's creation ([`replay_budgeted`]), races
+//! on one key ([`races`]), negative reply lengths ([`negative_lengths`])
+//! and a LIST page that cannot be allocated ([`list_page_fails`]).
 //!
 //! `NFKV_COVERAGE_SECONDS` (default 0: replay only) bounds the growing,
 //! `NFKV_COVERAGE_SEED` replays it, `NFKV_CORPUS` names the corpus
@@ -720,10 +721,10 @@ fn seeds() -> Vec<(String, Input)> {
         put(b"f0", b"v"),
         put(b"a", &big),
     ];
-    // LIST into a page over the stack's and under a page (kvmalloc falls
-    // back to vmalloc above one, so one fault cannot fail it there),
-    // failing each of its first fault points (the request copy, the page,
-    // the reply copy).
+    // LIST into a page over the stack's and under a page, failing each of
+    // its first fault points (the IP layer's and nfkv's copies; the page's
+    // allocation is retried, so one fault cannot fail it: see
+    // `list_page_fails`).
     let mut list = vec![put(b"a", &[b'l'; 1000])];
     for fail_nth in 1..=4 {
         let all = ListRequest {
@@ -1136,6 +1137,123 @@ fn races(r: &mut Runner) -> Result<usize, String> {
     Ok(new)
 }
 
+/// Reaches each GET command's refusal of a negative `optlen`, which no
+/// input can carry: a thread flips it between -1 and a valid length while
+/// the traced thread calls (the IP layer reads it twice; about one call in
+/// ten reaches nfkv with -1, see `badinput::negative_get_length_race`).
+/// Every call must answer or end in EINVAL (or the GET's ENOENT or
+/// EMSGSIZE).
+fn negative_lengths(r: &mut Runner) -> Result<usize, String> {
+    use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+    const CALLS: usize = 300;
+    let kv = connect()?;
+    let fd = kv.fd().as_raw_fd();
+    let mut get = vec![0u8; codec::GET_SIZE + 4];
+    codec::encode_get(&mut get, b"race");
+    let all = ListRequest {
+        after: b"",
+        prefix: b"",
+    };
+    let mut list = vec![0u8; all.wire_len()];
+    all.encode(&mut list);
+    let mut new = 0;
+    for (command, req) in [
+        (cmd::GET_INFO, &[][..]),
+        (cmd::GET_VALUE, &get[..]),
+        (cmd::GET_LIST, &list[..]),
+        (cmd::GET_STATS, &[][..]),
+    ] {
+        let optname = (kv.optbase() + command) as libc::c_int;
+        let len = 4096;
+        let optlen = AtomicI32::new(len);
+        let stop = AtomicBool::new(false);
+        new += std::thread::scope(|scope| -> Result<usize, String> {
+            scope.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    optlen.store(-1, Ordering::Relaxed);
+                    optlen.store(len, Ordering::Relaxed);
+                }
+            });
+            let mut new = 0;
+            let mut outcome = Ok(());
+            for _ in 0..CALLS {
+                let mut buf = vec![0u8; len as usize];
+                buf[..req.len()].copy_from_slice(req);
+                let ((rc, errno), n) = r.traced(|| {
+                    // SAFETY: `buf` holds `len` bytes, the most `optlen` holds.
+                    let rc = unsafe { getsockopt_racing_len(fd, optname, &mut buf, &optlen) };
+                    (rc, io::Error::last_os_error().raw_os_error())
+                });
+                new += n;
+                // ENOENT: the GET's key is absent; EMSGSIZE: the races
+                // left it with a value over `len`.
+                if rc != 0 && !matches!(errno, Some(libc::EINVAL | libc::ENOENT | libc::EMSGSIZE)) {
+                    outcome = Err(format!("get {command} with a flipping optlen: {errno:?}"));
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            outcome.map(|()| new)
+        })?;
+    }
+    Ok(new)
+}
+
+/// Reaches a LIST's refusal when its page cannot be allocated, which one
+/// fault (an input's fail-nth) cannot cause: the kernel's `kvrealloc`
+/// retries a failed `krealloc` with `kvmalloc`. So the slab fails this
+/// thread's next two allocations (`failslab` with `times` 2, for tasks
+/// marked `make-it-fail`), during a LIST whose page is over the stack's
+/// and under a page: ENOMEM, and the table answers again after.
+fn list_page_fails(r: &mut Runner) -> Result<usize, String> {
+    const FAILSLAB: &str = "/sys/kernel/debug/failslab";
+    let kv = connect()?;
+    ck("flush", kv.flush())?;
+    ck("put", kv.put(b"page", &[b'p'; 1000], Default::default()))?;
+    let all = ListRequest {
+        after: b"",
+        prefix: b"",
+    };
+    let mut buf = vec![0u8; 4096];
+    all.encode(&mut buf[..all.wire_len()]);
+    let request = buf.clone();
+    // Marked through a descriptor opened before: opening a file allocates,
+    // which would take the failures meant for the LIST.
+    let make_it_fail = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/proc/thread-self/make-it-fail")
+        .map_err(|e| format!("make-it-fail: {e}"))?;
+    let mark = |on: &str| {
+        std::os::unix::fs::FileExt::write_at(&make_it_fail, on.as_bytes(), 0)
+            .map_err(|e| format!("make-it-fail: {e}"))
+    };
+    for (file, value) in [("task-filter", "Y"), ("probability", "100"), ("times", "2")] {
+        write_proc(&format!("{FAILSLAB}/{file}"), value)?;
+    }
+    let marked = mark("1");
+    let (out, new) = r.traced(|| marked.is_ok().then(|| kv.raw_get(cmd::GET_LIST, &mut buf)));
+    let unmarked = mark("0");
+    let restored = [("probability", "0"), ("task-filter", "N"), ("times", "1")]
+        .iter()
+        .try_for_each(|(file, value)| write_proc(&format!("{FAILSLAB}/{file}"), value));
+    marked?;
+    unmarked?;
+    restored?;
+    let errno = out
+        .as_ref()
+        .and_then(|o| o.as_ref().err())
+        .and_then(io::Error::raw_os_error);
+    ensure!(
+        errno == Some(libc::ENOMEM),
+        "a LIST whose page allocation failed ended in {out:?}, not ENOMEM"
+    );
+    buf.copy_from_slice(&request);
+    kv.raw_get(cmd::GET_LIST, &mut buf)
+        .map_err(|e| format!("the LIST after: {e}"))?;
+    ck("delete", kv.delete(b"page", None))?;
+    Ok(new)
+}
+
 fn corpus_dir() -> PathBuf {
     PathBuf::from(std::env::var("NFKV_CORPUS").unwrap_or_else(|_| "tests/fuzz/corpus".into()))
 }
@@ -1400,6 +1518,12 @@ fn run_corpus() -> TestResult {
     println!("     coverage: a request over the 64 MiB cap reached {oversized} more edges");
     let raced = races(&mut r)?;
     println!("     coverage: GETs and writes racing on one key reached {raced} more edges");
+    let page = list_page_fails(&mut r)?;
+    println!("     coverage: a LIST whose page could not be allocated reached {page} more edges");
+    let negative = negative_lengths(&mut r)?;
+    println!(
+        "     coverage: GETs whose optlen another thread flips to -1 reached {negative} more edges"
+    );
     let host = r.reached();
     let userns = replay_budgeted(&corpus)?;
     let sites = r.sites.as_ref().ok_or("no sites")?;

@@ -64,6 +64,33 @@ pub fn run_suite(suite: &str, tests: &[Test], filter: Option<&str>) -> (usize, u
     (passed, failed)
 }
 
+/// `getsockopt(fd, IPPROTO_IP, optname)` into `buf`, its length read from
+/// `optlen`, which another thread may change during the call (the races on
+/// the length the IP layer reads twice).
+///
+/// # Safety
+///
+/// `optlen` never holds more than `buf.len()` during the call.
+pub unsafe fn getsockopt_racing_len(
+    fd: std::os::fd::RawFd,
+    optname: libc::c_int,
+    buf: &mut [u8],
+    optlen: &std::sync::atomic::AtomicI32,
+) -> libc::c_int {
+    // SAFETY: `buf` is valid for any length `optlen` holds (caller); the
+    // kernel reads and writes `optlen` as a plain int, which the other
+    // thread's atomic stores cannot tear on x86.
+    unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            optname,
+            buf.as_mut_ptr().cast(),
+            optlen.as_ptr().cast(),
+        )
+    }
+}
+
 /// A connection to the module, or the test fails.
 pub fn connect() -> Result<Nfkv, String> {
     Nfkv::open().map_err(|e| format!("open: {e}"))
