@@ -4,20 +4,34 @@
  * in-tree nf_sockopt user would write it, as the benchmarks' reference.
  * Same commands and semantics (all-or-nothing batches whose records see
  * their predecessors, versions and generation, EMSGSIZE with the needed
- * size), same permission check (CAP_NET_ADMIN over the socket's netns),
- * same locking discipline (one mutex per namespace table, never held across
- * a user copy, entries allocated before locking). Idiomatic C differences:
- * an entry is one allocation (node, key and value inline), and a batch is
- * applied in place with an undo log instead of planned first.
+ * size), same permission check (CAP_NET_ADMIN over the socket's netns), and
+ * the Rust module's design, written as C in the kernel does it:
+ *
+ * - one mutex per namespace table, never held across a user copy; every
+ *   entry a write needs is allocated and filled before locking;
+ * - an entry is one allocation (tree node, reference count, lengths,
+ *   version, key and value): kmalloc up to a page, kvmalloc above;
+ * - a request of up to 512 bytes is copied onto the stack in one piece; a
+ *   longer PUT has its key and value copied from the caller straight into
+ *   the entry, a longer batch into one buffer;
+ * - a single PUT or DEL descends the tree once and keeps no undo log; a
+ *   batch is applied in place with one;
+ * - GET takes a reference on the entry under the lock and copies the value
+ *   out after unlocking, allocating nothing; the last reference frees;
+ * - LIST sizes its page by what the table holds (on the stack up to 512
+ *   bytes), filled under the lock and copied out after;
+ * - keys are compared inline, eight bytes at a time.
  */
 #include <linux/capability.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/netfilter.h>
 #include <linux/rbtree.h>
+#include <linux/refcount.h>
 #include <linux/slab.h>
 #include <linux/sockptr.h>
 #include <linux/uaccess.h>
+#include <linux/unaligned.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
@@ -35,14 +49,26 @@ static unsigned int max_entries = 65536;
 module_param(max_entries, uint, 0444);
 
 #define LIST_PAGE_MAX (1U << 20)
+/* Requests, and LIST pages, up to this size live on the stack. */
+#define ON_STACK_MAX 512
 
 struct cref_entry {
 	struct rb_node node;
+	refcount_t ref;		/* the tree's, and each GET's copying it out */
+	u32 lens;		/* key_len << 24 | value_len */
 	u64 version;
-	u16 key_len;
-	u32 value_len;
-	u8 data[];	/* key, then value */
+	u8 data[];		/* key, then value */
 };
+
+static unsigned int entry_key_len(const struct cref_entry *e)
+{
+	return e->lens >> 24;
+}
+
+static unsigned int entry_value_len(const struct cref_entry *e)
+{
+	return e->lens & 0xffffff;
+}
 
 struct cref_table {
 	struct mutex lock;
@@ -56,29 +82,71 @@ struct cref_table {
 
 static unsigned int cref_net_id;
 
-static int keycmp(const u8 *a, u16 alen, const u8 *b, u16 blen)
+static __always_inline int keycmp(const u8 *a, unsigned int alen, const u8 *b, unsigned int blen)
 {
-	int c = memcmp(a, b, min(alen, blen));
+	unsigned int n = min(alen, blen), i;
 
-	return c ? c : (int)alen - (int)blen;
+	for (i = 0; i + 8 <= n; i += 8) {
+		u64 x = get_unaligned_be64(a + i), y = get_unaligned_be64(b + i);
+
+		if (x != y)
+			return x < y ? -1 : 1;
+	}
+	for (; i < n; i++)
+		if (a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
+	return (int)alen - (int)blen;
 }
 
-static struct cref_entry *find(struct cref_table *t, const u8 *key, u16 len)
+static struct cref_entry *entry_alloc(unsigned int klen, unsigned int vlen)
 {
-	struct rb_node *n = t->root.rb_node;
+	struct cref_entry *e;
 
-	while (n) {
-		struct cref_entry *e = rb_entry(n, struct cref_entry, node);
-		int c = keycmp(key, len, e->data, e->key_len);
-
-		if (c < 0)
-			n = n->rb_left;
-		else if (c > 0)
-			n = n->rb_right;
-		else
-			return e;
+	BUILD_BUG_ON(NFKV_MAX_KEY_LEN > 0xff || NFKV_VALUE_LEN_CAP > 0xffffff);
+	e = kvmalloc(struct_size(e, data, klen + vlen), NFKV_GFP);
+	if (e) {
+		refcount_set(&e->ref, 1);
+		e->lens = klen << 24 | vlen;
 	}
+	return e;
+}
+
+/* Drops a reference: the tree's, or a GET's. */
+static void entry_put(struct cref_entry *e)
+{
+	if (e && refcount_dec_and_test(&e->ref))
+		kvfree(e);
+}
+
+/*
+ * The entry of `key`, or NULL with *link and *parent where it would be
+ * linked.
+ */
+static struct cref_entry *descend(struct cref_table *t, const u8 *key, unsigned int len,
+				  struct rb_node ***link, struct rb_node **parent)
+{
+	struct rb_node **p = &t->root.rb_node;
+
+	*parent = NULL;
+	*link = NULL;
+	while (*p) {
+		struct cref_entry *e = rb_entry(*p, struct cref_entry, node);
+		int c = keycmp(key, len, e->data, entry_key_len(e));
+
+		if (!c)
+			return e;
+		*parent = *p;
+		p = c < 0 ? &(*p)->rb_left : &(*p)->rb_right;
+	}
+	*link = p;
 	return NULL;
+}
+
+static struct cref_entry *find(struct cref_table *t, const u8 *key, unsigned int len)
+{
+	struct rb_node **link, *parent;
+
+	return descend(t, key, len, &link, &parent);
 }
 
 /* The first entry whose key is >= key. */
@@ -89,7 +157,7 @@ static struct cref_entry *lower_bound(struct cref_table *t, const u8 *key, u16 l
 
 	while (n) {
 		struct cref_entry *e = rb_entry(n, struct cref_entry, node);
-		int c = keycmp(key, len, e->data, e->key_len);
+		int c = keycmp(key, len, e->data, entry_key_len(e));
 
 		if (c <= 0) {
 			best = e;
@@ -106,18 +174,10 @@ static struct cref_entry *lower_bound(struct cref_table *t, const u8 *key, u16 l
 /* Links a new entry whose key is known to be absent. */
 static void link_entry(struct cref_table *t, struct cref_entry *new)
 {
-	struct rb_node **p = &t->root.rb_node, *parent = NULL;
+	struct rb_node **link, *parent;
 
-	while (*p) {
-		struct cref_entry *e = rb_entry(*p, struct cref_entry, node);
-
-		parent = *p;
-		if (keycmp(new->data, new->key_len, e->data, e->key_len) < 0)
-			p = &(*p)->rb_left;
-		else
-			p = &(*p)->rb_right;
-	}
-	rb_link_node(&new->node, parent, p);
+	descend(t, new->data, entry_key_len(new), &link, &parent);
+	rb_link_node(&new->node, parent, link);
 	rb_insert_color(&new->node, &t->root);
 }
 
@@ -126,7 +186,7 @@ static void free_tree(struct rb_root *root)
 	struct cref_entry *e, *n;
 
 	rbtree_postorder_for_each_entry_safe(e, n, root, node)
-		kfree(e);
+		entry_put(e);
 	*root = RB_ROOT;
 }
 
@@ -141,37 +201,47 @@ struct cref_op {
 	struct cref_entry *old;	/* undo log: what this op displaced */
 };
 
+/* Checks a struct nfkv_op header's fields (not the bytes after it). */
+static int parse_header(const struct nfkv_op *h, struct cref_op *o)
+{
+	u32 f = h->flags;
+
+	if (h->reserved || (h->op != NFKV_OP_PUT && h->op != NFKV_OP_DEL) ||
+	    !h->key_len || h->key_len > NFKV_MAX_KEY_LEN || (f & ~NFKV_F_ALL))
+		return -EINVAL;
+	if ((f & NFKV_F_CREATE) && (f & (NFKV_F_REPLACE | NFKV_F_IF_VERSION)))
+		return -EINVAL;
+	if ((f & NFKV_F_IF_VERSION) ? !h->version : h->version)
+		return -EINVAL;
+	if (h->op == NFKV_OP_DEL && ((f & (NFKV_F_CREATE | NFKV_F_REPLACE)) || h->value_len))
+		return -EINVAL;
+	if (h->op == NFKV_OP_PUT && h->value_len > max_value_len)
+		return -E2BIG;
+	o->op = h->op;
+	o->key_len = h->key_len;
+	o->flags = f;
+	o->value_len = h->value_len;
+	o->version = h->version;
+	return 0;
+}
+
 /* Parses one struct nfkv_op at *p; advances past it (and its padding in a batch). */
 static int parse_op(const u8 **p, size_t *left, struct cref_op *o, bool batch)
 {
 	struct nfkv_op h;
 	size_t len, padded;
-	u32 f;
+	int err;
 
 	if (*left < sizeof(h))
 		return -EINVAL;
 	memcpy(&h, *p, sizeof(h));
-	f = h.flags;
-	if (h.reserved || (h.op != NFKV_OP_PUT && h.op != NFKV_OP_DEL) ||
-	    !h.key_len || h.key_len > NFKV_MAX_KEY_LEN || (f & ~NFKV_F_ALL))
-		return -EINVAL;
-	if ((f & NFKV_F_CREATE) && (f & (NFKV_F_REPLACE | NFKV_F_IF_VERSION)))
-		return -EINVAL;
-	if ((f & NFKV_F_IF_VERSION) ? !h.version : h.version)
-		return -EINVAL;
-	if (h.op == NFKV_OP_DEL && ((f & (NFKV_F_CREATE | NFKV_F_REPLACE)) || h.value_len))
-		return -EINVAL;
-	if (h.op == NFKV_OP_PUT && h.value_len > max_value_len)
-		return -E2BIG;
+	err = parse_header(&h, o);
+	if (err)
+		return err;
 	len = sizeof(h) + h.key_len + (size_t)h.value_len;
 	padded = batch ? NFKV_ALIGN_UP(len) : len;
 	if (*left < padded || memchr_inv(*p + len, 0, padded - len))
 		return -EINVAL;
-	o->op = h.op;
-	o->key_len = h.key_len;
-	o->flags = f;
-	o->value_len = h.value_len;
-	o->version = h.version;
 	o->key = *p + sizeof(h);
 	*p += padded;
 	*left -= padded;
@@ -182,13 +252,65 @@ static int prepare(struct cref_op *o)
 {
 	if (o->op != NFKV_OP_PUT)
 		return 0;
-	o->new = kmalloc(struct_size(o->new, data, o->key_len + o->value_len), NFKV_GFP);
+	o->new = entry_alloc(o->key_len, o->value_len);
 	if (!o->new)
 		return -ENOMEM;
-	o->new->key_len = o->key_len;
-	o->new->value_len = o->value_len;
 	memcpy(o->new->data, o->key, o->key_len + o->value_len);
 	return 0;
+}
+
+/* Whether op `o` may apply to the entry `old` of its key (NULL: absent). */
+static int check_op(struct cref_table *t, const struct cref_op *o, const struct cref_entry *old)
+{
+	if (o->op == NFKV_OP_PUT && (o->flags & NFKV_F_CREATE) && old)
+		return -EEXIST;
+	if (!old && (o->op == NFKV_OP_DEL || (o->flags & (NFKV_F_REPLACE | NFKV_F_IF_VERSION))))
+		return -ENOENT;
+	if (old && (o->flags & NFKV_F_IF_VERSION) && old->version != o->version)
+		return -ESTALE;
+	if (o->op == NFKV_OP_PUT && !old && t->entries >= max_entries)
+		return -ENOSPC;
+	return 0;
+}
+
+/*
+ * Applies op `o`, which check_op() allowed, to the entry `old` of its key,
+ * or links its entry at `link` under `parent` (descend()'s answer).
+ */
+static void apply_op(struct cref_table *t, struct cref_op *o, struct cref_entry *old,
+		     struct rb_node **link, struct rb_node *parent)
+{
+	t->generation++;
+	o->old = old;
+	if (old) {
+		t->bytes -= entry_key_len(old) + entry_value_len(old);
+		t->entries--;
+	}
+	if (o->op == NFKV_OP_DEL) {
+		rb_erase(&old->node, &t->root);
+		return;
+	}
+	o->new->version = t->generation;
+	if (old) {
+		rb_replace_node(&old->node, &o->new->node, &t->root);
+	} else {
+		rb_link_node(&o->new->node, parent, link);
+		rb_insert_color(&o->new->node, &t->root);
+	}
+	t->bytes += o->key_len + o->value_len;
+	t->entries++;
+}
+
+/* Checks op `o` against the table and applies it: one descent. */
+static int write_op_locked(struct cref_table *t, struct cref_op *o)
+{
+	struct rb_node **link, *parent;
+	struct cref_entry *old = descend(t, o->key, o->key_len, &link, &parent);
+	int err = check_op(t, o, old);
+
+	if (!err)
+		apply_op(t, o, old, link, parent);
+	return err;
 }
 
 static void undo(struct cref_table *t, struct cref_op *ops, unsigned int n)
@@ -222,41 +344,12 @@ static int apply_locked(struct cref_table *t, bool flush, struct cref_op *ops, u
 		t->bytes = 0;
 		t->generation++;
 	}
-	for (i = 0; i < n; i++) {
-		struct cref_op *o = &ops[i];
-		struct cref_entry *old = find(t, o->key, o->key_len);
-
-		if (o->op == NFKV_OP_PUT && (o->flags & NFKV_F_CREATE) && old)
-			err = -EEXIST;
-		else if (!old && (o->op == NFKV_OP_DEL || (o->flags & (NFKV_F_REPLACE | NFKV_F_IF_VERSION))))
-			err = -ENOENT;
-		else if (old && (o->flags & NFKV_F_IF_VERSION) && old->version != o->version)
-			err = -ESTALE;
-		else if (o->op == NFKV_OP_PUT && !old && t->entries >= max_entries)
-			err = -ENOSPC;
-		if (err)
-			break;
-		t->generation++;
-		o->old = old;
-		if (old) {
-			t->bytes -= old->key_len + old->value_len;
-			t->entries--;
-		}
-		if (o->op == NFKV_OP_PUT) {
-			o->new->version = t->generation;
-			if (old)
-				rb_replace_node(&old->node, &o->new->node, &t->root);
-			else
-				link_entry(t, o->new);
-			t->bytes += o->key_len + o->value_len;
-			t->entries++;
-		} else {
-			rb_erase(&old->node, &t->root);
-		}
-	}
+	for (i = 0; i < n && !err; i++)
+		err = write_op_locked(t, &ops[i]);
 	if (!err)
 		return 0;
-	undo(t, ops, i);
+	/* ops[i - 1] failed and changed nothing: undo those before it. */
+	undo(t, ops, i - 1);
 	if (flush) {
 		t->root = *flushed;
 		*flushed = RB_ROOT;
@@ -264,6 +357,34 @@ static int apply_locked(struct cref_table *t, bool flush, struct cref_op *ops, u
 	t->entries = entries;
 	t->bytes = bytes;
 	t->generation = generation;
+	return err;
+}
+
+/*
+ * Frees what a write leaves: on success what it displaced (a GET may still
+ * hold it), on failure the entries it had prepared (never seen by anyone).
+ */
+static void release_ops(struct cref_op *ops, unsigned int n, int err)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		if (err)
+			kvfree(ops[i].new);
+		else
+			entry_put(ops[i].old);
+	}
+}
+
+static int write_one(struct cref_table *t, struct cref_op *o)
+{
+	int err;
+
+	/* Checked before it changes anything: no undo log. */
+	mutex_lock(&t->lock);
+	err = write_op_locked(t, o);
+	mutex_unlock(&t->lock);
+	release_ops(o, 1, err);
 	return err;
 }
 
@@ -280,12 +401,7 @@ static int write_ops(struct cref_table *t, bool flush, struct cref_op *ops, unsi
 		err = apply_locked(t, flush, ops, n, &flushed);
 		mutex_unlock(&t->lock);
 	}
-	for (i = 0; i < n; i++) {
-		if (err)
-			kfree(ops[i].new);
-		else
-			kfree(ops[i].old);
-	}
+	release_ops(ops, n, err);
 	free_tree(&flushed);
 	return err;
 }
@@ -299,15 +415,7 @@ static int do_batch(struct cref_table *t, const u8 *buf, size_t len)
 	unsigned int i;
 	int err = 0;
 
-	if (len < sizeof(h))
-		return -EINVAL;
 	memcpy(&h, buf, sizeof(h));
-	if (h.flags & ~NFKV_BATCH_F_FLUSH)
-		return -EINVAL;
-	if (h.count > NFKV_MAX_BATCH_OPS)
-		return -E2BIG;
-	if ((len - sizeof(h)) / NFKV_ALIGN_UP(sizeof(struct nfkv_op) + 1) < h.count)
-		return -EINVAL;
 	ops = kvcalloc(max(h.count, 1U), sizeof(*ops), NFKV_GFP);
 	if (!ops)
 		return -ENOMEM;
@@ -323,71 +431,170 @@ static int do_batch(struct cref_table *t, const u8 *buf, size_t len)
 	return err;
 }
 
+/* A batch header's checks, made before anything past it is copied. */
+static int check_batch(const struct nfkv_batch *h, size_t len)
+{
+	if (h->flags & ~NFKV_BATCH_F_FLUSH)
+		return -EINVAL;
+	if (h->count > NFKV_MAX_BATCH_OPS)
+		return -E2BIG;
+	if ((len - sizeof(*h)) / NFKV_ALIGN_UP(sizeof(struct nfkv_op) + 1) < h->count)
+		return -EINVAL;
+	return 0;
+}
+
 static struct cref_table *table_of(struct sock *sk)
 {
 	return *(struct cref_table **)net_generic(sock_net(sk), cref_net_id);
 }
 
-static void count(struct cref_table *t, unsigned int index, unsigned int commands,
+static void count_call(struct cref_table *t, unsigned int index, unsigned int commands,
 		  unsigned int cmd, int err)
 {
 	if (cmd < commands)
 		atomic64_inc(err ? &t->failed[index] : &t->ok[index]);
 }
 
-static int do_set(struct cref_table *t, unsigned int cmd, const u8 *buf, size_t len)
+/* A PUT of up to ON_STACK_MAX bytes (at `buf`), or, above, read from `arg` into its entry. */
+static int do_put(struct cref_table *t, const u8 *buf, sockptr_t arg, size_t len)
 {
 	struct cref_op op = {};
-	const u8 *p = buf;
-	size_t left = len;
+	struct nfkv_op h;
 	int err;
 
-	switch (cmd) {
-	case NFKV_SO_SET_PUT - NFKV_BASE_CTL:
-	case NFKV_SO_SET_DEL - NFKV_BASE_CTL:
+	if (len <= ON_STACK_MAX) {
+		const u8 *p = buf;
+		size_t left = len;
+
 		err = parse_op(&p, &left, &op, false);
 		if (err)
 			return err;
-		if (left || op.op != (cmd ? NFKV_OP_DEL : NFKV_OP_PUT))
+		if (left || op.op != NFKV_OP_PUT)
 			return -EINVAL;
-		return write_ops(t, false, &op, 1);
-	case NFKV_SO_SET_FLUSH - NFKV_BASE_CTL:
-		if (len != sizeof(struct nfkv_flush) || memchr_inv(buf, 0, len))
-			return -EINVAL;
-		return write_ops(t, true, NULL, 0);
-	case NFKV_SO_SET_BATCH - NFKV_BASE_CTL:
-		return do_batch(t, buf, len);
+		err = prepare(&op);
+		if (err)
+			return err;
+		return write_one(t, &op);
 	}
-	return -EOPNOTSUPP;
+	if (copy_from_sockptr(&h, arg, sizeof(h)))
+		return -EFAULT;
+	err = parse_header(&h, &op);
+	if (err)
+		return err;
+	if (op.op != NFKV_OP_PUT || len != sizeof(h) + op.key_len + (size_t)op.value_len)
+		return -EINVAL;
+	op.new = entry_alloc(op.key_len, op.value_len);
+	if (!op.new)
+		return -ENOMEM;
+	if (copy_from_sockptr_offset(op.new->data, arg, sizeof(h), op.key_len + op.value_len)) {
+		kvfree(op.new);	/* never linked: no reference but ours */
+		return -EFAULT;
+	}
+	op.key = op.new->data;
+	return write_one(t, &op);
 }
 
 static int cref_set(struct sock *sk, int optval, sockptr_t arg, unsigned int len)
 {
 	struct cref_table *t = table_of(sk);
 	unsigned int cmd = optval - optbase;
-	u8 stack[256], *buf = stack;
+	u8 stack[ON_STACK_MAX], *buf = stack;
+	struct cref_op op = {};
 	int err;
 
 	if (!ns_capable(sock_net(sk)->user_ns, CAP_NET_ADMIN)) {
 		err = -EPERM;
 		goto out;
 	}
+	if (cmd >= NFKV_SET_COMMANDS) {
+		err = -EOPNOTSUPP;
+		goto out;
+	}
 	if (len > NFKV_MAX_REQUEST_LEN) {
 		err = -E2BIG;
 		goto out;
 	}
-	if (len > sizeof(stack)) {
-		buf = kvmalloc(len, NFKV_GFP);
-		if (!buf) {
-			err = -ENOMEM;
-			goto out;
+	switch (cmd) {
+	case NFKV_SO_SET_PUT - NFKV_BASE_CTL:
+		if (len < sizeof(struct nfkv_op)) {
+			err = -EINVAL;
+			break;
 		}
+		if (len <= ON_STACK_MAX && copy_from_sockptr(stack, arg, len)) {
+			err = -EFAULT;
+			break;
+		}
+		err = do_put(t, stack, arg, len);
+		break;
+	case NFKV_SO_SET_DEL - NFKV_BASE_CTL: {
+		const u8 *p = stack;
+		size_t left = len;
+
+		/* A header and a key: never over ON_STACK_MAX bytes. */
+		if (len < sizeof(struct nfkv_op) || len > ON_STACK_MAX) {
+			err = -EINVAL;
+			break;
+		}
+		if (copy_from_sockptr(stack, arg, len)) {
+			err = -EFAULT;
+			break;
+		}
+		err = parse_op(&p, &left, &op, false);
+		if (!err && (left || op.op != NFKV_OP_DEL))
+			err = -EINVAL;
+		if (!err)
+			err = write_one(t, &op);
+		break;
 	}
-	err = copy_from_sockptr(buf, arg, len) ? -EFAULT : do_set(t, cmd, buf, len);
-	if (buf != stack)
-		kvfree(buf);
+	case NFKV_SO_SET_FLUSH - NFKV_BASE_CTL:
+		if (len != sizeof(struct nfkv_flush)) {
+			err = -EINVAL;
+			break;
+		}
+		if (copy_from_sockptr(stack, arg, len)) {
+			err = -EFAULT;
+			break;
+		}
+		err = memchr_inv(stack, 0, len) ? -EINVAL : write_ops(t, true, NULL, 0);
+		break;
+	default: { /* NFKV_SO_SET_BATCH */
+		struct nfkv_batch h;
+
+		if (len < sizeof(h)) {
+			err = -EINVAL;
+			break;
+		}
+		/* Above ON_STACK_MAX, the header is checked before anything past it is copied. */
+		if (len <= ON_STACK_MAX)
+			err = copy_from_sockptr(stack, arg, len) ? -EFAULT : 0;
+		else
+			err = copy_from_sockptr(&h, arg, sizeof(h)) ? -EFAULT : 0;
+		if (err)
+			break;
+		if (len <= ON_STACK_MAX)
+			memcpy(&h, stack, sizeof(h));
+		err = check_batch(&h, len);
+		if (err)
+			break;
+		if (len > ON_STACK_MAX) {
+			buf = kvmalloc(len, NFKV_GFP);
+			if (!buf) {
+				err = -ENOMEM;
+				break;
+			}
+			memcpy(buf, &h, sizeof(h));
+			if (copy_from_sockptr_offset(buf + sizeof(h), arg, sizeof(h), len - sizeof(h)))
+				err = -EFAULT;
+		}
+		if (!err)
+			err = do_batch(t, buf, len);
+		if (buf != stack)
+			kvfree(buf);
+		break;
+	}
+	}
 out:
-	count(t, cmd, NFKV_SET_COMMANDS, cmd, err);
+	count_call(t, cmd, NFKV_SET_COMMANDS, cmd, err);
 	return err;
 }
 
@@ -398,7 +605,6 @@ static int get_value(struct cref_table *t, void __user *user, int len)
 	struct nfkv_get h;
 	struct cref_entry *e;
 	size_t n = min_t(size_t, len, sizeof(req));
-	u8 *value;
 	int err = 0;
 
 	if (len < (int)sizeof(reply))
@@ -411,40 +617,126 @@ static int get_value(struct cref_table *t, void __user *user, int len)
 		return -EINVAL;
 	mutex_lock(&t->lock);
 	e = find(t, req + sizeof(h), h.key_len);
-	if (!e) {
-		mutex_unlock(&t->lock);
-		return -ENOENT;
-	}
-	reply.version = e->version;
-	reply.value_len = e->value_len;
-	value = kmalloc(max(e->value_len, 1U), NFKV_GFP);
-	if (value)
-		memcpy(value, e->data + e->key_len, e->value_len);
+	if (e)
+		refcount_inc(&e->ref);
 	mutex_unlock(&t->lock);
-	if (!value)
-		return -ENOMEM;
+	if (!e)
+		return -ENOENT;
+	/* A linked entry never changes: read it unlocked, under our reference. */
+	reply.version = e->version;
+	reply.value_len = entry_value_len(e);
 	if (copy_to_user(user, &reply, sizeof(reply)))
 		err = -EFAULT;
 	else if (sizeof(reply) + reply.value_len > len)
 		err = -EMSGSIZE;
-	else if (copy_to_user(user + sizeof(reply), value, reply.value_len))
+	else if (copy_to_user(user + sizeof(reply), e->data + entry_key_len(e), reply.value_len))
 		err = -EFAULT;
-	kfree(value);
+	entry_put(e);
 	return err ? err : sizeof(reply) + reply.value_len;
+}
+
+/*
+ * Fills `page` (`room` bytes, zeroed) with the entries `h` asks for, under
+ * the lock. Returns the bytes used, or -EMSGSIZE with *needed the page size
+ * the first entry needs.
+ */
+static int fill_list(struct cref_table *t, const struct nfkv_list *h, const u8 *after,
+		     const u8 *prefix, u8 *page, size_t room, size_t *needed)
+{
+	struct nfkv_list_reply reply = {};
+	size_t used = sizeof(reply);
+	struct cref_entry *e;
+	int err = 0;
+
+	mutex_lock(&t->lock);
+	if (h->after_len && keycmp(after, h->after_len, prefix, h->prefix_len) >= 0)
+		e = lower_bound(t, after, h->after_len);
+	else
+		e = lower_bound(t, prefix, h->prefix_len);
+	for (; e; e = rb_entry_safe(rb_next(&e->node), struct cref_entry, node)) {
+		struct nfkv_list_entry le = {};
+		unsigned int klen = entry_key_len(e), vlen = entry_value_len(e);
+		size_t size = NFKV_ALIGN_UP(sizeof(le) + klen + vlen);
+
+		if (h->after_len && !keycmp(e->data, klen, after, h->after_len))
+			continue;
+		if (klen < h->prefix_len || keycmp(e->data, h->prefix_len, prefix, h->prefix_len))
+			break;
+		if (room - used < size) {
+			reply.flags = NFKV_LIST_F_MORE;
+			if (!reply.count) {
+				*needed = sizeof(reply) + size;
+				err = -EMSGSIZE;
+			}
+			break;
+		}
+		le.version = e->version;
+		le.key_len = klen;
+		le.value_len = vlen;
+		memcpy(page + used, &le, sizeof(le));
+		memcpy(page + used + sizeof(le), e->data, klen + vlen);
+		used += size;
+		reply.count++;
+	}
+	reply.generation = t->generation;
+	mutex_unlock(&t->lock);
+	reply.size = err ? *needed : used;
+	memcpy(page, &reply, sizeof(reply));
+	return err ? err : used;
+}
+
+/*
+ * Lists into a page sized by what the table can put in it, every entry
+ * padded (a frame of its own: the page's stack buffer is not also the
+ * request's).
+ */
+static noinline int list_page(struct cref_table *t, const struct nfkv_list *h,
+			      const u8 *after, const u8 *prefix, void __user *user, int len)
+{
+	size_t limit = min_t(size_t, len, LIST_PAGE_MAX), size, needed = 0;
+	u8 stack[ON_STACK_MAX];
+	u64 bound;
+	int used;
+
+	mutex_lock(&t->lock);
+	bound = (u64)t->entries * (sizeof(struct nfkv_list_entry) + NFKV_ALIGN - 1) + t->bytes +
+		sizeof(struct nfkv_list_reply);
+	mutex_unlock(&t->lock);
+	size = min_t(u64, bound, limit);
+	for (;;) {
+		u8 *page = stack;
+
+		if (size > ON_STACK_MAX) {
+			page = kvzalloc(size, NFKV_GFP);
+			if (!page)
+				return -ENOMEM;
+		} else {
+			memset(stack, 0, size);
+		}
+		used = fill_list(t, h, after, prefix, page, size, &needed);
+		/* The table grew since it was sized, and its first entry does not fit. */
+		if (used == -EMSGSIZE && needed <= limit && size < needed) {
+			if (page != stack)
+				kvfree(page);
+			size = needed;
+			continue;
+		}
+		if (copy_to_user(user, page, used < 0 ? sizeof(struct nfkv_list_reply) : used))
+			used = -EFAULT;
+		if (page != stack)
+			kvfree(page);
+		return used;
+	}
 }
 
 static int get_list(struct cref_table *t, void __user *user, int len)
 {
 	u8 req[sizeof(struct nfkv_list) + 2 * NFKV_MAX_KEY_LEN];
-	struct nfkv_list_reply reply = {};
+	size_t n = min_t(size_t, len, sizeof(req));
 	struct nfkv_list h;
-	size_t n = min_t(size_t, len, sizeof(req)), room, used = sizeof(reply);
-	const u8 *after, *prefix;
-	struct cref_entry *e;
-	u8 *page;
-	int err = 0;
+	const u8 *after;
 
-	if (len < (int)sizeof(reply))
+	if (len < (int)sizeof(struct nfkv_list_reply))
 		return -EINVAL;
 	if (copy_from_user(req, user, n))
 		return -EFAULT;
@@ -453,49 +745,7 @@ static int get_list(struct cref_table *t, void __user *user, int len)
 	    n < sizeof(h) + h.after_len + h.prefix_len)
 		return -EINVAL;
 	after = req + sizeof(h);
-	prefix = after + h.after_len;
-	room = min_t(size_t, len, LIST_PAGE_MAX);
-	page = kvzalloc(room, NFKV_GFP);
-	if (!page)
-		return -ENOMEM;
-	mutex_lock(&t->lock);
-	if (h.after_len && keycmp(after, h.after_len, prefix, h.prefix_len) >= 0)
-		e = lower_bound(t, after, h.after_len);
-	else
-		e = lower_bound(t, prefix, h.prefix_len);
-	for (; e; e = rb_entry_safe(rb_next(&e->node), struct cref_entry, node)) {
-		struct nfkv_list_entry le = {};
-		size_t size = NFKV_ALIGN_UP(sizeof(le) + e->key_len + e->value_len);
-
-		if (h.after_len && !keycmp(e->data, e->key_len, after, h.after_len))
-			continue;
-		if (e->key_len < h.prefix_len || memcmp(e->data, prefix, h.prefix_len))
-			break;
-		if (room - used < size) {
-			reply.flags = NFKV_LIST_F_MORE;
-			if (!reply.count) {
-				reply.size = sizeof(reply) + size;
-				err = -EMSGSIZE;
-			}
-			break;
-		}
-		le.version = e->version;
-		le.key_len = e->key_len;
-		le.value_len = e->value_len;
-		memcpy(page + used, &le, sizeof(le));
-		memcpy(page + used + sizeof(le), e->data, e->key_len + e->value_len);
-		used += size;
-		reply.count++;
-	}
-	reply.generation = t->generation;
-	mutex_unlock(&t->lock);
-	if (!err)
-		reply.size = used;
-	memcpy(page, &reply, sizeof(reply));
-	if (copy_to_user(user, page, err ? sizeof(reply) : used))
-		err = -EFAULT;
-	kvfree(page);
-	return err ? err : used;
+	return list_page(t, &h, after, after + h.after_len, user, len);
 }
 
 static int do_get(struct cref_table *t, unsigned int cmd, void __user *user, int len)
@@ -555,7 +805,7 @@ static int cref_get(struct sock *sk, int optval, void __user *user, int *len)
 		ret = -EPERM;
 	else
 		ret = do_get(t, cmd, user, *len);
-	count(t, NFKV_SET_COMMANDS + cmd, NFKV_GET_COMMANDS, cmd, ret < 0 ? ret : 0);
+	count_call(t, NFKV_SET_COMMANDS + cmd, NFKV_GET_COMMANDS, cmd, ret < 0 ? ret : 0);
 	if (ret < 0)
 		return ret;
 	*len = ret;
@@ -579,6 +829,7 @@ static void __net_exit cref_net_exit(struct net *net)
 	struct cref_table *t = *(struct cref_table **)net_generic(net, cref_net_id);
 
 	free_tree(&t->root);
+	mutex_destroy(&t->lock);
 	kfree(t);
 }
 
