@@ -1,5 +1,7 @@
 //! Concurrency: threads hammer the table with mixed operations, each checked
-//! against a userspace model; consistent listings are never torn; rmmod
+//! against a userspace model; consistent listings are never torn; lockless
+//! GETs racing batches that swap whole sets of keys see every batch whole,
+//! no key missing while it is replaced, and no torn value; rmmod
 //! races live clients, which either keep it loaded or see "not loaded"; and
 //! rmmod is refused while a 65,536-record batch is inside the module;
 //! network namespaces die with calls in flight while rmmod is tried.
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 pub fn suite() -> Vec<Test> {
     crate::tests![
         threads_against_a_model,
+        lockless_reads_see_whole_batches,
         rmmod_races_live_clients,
         rmmod_is_refused_while_a_full_batch_runs,
         namespaces_die_while_calls_and_rmmod_run
@@ -420,6 +423,148 @@ fn threads_against_a_model() -> TestResult {
         "final table differs from the model ({} vs {} entries)",
         actual.len(),
         expected.len()
+    );
+    Ok(())
+}
+
+/// Keys per set of [`lockless_reads_see_whole_batches`].
+const SWAP_KEYS: usize = 16;
+
+/// The value batch `n` writes: `n` (8 bytes, little-endian) repeated, its
+/// length depending on `n` (80 to 2,440 bytes, so a value can span pages
+/// and readers copy entries of many sizes).
+fn swap_value(n: u64) -> Vec<u8> {
+    let words = 10 + (n * 37 % 296) as usize;
+    n.to_le_bytes().repeat(words)
+}
+
+/// Which batch wrote `value`, if it is a whole value of [`swap_value`].
+fn swap_batch(value: &[u8]) -> Option<u64> {
+    let n = u64::from_le_bytes(value.get(..8)?.try_into().ok()?);
+    (value == swap_value(n).as_slice()).then_some(n)
+}
+
+/// What one reader learnt of the last batch applied when its GET ran.
+enum Seen {
+    /// Exactly batch n (a key present with batch n's value).
+    Exactly(u64),
+    /// Some batch of this parity (a key of the set that parity deletes is
+    /// absent).
+    Parity(u64),
+}
+
+/// One writer applies batches while readers GET with no lock. Batch `n`
+/// writes `z/i` (always present) and the set `x/i` (n even) or `y/i` (n
+/// odd), all with value [`swap_value`]`(n)`, and deletes the other set: so
+/// any present key tells exactly which batch was the last one applied when
+/// the GET ran, and an absent `x`/`y` key its parity. A reader's GETs are
+/// in program order, so what they tell must never go back: a batch seen
+/// half applied (a put visible, a delete of the same batch not, or the
+/// reverse) shows up as an older batch after a newer one. A `z` key must
+/// never be missing (it is only ever replaced) and no value torn. Four
+/// readers against one writer for `NFKV_STRESS_SWAP_SECONDS` (default 6).
+fn lockless_reads_see_whole_batches() -> TestResult {
+    let kv = fresh()?;
+    let key = |set: &str, i: usize| format!("{set}/{i}").into_bytes();
+    let batch = |n: u64| {
+        let mut b = Batch::new();
+        let (put, del) = if n.is_multiple_of(2) {
+            ("x", "y")
+        } else {
+            ("y", "x")
+        };
+        let value = swap_value(n);
+        for i in 0..SWAP_KEYS {
+            b.put(&key("z", i), &value, Condition::default());
+            b.put(&key(put, i), &value, Condition::default());
+            if n > 0 {
+                b.delete(&key(del, i), None);
+            }
+        }
+        b
+    };
+    ck("batch 0", kv.apply(&batch(0)))?;
+    let seconds = env_u64("NFKV_STRESS_SWAP_SECONDS", 6);
+    let stop = AtomicBool::new(false);
+    let applied = AtomicU64::new(1);
+    let in_batch = AtomicBool::new(false);
+    let (reads, during) = (AtomicU64::new(0), AtomicU64::new(0));
+    let reader = |seed: u64| -> TestResult {
+        let kv = connect()?;
+        let mut rng = Rng::new(seed);
+        let mut low = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            let i = rng.below(SWAP_KEYS as u64) as usize;
+            let set = ["z", "x", "y"][rng.below(3) as usize];
+            let overlapped = in_batch.load(Ordering::Relaxed);
+            let seen = match kv.get(&key(set, i)) {
+                Ok(v) => match swap_batch(&v.value) {
+                    Some(n) => Seen::Exactly(n),
+                    None => {
+                        return Err(format!("{set}/{i}: torn value of {} bytes", v.value.len()))
+                    }
+                },
+                Err(e) if e.errno() == Some(libc::ENOENT) && set != "z" => {
+                    Seen::Parity(u64::from(set == "x"))
+                }
+                Err(e) => return Err(format!("get {set}/{i} (last batch seen {low}): {e}")),
+            };
+            if overlapped || in_batch.load(Ordering::Relaxed) {
+                during.fetch_add(1, Ordering::Relaxed);
+            }
+            reads.fetch_add(1, Ordering::Relaxed);
+            low = match seen {
+                Seen::Exactly(n) if n < low => {
+                    return Err(format!(
+                        "{set}/{i} holds batch {n}'s value after a read saw batch {low} applied: a batch seen half applied"
+                    ))
+                }
+                Seen::Exactly(n) => n,
+                Seen::Parity(p) if low % 2 == p => low,
+                Seen::Parity(_) => low + 1,
+            };
+        }
+        Ok(())
+    };
+    let start = Instant::now();
+    let results: Vec<TestResult> = std::thread::scope(|s| {
+        let readers: Vec<_> = (0..4u64)
+            .map(|t| s.spawn(move || reader(0x1e55 + t)))
+            .collect();
+        let mut written = Ok(());
+        while start.elapsed() < Duration::from_secs(seconds) {
+            let n = applied.load(Ordering::Relaxed);
+            let b = batch(n);
+            in_batch.store(true, Ordering::Relaxed);
+            let r = kv.apply(&b);
+            in_batch.store(false, Ordering::Relaxed);
+            if let Err(e) = r {
+                written = Err(format!("batch {n}: {e}"));
+                break;
+            }
+            applied.store(n + 1, Ordering::Relaxed);
+        }
+        stop.store(true, Ordering::Relaxed);
+        std::iter::once(written)
+            .chain(
+                readers
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|_| Err("reader panicked".into()))),
+            )
+            .collect()
+    });
+    let (batches, reads, during) = (
+        applied.load(Ordering::Relaxed),
+        reads.load(Ordering::Relaxed),
+        during.load(Ordering::Relaxed),
+    );
+    println!("     stress: {batches} swapping batches of {} ops, {reads} lockless GETs ({during} while a batch was being applied)", 3 * SWAP_KEYS);
+    for r in results {
+        r?;
+    }
+    ensure!(
+        batches > 10 && during > 100,
+        "too little overlap to judge ({batches} batches, {during} GETs during one)"
     );
     Ok(())
 }
