@@ -4,6 +4,7 @@
 //! Safe Rust; the caller has checked CAP_NET_ADMIN.
 
 use crate::codec::{self, cmd, Batch, Condition, ListPageWriter, ListRequest, OpKind, Reject};
+use crate::kernel_ext::rcu::RcuGuard;
 use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
 use crate::policy;
 use crate::store::NewEntry;
@@ -210,27 +211,58 @@ pub(crate) fn get(
     }
 }
 
+/// A GET: no lock. The key is searched under RCU and the reply copied out
+/// from the entry before leaving it, with page faults disabled; if the
+/// caller's buffer needs a page faulted in, a reference is taken instead
+/// and the copy made after leaving RCU (an entry never changes once
+/// linked). Only then is the entry's count touched.
 fn get_value(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
-    // A reference on the entry, taken under the lock (allocating nothing);
-    // the value is copied straight from the entry after unlocking (a linked
-    // entry never changes). The last reference frees the entry, after the lock.
-    let entry = buf.with_request::<{ codec::GET_REQUEST_MAX }, _>(|req| {
+    buf.with_request::<{ codec::GET_REQUEST_MAX }, _>(|req| {
         let key = codec::parse_get(req, buf.len())?;
-        net.table.lock().get(key)
-    })?;
-    let value = entry.value();
+        loop {
+            let rcu = RcuGuard::new();
+            let entry = net.reader.get(&rcu, key).ok_or(ENOENT)?;
+            let reply = value_reply(buf, entry.meta(), entry.value(), |parts| {
+                buf.write_reply_nofault(parts)
+            })?;
+            if let Some(len) = reply {
+                return Ok(len);
+            }
+            // None: a write since took the entry out and dropped it; search again.
+            let Some(entry) = entry.to_ref() else {
+                continue;
+            };
+            drop(rcu);
+            let reply = value_reply(buf, entry.meta(), entry.value(), |parts| {
+                buf.write_reply(parts).map(|()| true)
+            })?;
+            return reply.ok_or(EFAULT);
+        }
+    })
+}
+
+/// Writes GET's reply (`struct nfkv_value` and the value) with `write`;
+/// `EMSGSIZE` with the header alone when the value does not fit. `None`
+/// when `write` could not write without faulting.
+fn value_reply(
+    buf: &GetBuffer<'_>,
+    version: u64,
+    value: &[u8],
+    write: impl Fn(&[&[u8]]) -> Result<bool>,
+) -> Result<Option<usize>> {
     let header = codec::ValueHeader {
-        version: entry.meta(),
+        version,
         value_len: value.len() as u32,
     }
     .encode();
     let needed = codec::VALUE_SIZE + value.len();
     if needed > buf.len() as usize {
-        buf.write_reply(&[&header])?;
-        return Err(emsgsize());
+        return match write(&[&header])? {
+            true => Err(emsgsize()),
+            false => Ok(None),
+        };
     }
-    buf.write_reply(&[&header, value])?;
-    Ok(needed)
+    Ok(write(&[&header, value])?.then_some(needed))
 }
 
 /// LIST pages up to this size are built on the stack.

@@ -67,7 +67,7 @@ kernel_ext::compat::kext_module! {
 pernet_id!(NetTable);
 
 impl PernetData for NetTable {
-    fn init(net: NetRef<'_>) -> impl PinInit<Self, Error> {
+    fn init(net: NetRef<'_>) -> Result<impl PinInit<Self, Error>> {
         NetTable::new(policy::budget_for(net))
     }
 }

@@ -22,8 +22,9 @@ impl EntryKind for Versioned {
 }
 
 pub(crate) type Tree = rbtree::Tree<Versioned>;
+pub(crate) type Reader = rbtree::Reader<Versioned>;
+pub(crate) type Taken = rbtree::Taken<Versioned>;
 pub(crate) type NewEntry = rbtree::NewEntry<Versioned>;
 pub(crate) type Detached = rbtree::Detached<Versioned>;
-pub(crate) type EntryRef = rbtree::EntryRef<Versioned>;
 pub(crate) type EntryView<'a> = rbtree::EntryView<'a, Versioned>;
 pub(crate) type Slot<'a, 'k> = rbtree::Slot<'a, 'k, Versioned>;

@@ -17,13 +17,15 @@
 //! exactly as it was, whatever the reason. Whatever a write displaces, and
 //! whatever an undone write had linked, stays in its ops (or the flushed
 //! tree) until the caller drops them, after unlocking: nothing is allocated
-//! or freed under the lock. Reads take a reference on the entry
-//! ([`EntryRef`]) and copy it out after unlocking.
+//! or freed under the lock. Every write reaches lockless readers at once
+//! when it ends ([`Tree::publish`](crate::kernel_ext::rbtree::Tree::publish)):
+//! GET searches the tree under RCU with no lock ([`NetTable::reader`]);
+//! LIST and INFO read it under the lock.
 
 use crate::codec::{self, Condition, ListPageWriter, ListRequest, OpKind, Record};
 use crate::policy::{self, SharedBudget};
 use crate::stats::Stats;
-use crate::store::{Detached, EntryRef, EntryView, NewEntry, Slot, Tree};
+use crate::store::{Detached, EntryView, NewEntry, Reader, Slot, Taken, Tree};
 use kernel::alloc::Flags;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -195,19 +197,23 @@ pub(crate) struct Table {
 
 /// What a write leaves to be freed once the lock is dropped: the entries a
 /// flush took out.
-pub(crate) type Retired = Option<Tree>;
+pub(crate) type Retired = Option<Taken>;
 
 impl Table {
     /// An empty table, charged to `budget` if given; its versions start
     /// above every version an earlier table gave (see [`policy`]).
-    /// Allocates nothing.
-    pub(crate) fn new(budget: Option<&'static SharedBudget>) -> Self {
-        Table {
-            tree: Tree::new(),
+    pub(crate) fn new(budget: Option<&'static SharedBudget>) -> Result<Self> {
+        Ok(Table {
+            tree: Tree::new()?,
             usage: Usage::default(),
             generation: policy::first_generation(),
             budget,
-        }
+        })
+    }
+
+    /// The readers' side of the table's tree.
+    pub(crate) fn reader(&self) -> Reader {
+        self.tree.reader()
     }
 
     /// What this table is charged to its shared budget (0 without one).
@@ -233,6 +239,18 @@ impl Table {
     /// flushed tree, for the caller to free once the lock is dropped; what
     /// the ops displaced stays in them, for the same.
     pub(crate) fn write(
+        &mut self,
+        flush: bool,
+        ops: &mut [PreparedOp<'_>],
+        limits: &Limits,
+    ) -> Result<Retired> {
+        let written = self.write_unpublished(flush, ops, limits);
+        self.tree.publish();
+        written
+    }
+
+    /// [`Table::write`] but for publishing it.
+    fn write_unpublished(
         &mut self,
         flush: bool,
         ops: &mut [PreparedOp<'_>],
@@ -318,6 +336,18 @@ impl Table {
     /// error. Either is for the caller to drop once the lock is dropped.
     pub(crate) fn put_one(
         &mut self,
+        new: NewEntry,
+        cond: &Condition,
+        limits: &Limits,
+    ) -> core::result::Result<Option<Detached>, (NewEntry, Error)> {
+        let put = self.put_unpublished(new, cond, limits);
+        self.tree.publish();
+        put
+    }
+
+    /// [`Table::put_one`] but for publishing it.
+    fn put_unpublished(
+        &mut self,
         mut new: NewEntry,
         cond: &Condition,
         limits: &Limits,
@@ -368,11 +398,12 @@ impl Table {
     /// nothing changed.
     pub(crate) fn delete_one(&mut self, key: &[u8], cond: &Condition) -> Result<Detached> {
         let before = self.charge();
-        let detached = self.unlink(key, cond)?;
+        let detached = self.unlink(key, cond);
+        self.tree.publish();
         if let Some(budget) = self.budget {
             budget.uncharge(before.saturating_sub(self.charge()));
         }
-        Ok(detached)
+        detached
     }
 
     /// Undoes what [`Table::apply`] did to the tree for `op`, the last op
@@ -391,12 +422,6 @@ impl Table {
             (_, _, retired) => retired,
         };
         op.retired = unlinked;
-    }
-
-    /// A reference on the entry of `key`, to read its version and value
-    /// after the lock is dropped. Allocates nothing.
-    pub(crate) fn get(&self, key: &[u8]) -> Result<EntryRef> {
-        Ok(self.tree.get(key).ok_or(ENOENT)?.to_ref())
     }
 
     /// Fills `page` with the entries `req` asks for, in key order. Returns
@@ -449,7 +474,7 @@ struct PendingWrite<'t, 'o, 'k> {
     /// The table's usage and generation before the write.
     before: (Usage, u64),
     /// The entries a flush took out.
-    flushed: Option<Tree>,
+    flushed: Option<Taken>,
     /// Ops applied, from the first.
     applied: usize,
     committed: bool,
@@ -483,7 +508,7 @@ impl PendingWrite<'_, '_, '_> {
         }
         if let Some(flushed) = self.flushed.as_mut() {
             // The tree is empty again; the empty one goes out with `self`.
-            core::mem::swap(&mut self.table.tree, flushed);
+            self.table.tree.restore(flushed);
         }
         (self.table.usage, self.table.generation) = self.before;
     }
@@ -502,18 +527,23 @@ impl Drop for Table {
 /// Everything nfkv keeps for one network namespace.
 #[pin_data]
 pub(crate) struct NetTable {
-    /// Never held across a user copy.
+    /// Writers' lock; never held across a user copy.
     #[pin]
     pub(crate) table: Mutex<Table>,
+    /// The table's tree for readers that take no lock.
+    pub(crate) reader: Reader,
     pub(crate) stats: Stats,
 }
 
 impl NetTable {
     /// The state of a new namespace: an empty table, charged to `budget`.
-    pub(crate) fn new(budget: Option<&'static SharedBudget>) -> impl PinInit<Self, Error> {
-        try_pin_init!(NetTable {
-            table <- new_mutex!(Table::new(budget), "nfkv_table"),
+    pub(crate) fn new(budget: Option<&'static SharedBudget>) -> Result<impl PinInit<Self, Error>> {
+        let table = Table::new(budget)?;
+        let reader = table.reader();
+        Ok(try_pin_init!(NetTable {
+            table <- new_mutex!(table, "nfkv_table"),
+            reader,
             stats: Stats::new(),
-        }? Error)
+        }? Error))
     }
 }

@@ -4,8 +4,10 @@
  * here is specific to one module.
  */
 #include <linux/capability.h>
+#include <linux/rcupdate.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
+#include <linux/uaccess.h>
 #include <linux/user_namespace.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
@@ -64,4 +66,35 @@ void *kext_kvmalloc_account(size_t size)
 size_t kext_kvmalloc_account_size(size_t size)
 {
 	return kmalloc_size_roundup(size);
+}
+
+void kext_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void kext_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
+}
+
+/*
+ * Frees `ptr` (from kext_kvmalloc_account) once every RCU reader that may
+ * still see it is done, with no rcu_head in the object: kvfree_rcu's
+ * one-argument form, which may sleep (it waits for a grace period itself
+ * when it cannot queue the pointer), so process context only.
+ */
+void kext_kvfree_rcu(void *ptr)
+{
+	kvfree_rcu_mightsleep(ptr);
+}
+
+/*
+ * copy_to_user() that never faults a page in (so it can run where sleeping
+ * is not allowed, under RCU): 0, or -EFAULT when a page is absent or the
+ * address is bad, for the caller to tell apart with a copy that may fault.
+ */
+long kext_copy_to_user_nofault(void __user *dst, const void *src, size_t size)
+{
+	return copy_to_user_nofault(dst, src, size);
 }

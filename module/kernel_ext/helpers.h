@@ -15,3 +15,7 @@ bool kext_net_owned_by_init_user_ns(const struct net *net);
 u64 kext_clock_real_ns(void);
 void *kext_kvmalloc_account(size_t size);
 size_t kext_kvmalloc_account_size(size_t size);
+void kext_rcu_read_lock(void);
+void kext_rcu_read_unlock(void);
+void kext_kvfree_rcu(void *ptr);
+long kext_copy_to_user_nofault(void __user *dst, const void *src, size_t size);

@@ -10,7 +10,9 @@
 //! - [`registration`]: the one shape both registrations take;
 //! - [`params`]: C-declared module parameters, read safely;
 //! - [`rbtree`]: an intrusive red-black tree of byte-keyed,
-//!   reference-counted entries, each one allocation;
+//!   reference-counted entries, each one allocation, that readers search
+//!   with no lock (under RCU) while writers change it under theirs;
+//! - [`rcu`]: an RCU read-side critical section as a guard;
 //! - [`refcount`]: `refcount_t`, its checks included, with inline operations;
 //! - [`bytes`]: filling uninitialised memory from a slice or a request;
 //! - [`clock`]: the wall clock;
@@ -21,6 +23,7 @@ pub(crate) mod compat;
 pub(crate) mod params;
 pub(crate) mod pernet;
 pub(crate) mod rbtree;
+pub(crate) mod rcu;
 pub(crate) mod refcount;
 pub(crate) mod registration;
 pub(crate) mod sockopt;

@@ -88,8 +88,9 @@ pub(crate) use pernet_id;
 
 /// What each network namespace gets one of.
 pub(crate) trait PernetData: HasPernetId + Send + Sync {
-    /// Initialises the data of a new namespace (in place, pinned).
-    fn init(net: NetRef<'_>) -> impl PinInit<Self, Error>;
+    /// Initialises the data of a new namespace (in place, pinned): what
+    /// can be made before its place is known, then the initialiser.
+    fn init(net: NetRef<'_>) -> Result<impl PinInit<Self, Error>>;
 }
 
 /// The slot number the kernel gives `T`'s registration. At most one
@@ -171,10 +172,14 @@ unsafe extern "C" fn net_init<T: PernetData>(net: *mut bindings::net) -> c_int {
     if slot.is_null() {
         return ENOMEM.to_errno();
     }
+    let init = match T::init(net) {
+        Ok(init) => init,
+        Err(e) => return e.to_errno(),
+    };
     // SAFETY: `slot` holds `size_of::<T>()` bytes aligned for `T` (checked at registration),
     // owned by this namespace and freed only after `net_exit`; it never moves, so `T` stays
     // pinned; on error the initialiser leaves nothing to drop.
-    match unsafe { super::compat::pin_init_at(T::init(net), slot) } {
+    match unsafe { super::compat::pin_init_at(init, slot) } {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
     }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `refcount_t` with its two hot operations inline. Rust reaches C's
+//! `refcount_t` with its hot operations inline. Rust reaches C's
 //! `refcount_inc` and `refcount_dec_and_test` only through out-of-line
 //! helpers (`rust_helper_refcount_*`), a call each; [`Refcount`] is the same
 //! algorithm as `include/linux/refcount.h`, with the same checks: an
@@ -32,6 +32,33 @@ impl Refcount {
         } else if old < 0 || old.wrapping_add(1) < 0 {
             self.saturate(bindings::refcount_saturation_type_REFCOUNT_ADD_OVF);
         }
+    }
+
+    /// `refcount_inc_not_zero`: takes one more reference unless the count
+    /// is 0 (the object is on its way to being freed, which a reader that
+    /// found it under RCU may see). Relaxed, as `refcount_inc_not_zero`.
+    #[inline]
+    #[must_use]
+    pub(crate) fn inc_not_zero(&self) -> bool {
+        let mut old = self.0.load(Ordering::Relaxed);
+        loop {
+            if old == 0 {
+                return false;
+            }
+            match self.0.compare_exchange_weak(
+                old,
+                old.wrapping_add(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => old = now,
+            }
+        }
+        if old < 0 || old.wrapping_add(1) < 0 {
+            self.saturate(bindings::refcount_saturation_type_REFCOUNT_ADD_NOT_ZERO_OVF);
+        }
+        true
     }
 
     /// `refcount_dec_and_test`: drops one reference; true when it was the

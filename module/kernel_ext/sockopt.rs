@@ -217,6 +217,36 @@ impl GetBuffer<'_> {
         }
         Ok(())
     }
+
+    /// [`GetBuffer::write_reply`] without faulting a page in, so that it can
+    /// run where sleeping is not allowed (under RCU): `Ok(false)` when a
+    /// page is absent (or the buffer unwritable), for the caller to write
+    /// again with [`GetBuffer::write_reply`], which tells the two apart.
+    pub(crate) fn write_reply_nofault(&self, parts: &[&[u8]]) -> Result<bool> {
+        let capacity = self.capacity()?;
+        let mut at = 0usize;
+        for part in parts {
+            let end = at.checked_add(part.len()).ok_or(EFAULT)?;
+            if end > capacity {
+                return Err(EFAULT);
+            }
+            // SAFETY: `part` is readable for its length; the destination is the caller's
+            // buffer, which `copy_to_user_nofault` checks (`access_ok`) and writes with page
+            // faults disabled, returning an error rather than sleeping.
+            let failed = unsafe {
+                b::kext_copy_to_user_nofault(
+                    self.ptr.wrapping_add(at) as *mut c_void,
+                    part.as_ptr().cast(),
+                    part.len(),
+                )
+            };
+            if failed != 0 {
+                return Ok(false);
+            }
+            at = end;
+        }
+        Ok(true)
+    }
 }
 
 /// Who is calling: the socket's network namespace.
