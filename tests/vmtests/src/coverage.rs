@@ -48,9 +48,10 @@ pub fn suite() -> Vec<Test> {
 }
 
 /// The share of the module's edges (those past loading) the corpus must
-/// reach: what it reached when it was grown, less a margin for code that
-/// moves edges between functions.
-const COVERAGE_FLOOR_PERCENT: f64 = 42.0;
+/// reach: what it reached when it was grown (42.1% of 2,211 with the
+/// lockless tree, whose writer paths, inlined at each caller, added 420
+/// edges), less a margin for code that moves edges between functions.
+const COVERAGE_FLOOR_PERCENT: f64 = 40.0;
 
 /// Calls of one input at most.
 const MAX_CALLS: usize = 12;
