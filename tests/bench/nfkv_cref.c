@@ -7,17 +7,23 @@
  * size), same permission check (CAP_NET_ADMIN over the socket's netns), and
  * the Rust module's design, written as C in the kernel does it:
  *
- * - one mutex per namespace table, never held across a user copy; every
- *   entry a write needs is allocated and filled before locking;
- * - an entry is one allocation (tree node, reference count, lengths,
+ * - one mutex per namespace table for writers, never held across a user
+ *   copy; every entry a write needs is allocated and filled before locking;
+ * - readers take no lock: the table is a latch of two rbtrees (as
+ *   rbtree_latch.h, but a whole write at a time): a write changes tree 0
+ *   while readers search tree 1, flips them to tree 0 and then brings tree
+ *   1 up to date by the keys it wrote, so a batch is seen whole or not at
+ *   all; entries are freed with kvfree_rcu;
+ * - an entry is one allocation (two tree nodes, reference count, lengths,
  *   version, key and value): kmalloc up to a page, kvmalloc above;
  * - a request of up to 512 bytes is copied onto the stack in one piece; a
  *   longer PUT has its key and value copied from the caller straight into
  *   the entry, a longer batch into one buffer;
  * - a single PUT or DEL descends the tree once and keeps no undo log; a
  *   batch is applied in place with one;
- * - GET takes a reference on the entry under the lock and copies the value
- *   out after unlocking, allocating nothing; the last reference frees;
+ * - GET searches under RCU and copies the reply out from there with page
+ *   faults disabled; only if that faults does it take a reference on the
+ *   entry and copy after leaving RCU; the last reference frees;
  * - LIST sizes its page by what the table holds (on the stack up to 512
  *   bytes), filled under the lock and copied out after;
  * - keys are compared inline, eight bytes at a time.
@@ -27,7 +33,9 @@
 #include <linux/mutex.h>
 #include <linux/netfilter.h>
 #include <linux/rbtree.h>
+#include <linux/rcupdate.h>
 #include <linux/refcount.h>
+#include <linux/seqlock.h>
 #include <linux/slab.h>
 #include <linux/sockptr.h>
 #include <linux/uaccess.h>
@@ -52,9 +60,13 @@ module_param(max_entries, uint, 0444);
 /* Requests, and LIST pages, up to this size live on the stack. */
 #define ON_STACK_MAX 512
 
+/* The writers' tree, where every change is made first, and its copy. */
+#define WRITERS 0
+#define COPY 1
+
 struct cref_entry {
-	struct rb_node node;
-	refcount_t ref;		/* the tree's, and each GET's copying it out */
+	struct rb_node node[2];	/* in the writers' tree, and in its copy */
+	refcount_t ref;		/* the table's, and each GET's copying it out */
 	u32 lens;		/* key_len << 24 | value_len */
 	u64 version;
 	u8 data[];		/* key, then value */
@@ -72,7 +84,9 @@ static unsigned int entry_value_len(const struct cref_entry *e)
 
 struct cref_table {
 	struct mutex lock;
-	struct rb_root root;
+	struct rb_root root[2];
+	seqcount_latch_t seq;	/* even: readers search root[0]; odd: root[1] */
+	bool writing;		/* readers are on root[1] while root[0] changes */
 	u32 entries;
 	u64 bytes;
 	u64 generation;
@@ -111,26 +125,32 @@ static struct cref_entry *entry_alloc(unsigned int klen, unsigned int vlen)
 	return e;
 }
 
-/* Drops a reference: the tree's, or a GET's. */
+/* Drops a reference: the table's, or a GET's; a reader may still be on it. */
 static void entry_put(struct cref_entry *e)
 {
 	if (e && refcount_dec_and_test(&e->ref))
-		kvfree(e);
+		kvfree_rcu_mightsleep(e);
+}
+
+/* The entry whose node in tree `idx` is `n`. */
+static __always_inline struct cref_entry *entry_of(struct rb_node *n, int idx)
+{
+	return container_of(n - idx, struct cref_entry, node[0]);
 }
 
 /*
- * The entry of `key`, or NULL with *link and *parent where it would be
- * linked.
+ * The entry of `key` in tree `idx` (writers only), or NULL with *link and
+ * *parent where it would be linked.
  */
-static struct cref_entry *descend(struct cref_table *t, const u8 *key, unsigned int len,
-				  struct rb_node ***link, struct rb_node **parent)
+static struct cref_entry *descend(struct cref_table *t, int idx, const u8 *key,
+				  unsigned int len, struct rb_node ***link, struct rb_node **parent)
 {
-	struct rb_node **p = &t->root.rb_node;
+	struct rb_node **p = &t->root[idx].rb_node;
 
 	*parent = NULL;
 	*link = NULL;
 	while (*p) {
-		struct cref_entry *e = rb_entry(*p, struct cref_entry, node);
+		struct cref_entry *e = entry_of(*p, idx);
 		int c = keycmp(key, len, e->data, entry_key_len(e));
 
 		if (!c)
@@ -146,17 +166,91 @@ static struct cref_entry *find(struct cref_table *t, const u8 *key, unsigned int
 {
 	struct rb_node **link, *parent;
 
-	return descend(t, key, len, &link, &parent);
+	return descend(t, WRITERS, key, len, &link, &parent);
+}
+
+/* The entry of `key` as the last whole write left the table; under RCU. */
+static struct cref_entry *find_rcu(struct cref_table *t, const u8 *key, unsigned int len)
+{
+	struct cref_entry *found;
+	unsigned int seq;
+
+	do {
+		struct rb_node *n;
+		int idx;
+
+		seq = read_seqcount_latch(&t->seq);
+		idx = seq & 1;
+		n = rcu_dereference_raw(t->root[idx].rb_node);
+		found = NULL;
+		while (n) {
+			struct cref_entry *e = entry_of(n, idx);
+			int c = keycmp(key, len, e->data, entry_key_len(e));
+
+			if (!c) {
+				found = e;
+				break;
+			}
+			if (c < 0)
+				n = rcu_dereference_raw(n->rb_left);
+			else
+				n = rcu_dereference_raw(n->rb_right);
+		}
+	} while (read_seqcount_latch_retry(&t->seq, seq));
+	return found;
+}
+
+/* Sends readers to tree 1 before tree 0 first changes in a write. */
+static void begin_write(struct cref_table *t)
+{
+	if (!t->writing) {
+		t->writing = true;
+		write_seqcount_latch_begin(&t->seq);
+	}
+}
+
+/* Makes tree 1's entry for `key` the one tree 0 has (or none). */
+static void sync_key(struct cref_table *t, const u8 *key, unsigned int len)
+{
+	struct rb_node **link, *parent;
+	struct cref_entry *want = find(t, key, len);
+	struct cref_entry *old = descend(t, COPY, key, len, &link, &parent);
+
+	if (want == old)
+		return;
+	if (want && old) {
+		rb_replace_node_rcu(&old->node[COPY], &want->node[COPY], &t->root[COPY]);
+	} else if (want) {
+		rb_link_node_rcu(&want->node[COPY], parent, link);
+		rb_insert_color(&want->node[COPY], &t->root[COPY]);
+	} else {
+		rb_erase(&old->node[COPY], &t->root[COPY]);
+	}
+}
+
+/* Rebuilds tree 1 from tree 0, in order (after a flush). */
+static void rebuild_copy(struct cref_table *t)
+{
+	struct rb_node *n, *last = NULL;
+
+	WRITE_ONCE(t->root[COPY].rb_node, NULL);
+	for (n = rb_first(&t->root[WRITERS]); n; n = rb_next(n)) {
+		struct cref_entry *e = entry_of(n, WRITERS);
+
+		rb_link_node_rcu(&e->node[COPY], last, last ? &last->rb_right : &t->root[COPY].rb_node);
+		rb_insert_color(&e->node[COPY], &t->root[COPY]);
+		last = &e->node[COPY];
+	}
 }
 
 /* The first entry whose key is >= key. */
 static struct cref_entry *lower_bound(struct cref_table *t, const u8 *key, u16 len)
 {
-	struct rb_node *n = t->root.rb_node;
+	struct rb_node *n = t->root[WRITERS].rb_node;
 	struct cref_entry *best = NULL;
 
 	while (n) {
-		struct cref_entry *e = rb_entry(n, struct cref_entry, node);
+		struct cref_entry *e = entry_of(n, WRITERS);
 		int c = keycmp(key, len, e->data, entry_key_len(e));
 
 		if (c <= 0) {
@@ -176,16 +270,18 @@ static void link_entry(struct cref_table *t, struct cref_entry *new)
 {
 	struct rb_node **link, *parent;
 
-	descend(t, new->data, entry_key_len(new), &link, &parent);
-	rb_link_node(&new->node, parent, link);
-	rb_insert_color(&new->node, &t->root);
+	descend(t, WRITERS, new->data, entry_key_len(new), &link, &parent);
+	begin_write(t);
+	rb_link_node_rcu(&new->node[WRITERS], parent, link);
+	rb_insert_color(&new->node[WRITERS], &t->root[WRITERS]);
 }
 
+/* Drops the table's reference on every entry of a tree taken out of it. */
 static void free_tree(struct rb_root *root)
 {
 	struct cref_entry *e, *n;
 
-	rbtree_postorder_for_each_entry_safe(e, n, root, node)
+	rbtree_postorder_for_each_entry_safe(e, n, root, node[WRITERS])
 		entry_put(e);
 	*root = RB_ROOT;
 }
@@ -280,6 +376,9 @@ static int check_op(struct cref_table *t, const struct cref_op *o, const struct 
 static void apply_op(struct cref_table *t, struct cref_op *o, struct cref_entry *old,
 		     struct rb_node **link, struct rb_node *parent)
 {
+	struct rb_root *root = &t->root[WRITERS];
+
+	begin_write(t);
 	t->generation++;
 	o->old = old;
 	if (old) {
@@ -287,15 +386,15 @@ static void apply_op(struct cref_table *t, struct cref_op *o, struct cref_entry 
 		t->entries--;
 	}
 	if (o->op == NFKV_OP_DEL) {
-		rb_erase(&old->node, &t->root);
+		rb_erase(&old->node[WRITERS], root);
 		return;
 	}
 	o->new->version = t->generation;
 	if (old) {
-		rb_replace_node(&old->node, &o->new->node, &t->root);
+		rb_replace_node_rcu(&old->node[WRITERS], &o->new->node[WRITERS], root);
 	} else {
-		rb_link_node(&o->new->node, parent, link);
-		rb_insert_color(&o->new->node, &t->root);
+		rb_link_node_rcu(&o->new->node[WRITERS], parent, link);
+		rb_insert_color(&o->new->node[WRITERS], root);
 	}
 	t->bytes += o->key_len + o->value_len;
 	t->entries++;
@@ -305,7 +404,7 @@ static void apply_op(struct cref_table *t, struct cref_op *o, struct cref_entry 
 static int write_op_locked(struct cref_table *t, struct cref_op *o)
 {
 	struct rb_node **link, *parent;
-	struct cref_entry *old = descend(t, o->key, o->key_len, &link, &parent);
+	struct cref_entry *old = descend(t, WRITERS, o->key, o->key_len, &link, &parent);
 	int err = check_op(t, o, old);
 
 	if (!err)
@@ -319,9 +418,10 @@ static void undo(struct cref_table *t, struct cref_op *ops, unsigned int n)
 		struct cref_op *o = &ops[n];
 
 		if (o->new && o->old)
-			rb_replace_node(&o->new->node, &o->old->node, &t->root);
+			rb_replace_node_rcu(&o->new->node[WRITERS], &o->old->node[WRITERS],
+					    &t->root[WRITERS]);
 		else if (o->new)
-			rb_erase(&o->new->node, &t->root);
+			rb_erase(&o->new->node[WRITERS], &t->root[WRITERS]);
 		else
 			link_entry(t, o->old);
 		o->old = NULL;
@@ -338,8 +438,9 @@ static int apply_locked(struct cref_table *t, bool flush, struct cref_op *ops, u
 	int err = 0;
 
 	if (flush) {
-		*flushed = t->root;
-		t->root = RB_ROOT;
+		begin_write(t);
+		*flushed = t->root[WRITERS];
+		WRITE_ONCE(t->root[WRITERS].rb_node, NULL);
 		t->entries = 0;
 		t->bytes = 0;
 		t->generation++;
@@ -351,7 +452,7 @@ static int apply_locked(struct cref_table *t, bool flush, struct cref_op *ops, u
 	/* ops[i - 1] failed and changed nothing: undo those before it. */
 	undo(t, ops, i - 1);
 	if (flush) {
-		t->root = *flushed;
+		rcu_assign_pointer(t->root[WRITERS].rb_node, flushed->rb_node);
 		*flushed = RB_ROOT;
 	}
 	t->entries = entries;
@@ -361,8 +462,9 @@ static int apply_locked(struct cref_table *t, bool flush, struct cref_op *ops, u
 }
 
 /*
- * Frees what a write leaves: on success what it displaced (a GET may still
- * hold it), on failure the entries it had prepared (never seen by anyone).
+ * Frees what a write leaves: on success what it displaced (a reader may
+ * still be on it), on failure the entries it had prepared (an undone one
+ * was linked, so a reader may have reached it too).
  */
 static void release_ops(struct cref_op *ops, unsigned int n, int err)
 {
@@ -370,10 +472,31 @@ static void release_ops(struct cref_op *ops, unsigned int n, int err)
 
 	for (i = 0; i < n; i++) {
 		if (err)
-			kvfree(ops[i].new);
+			entry_put(ops[i].new);
 		else
 			entry_put(ops[i].old);
 	}
+}
+
+/*
+ * Makes the write visible to readers at once, if it changed tree 0:
+ * readers go to tree 0, then tree 1 is brought up to date (by the keys of
+ * the `n` ops applied, or whole after a flush).
+ */
+static void publish(struct cref_table *t, bool flush, struct cref_op *ops, unsigned int n)
+{
+	unsigned int i;
+
+	if (!t->writing)
+		return;
+	write_seqcount_latch(&t->seq);
+	if (flush)
+		rebuild_copy(t);
+	else
+		for (i = 0; i < n; i++)
+			sync_key(t, ops[i].key, ops[i].key_len);
+	write_seqcount_latch_end(&t->seq);
+	t->writing = false;
 }
 
 static int write_one(struct cref_table *t, struct cref_op *o)
@@ -383,6 +506,7 @@ static int write_one(struct cref_table *t, struct cref_op *o)
 	/* Checked before it changes anything: no undo log. */
 	mutex_lock(&t->lock);
 	err = write_op_locked(t, o);
+	publish(t, false, o, err ? 0 : 1);
 	mutex_unlock(&t->lock);
 	release_ops(o, 1, err);
 	return err;
@@ -399,6 +523,8 @@ static int write_ops(struct cref_table *t, bool flush, struct cref_op *ops, unsi
 	if (!err) {
 		mutex_lock(&t->lock);
 		err = apply_locked(t, flush, ops, n, &flushed);
+		/* A failed write left tree 0 as tree 1 still is. */
+		publish(t, flush && !err, ops, err ? 0 : n);
 		mutex_unlock(&t->lock);
 	}
 	release_ops(ops, n, err);
@@ -598,16 +724,38 @@ out:
 	return err;
 }
 
+/*
+ * Copies GET's reply for `e` to `user`: its length, -EMSGSIZE (the header
+ * alone), or -EFAULT (with `nofault`: a page is absent, or bad address).
+ */
+static int put_value(const struct cref_entry *e, void __user *user, int len, bool nofault)
+{
+	struct nfkv_value reply = {
+		.version = e->version,
+		.value_len = entry_value_len(e),
+	};
+	const u8 *value = e->data + entry_key_len(e);
+
+	if (nofault ? copy_to_user_nofault(user, &reply, sizeof(reply)) :
+		      copy_to_user(user, &reply, sizeof(reply)))
+		return -EFAULT;
+	if (sizeof(reply) + reply.value_len > len)
+		return -EMSGSIZE;
+	if (nofault ? copy_to_user_nofault(user + sizeof(reply), value, reply.value_len) :
+		      copy_to_user(user + sizeof(reply), value, reply.value_len))
+		return -EFAULT;
+	return sizeof(reply) + reply.value_len;
+}
+
 static int get_value(struct cref_table *t, void __user *user, int len)
 {
 	u8 req[sizeof(struct nfkv_get) + NFKV_MAX_KEY_LEN];
-	struct nfkv_value reply = {};
 	struct nfkv_get h;
 	struct cref_entry *e;
 	size_t n = min_t(size_t, len, sizeof(req));
-	int err = 0;
+	int ret;
 
-	if (len < (int)sizeof(reply))
+	if (len < (int)sizeof(struct nfkv_value))
 		return -EINVAL;
 	if (copy_from_user(req, user, n))
 		return -EFAULT;
@@ -615,24 +763,28 @@ static int get_value(struct cref_table *t, void __user *user, int len)
 	if (h.reserved || h.reserved2 || !h.key_len || h.key_len > NFKV_MAX_KEY_LEN ||
 	    n < sizeof(h) + h.key_len)
 		return -EINVAL;
-	mutex_lock(&t->lock);
-	e = find(t, req + sizeof(h), h.key_len);
-	if (e)
-		refcount_inc(&e->ref);
-	mutex_unlock(&t->lock);
-	if (!e)
-		return -ENOENT;
+	for (;;) {
+		rcu_read_lock();
+		e = find_rcu(t, req + sizeof(h), h.key_len);
+		if (!e) {
+			rcu_read_unlock();
+			return -ENOENT;
+		}
+		ret = put_value(e, user, len, true);
+		if (ret != -EFAULT) {
+			rcu_read_unlock();
+			return ret;
+		}
+		/* A page must be faulted in: copy under a reference, out of RCU. */
+		if (refcount_inc_not_zero(&e->ref))
+			break;
+		rcu_read_unlock();	/* freed since found: search again */
+	}
+	rcu_read_unlock();
 	/* A linked entry never changes: read it unlocked, under our reference. */
-	reply.version = e->version;
-	reply.value_len = entry_value_len(e);
-	if (copy_to_user(user, &reply, sizeof(reply)))
-		err = -EFAULT;
-	else if (sizeof(reply) + reply.value_len > len)
-		err = -EMSGSIZE;
-	else if (copy_to_user(user + sizeof(reply), e->data + entry_key_len(e), reply.value_len))
-		err = -EFAULT;
+	ret = put_value(e, user, len, false);
 	entry_put(e);
-	return err ? err : sizeof(reply) + reply.value_len;
+	return ret;
 }
 
 /*
@@ -653,7 +805,7 @@ static int fill_list(struct cref_table *t, const struct nfkv_list *h, const u8 *
 		e = lower_bound(t, after, h->after_len);
 	else
 		e = lower_bound(t, prefix, h->prefix_len);
-	for (; e; e = rb_entry_safe(rb_next(&e->node), struct cref_entry, node)) {
+	for (; e; e = rb_entry_safe(rb_next(&e->node[WRITERS]), struct cref_entry, node[WRITERS])) {
 		struct nfkv_list_entry le = {};
 		unsigned int klen = entry_key_len(e), vlen = entry_value_len(e);
 		size_t size = NFKV_ALIGN_UP(sizeof(le) + klen + vlen);
@@ -819,7 +971,9 @@ static int __net_init cref_net_init(struct net *net)
 	if (!t)
 		return -ENOMEM;
 	mutex_init(&t->lock);
-	t->root = RB_ROOT;
+	t->root[WRITERS] = RB_ROOT;
+	t->root[COPY] = RB_ROOT;
+	seqcount_latch_init(&t->seq);
 	*(struct cref_table **)net_generic(net, cref_net_id) = t;
 	return 0;
 }
@@ -828,7 +982,8 @@ static void __net_exit cref_net_exit(struct net *net)
 {
 	struct cref_table *t = *(struct cref_table **)net_generic(net, cref_net_id);
 
-	free_tree(&t->root);
+	/* Tree 1 holds the same entries, and no reference of its own. */
+	free_tree(&t->root[WRITERS]);
 	mutex_destroy(&t->lock);
 	kfree(t);
 }
