@@ -2,8 +2,8 @@
 /*
  * nfkv_gate: makes the kernel report one kind of bug when loaded, so that
  * tests/run-all can show the dmesg gate (tests/vm/run) catches each kind
- * and that the debug kernel's checkers are armed. Test-only: each fault
- * runs in a boot of its own.
+ * and that the debug kernel's checkers are armed. Test-only:
+ * tests/gate/make-reports loads it once per fault, in one boot.
  *
  *   fault=kasan   a read one byte past a kmalloc'd object (KASAN)
  *   fault=lockdep two mutexes taken in both orders (lockdep: circular locking)
