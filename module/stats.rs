@@ -4,11 +4,16 @@
 //! only.
 
 use crate::codec;
-use core::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use crate::kernel_ext::percpu::PerCpuCounters;
+use kernel::error::Result;
 
-/// Per-command outcome counters.
+/// Counters: an ok and a failed one per command of both families.
+const COUNTERS: usize = 2 * (codec::SET_COMMANDS + codec::GET_COMMANDS);
+
+/// Per-command outcome counters, per CPU (a GET from any CPU counts itself
+/// without touching a line another CPU writes).
 pub(crate) struct Stats {
-    counters: [[AtomicU64; 2]; codec::SET_COMMANDS + codec::GET_COMMANDS],
+    counters: PerCpuCounters<COUNTERS>,
 }
 
 /// Which of the two command families a counter belongs to.
@@ -19,31 +24,31 @@ pub(crate) enum Family {
 }
 
 impl Stats {
-    pub(crate) const fn new() -> Self {
-        Stats {
-            counters: [const { [AtomicU64::new(0), AtomicU64::new(0)] };
-                codec::SET_COMMANDS + codec::GET_COMMANDS],
-        }
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Stats {
+            counters: PerCpuCounters::new()?,
+        })
     }
 
     /// Counts one call of command `cmd` (an offset) of `family`; offsets
     /// that are no command are not counted.
     pub(crate) fn count(&self, family: Family, cmd: u32, ok: bool) {
-        let (index, commands) = match family {
-            Family::Set => (cmd as usize, codec::SET_COMMANDS),
-            Family::Get => (codec::SET_COMMANDS + cmd as usize, codec::GET_COMMANDS),
+        let (first, commands) = match family {
+            Family::Set => (0, codec::SET_COMMANDS),
+            Family::Get => (codec::SET_COMMANDS, codec::GET_COMMANDS),
         };
         if (cmd as usize) < commands {
-            self.counters[index][usize::from(!ok)].fetch_add(1, AtomicOrdering::Relaxed);
+            self.counters
+                .add(2 * (first + cmd as usize) + usize::from(!ok), 1);
         }
     }
 
     /// A snapshot for `NFKV_SO_GET_STATS`.
     pub(crate) fn snapshot(&self) -> codec::Stats {
         let mut s = codec::Stats::default();
-        for (c, src) in Iterator::chain(s.set.iter_mut(), s.get.iter_mut()).zip(&self.counters) {
-            c.ok = src[0].load(AtomicOrdering::Relaxed);
-            c.failed = src[1].load(AtomicOrdering::Relaxed);
+        for (i, c) in Iterator::chain(s.set.iter_mut(), s.get.iter_mut()).enumerate() {
+            c.ok = self.counters.sum(2 * i);
+            c.failed = self.counters.sum(2 * i + 1);
         }
         s
     }

@@ -4,6 +4,8 @@
  * here is specific to one module.
  */
 #include <linux/capability.h>
+#include <linux/overflow.h>
+#include <linux/percpu.h>
 #include <linux/rcupdate.h>
 #include <linux/slab.h>
 #include <linux/timekeeping.h>
@@ -97,4 +99,44 @@ void kext_kvfree_rcu(void *ptr)
 long kext_copy_to_user_nofault(void __user *dst, const void *src, size_t size)
 {
 	return copy_to_user_nofault(dst, src, size);
+}
+
+/*
+ * Per-CPU pointers cross to Rust as plain ones (bindgen's Rust has no
+ * address spaces; the Rust side only hands them back to these helpers),
+ * converted through uintptr_t as the kernel's own casts between address
+ * spaces are (x86's percpu segment is one where the compiler has them).
+ */
+#define kext_percpu_from_rust(p) ((u64 __percpu *)(__force uintptr_t)(p))
+
+/* `count` u64 counters per CPU, zeroed, charged to the caller's memory cgroup. */
+u64 *kext_alloc_percpu_u64(size_t count)
+{
+	u64 __percpu *p = __alloc_percpu_gfp(array_size(count, sizeof(u64)), __alignof__(u64),
+					     GFP_KERNEL_ACCOUNT);
+
+	return (u64 *)(__force uintptr_t)p;
+}
+
+void kext_free_percpu(void *ptr)
+{
+	free_percpu(kext_percpu_from_rust(ptr));
+}
+
+/* Adds to this CPU's copy of one counter: safe in any context. */
+void kext_percpu_u64_add(u64 *counters, size_t index, u64 n)
+{
+	this_cpu_add(kext_percpu_from_rust(counters)[index], n);
+}
+
+/* One counter summed over every possible CPU. */
+u64 kext_percpu_u64_sum(const u64 *counters, size_t index)
+{
+	u64 __percpu *c = kext_percpu_from_rust(counters);
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += READ_ONCE(*per_cpu_ptr(&c[index], cpu));
+	return sum;
 }

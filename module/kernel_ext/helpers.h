@@ -19,3 +19,7 @@ void kext_rcu_read_lock(void);
 void kext_rcu_read_unlock(void);
 void kext_kvfree_rcu(void *ptr);
 long kext_copy_to_user_nofault(void __user *dst, const void *src, size_t size);
+u64 *kext_alloc_percpu_u64(size_t count);
+void kext_free_percpu(void *ptr);
+void kext_percpu_u64_add(u64 *counters, size_t index, u64 n);
+u64 kext_percpu_u64_sum(const u64 *counters, size_t index);

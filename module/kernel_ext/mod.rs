@@ -13,6 +13,7 @@
 //!   reference-counted entries, each one allocation, that readers search
 //!   with no lock (under RCU) while writers change it under theirs;
 //! - [`rcu`]: an RCU read-side critical section as a guard;
+//! - [`percpu`]: counters with a copy per CPU, summed when read;
 //! - [`refcount`]: `refcount_t`, its checks included, with inline operations;
 //! - [`bytes`]: filling uninitialised memory from a slice or a request;
 //! - [`clock`]: the wall clock;
@@ -21,6 +22,7 @@
 pub(crate) mod bytes;
 pub(crate) mod compat;
 pub(crate) mod params;
+pub(crate) mod percpu;
 pub(crate) mod pernet;
 pub(crate) mod rbtree;
 pub(crate) mod rcu;

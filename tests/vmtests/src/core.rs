@@ -36,6 +36,7 @@ pub fn suite() -> Vec<Test> {
         max_value_len_parameter,
         bad_module_parameters_refuse_to_load,
         stats_count_outcomes,
+        stats_sum_calls_from_every_cpu,
         unknown_command_in_range,
         network_namespaces_are_isolated,
         nobody_gets_eperm_on_every_command,
@@ -846,6 +847,46 @@ fn stats_count_outcomes() -> TestResult {
     ensure!(
         s1.get[cmd::GET_STATS as usize].ok == s0.get[cmd::GET_STATS as usize].ok + 1,
         "stats ok"
+    );
+    Ok(())
+}
+
+/// The counters have a copy per CPU: calls made on each CPU (threads
+/// pinned to each one in turn) all show in the snapshot.
+fn stats_sum_calls_from_every_cpu() -> TestResult {
+    const CALLS: u64 = 200;
+    let kv = fresh()?;
+    let g = cmd::GET_VALUE as usize;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let before = ck("stats", kv.stats())?.get[g].failed;
+    for cpu in 0..cpus {
+        std::thread::scope(|s| {
+            s.spawn(|| -> TestResult {
+                // SAFETY: a zeroed cpu_set_t with one CPU set, for this thread.
+                unsafe {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    ensure!(
+                        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) == 0,
+                        "sched_setaffinity({cpu}): {}",
+                        std::io::Error::last_os_error()
+                    );
+                }
+                for _ in 0..CALLS {
+                    expect_err("get missing", kv.get(b"missing"), libc::ENOENT)?;
+                }
+                Ok(())
+            })
+            .join()
+            .map_err(|_| "thread panicked".to_string())?
+        })?;
+    }
+    let after = ck("stats", kv.stats())?.get[g].failed;
+    ensure!(
+        after - before == CALLS * cpus as u64,
+        "{} failed GETs counted of {} made on {cpus} CPUs",
+        after - before,
+        CALLS * cpus as u64
     );
     Ok(())
 }
