@@ -6,7 +6,8 @@
 //! vmalloc) must have done the whole write. A GET must allocate nothing,
 //! whatever the size of its value: only its user copies may fail. Needs the
 //! debug kernel. Besides, every record of a mixed batch is made to fail in
-//! turn, to prove the rollback of the records before it.
+//! turn, to prove the rollback of the records before it, and a namespace's
+//! creation (the module's pernet init allocates) fails at each fault point.
 
 use crate::ensure;
 use crate::harness::*;
@@ -18,7 +19,8 @@ pub fn suite() -> Vec<Test> {
     crate::tests![
         every_fault_point_of_every_write,
         every_fault_point_with_values_over_a_page,
-        every_failing_record_of_a_mixed_batch
+        every_failing_record_of_a_mixed_batch,
+        every_fault_point_of_a_namespace_creation
     ]
 }
 
@@ -455,4 +457,95 @@ fn every_failing_record_of_a_mixed_batch() -> TestResult {
         }
     }
     Ok(())
+}
+
+/// How a namespace's creation with one fault point failed ended.
+enum Creation {
+    /// No fault point was left to fail: it ran untouched.
+    Untouched,
+    /// A fault was injected and the kernel recovered: the namespace exists.
+    Recovered,
+    /// A fault was injected and creation failed with this errno: ENOMEM
+    /// mostly, but some of the kernel's pernet inits report a failed
+    /// allocation otherwise (e.g. EEXIST).
+    Failed(i32),
+}
+
+/// In this thread (fail-nth and `unshare(CLONE_NEWNET)` are per thread):
+/// creates a network namespace with its `n`th fault point failed. A
+/// namespace created has a working, empty table of its own.
+fn create_namespace_failing(n: u32) -> Result<Creation, String> {
+    let fail_nth = open_fail_nth()?;
+    fail_nth
+        .write_at(n.to_string().as_bytes(), 0)
+        .map_err(|e| format!("fail-nth: {e}"))?;
+    // SAFETY: plain syscall; it changes only this thread's namespace.
+    let created = unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0;
+    let errno = std::io::Error::last_os_error();
+    let mut left = [0u8; 16];
+    let injected = match fail_nth.read_at(&mut left, 0) {
+        Ok(k) => String::from_utf8_lossy(&left[..k]).trim() == "0",
+        Err(e) if e.raw_os_error() == Some(libc::EFAULT) => false,
+        Err(e) => return Err(format!("fail-nth read: {e}")),
+    };
+    reset(&fail_nth)?;
+    if !created {
+        ensure!(
+            injected,
+            "fault {n}: creating a namespace failed with no fault injected: {errno}"
+        );
+        return Ok(Creation::Failed(errno.raw_os_error().unwrap_or(0)));
+    }
+    let kv = connect()?;
+    let d = dump(&kv)?;
+    ensure!(
+        d.entries == 0,
+        "fault {n}: the new namespace's table is {d:?}"
+    );
+    ck("put", kv.put(b"k", b"v", Condition::default()))?;
+    ensure!(
+        ck("get", kv.get(b"k"))?.value == b"v",
+        "fault {n}: the new namespace's table lost a put"
+    );
+    Ok(if injected {
+        Creation::Recovered
+    } else {
+        Creation::Untouched
+    })
+}
+
+/// Creates a namespace with fault point 1, 2, ... failed until creation
+/// runs untouched, each in a thread of its own (which leaves its namespace
+/// when it ends): every creation fails or, where the kernel recovered,
+/// gives a working table; a failed one leaves nothing behind (the gate's
+/// kmemleak scan and reports). The module's pernet init (the allocation of
+/// its tree's latch) is among those fault points.
+fn every_fault_point_of_a_namespace_creation() -> TestResult {
+    configure()?;
+    let (mut failed, mut recovered) = (std::collections::BTreeMap::<i32, u32>::new(), 0u32);
+    for n in 1..20_000u32 {
+        let outcome = std::thread::spawn(move || create_namespace_failing(n))
+            .join()
+            .map_err(|_| format!("fault {n}: the creating thread panicked"))??;
+        match outcome {
+            Creation::Untouched => {
+                let failed: Vec<String> = failed
+                    .iter()
+                    .map(|(&errno, count)| {
+                        format!("{count} {}", std::io::Error::from_raw_os_error(errno))
+                    })
+                    .collect();
+                println!(
+                    "     faults: a namespace's creation has {} fault points: failed with {}; {recovered} recovered by the kernel",
+                    n - 1,
+                    failed.join(", ")
+                );
+                ensure!(!failed.is_empty(), "no namespace creation ever failed");
+                return Ok(());
+            }
+            Creation::Recovered => recovered += 1,
+            Creation::Failed(errno) => *failed.entry(errno).or_default() += 1,
+        }
+    }
+    Err("a namespace's creation still failing after 20000 fault points".into())
 }
