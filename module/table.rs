@@ -158,8 +158,10 @@ impl Share {
 /// Whether a put of an entry of share `added` may replace `present` (or
 /// fill its absence) under `cond`, in a table of `usage` (charged to a
 /// budget or not): its conditions, then the entry limit (`ENOSPC`) and the
-/// byte limit (`EFBIG`). Returns the usage after.
-#[inline]
+/// byte limit (`EFBIG`). Returns the usage after. Inlined into each of its
+/// two callers (a single put, a batch's op), which know whether a budget
+/// is charged.
+#[inline(always)]
 fn admit_put(
     usage: Usage,
     cond: &Condition,

@@ -201,7 +201,7 @@ impl<'a, K: EntryKind> Live<'a, K> {
 
 /// Drops one reference on the entry at `h`; if that was the last, frees the
 /// entry once a grace period has passed (a reader may still be on it).
-/// May sleep.
+/// May sleep. Out of line, as `Tree::begin`.
 ///
 /// # Safety
 ///
@@ -209,6 +209,7 @@ impl<'a, K: EntryKind> Live<'a, K> {
 /// While a tree links the entry, that tree holds a reference: so either the
 /// caller is not it, or the caller is that tree giving up its link, which
 /// never reads the entry's node in that tree again.
+#[inline(never)]
 unsafe fn release<K: EntryKind>(h: NonNull<Header<K::Meta>>) {
     // SAFETY: the entry is live and the caller's reference keeps it so until
     // this decrement.
@@ -696,7 +697,10 @@ impl<K: EntryKind> Tree<K> {
     }
 
     /// Starts a write, if none is started: readers move to tree 1, which
-    /// stays as the last publish left it, so tree 0 may change.
+    /// stays as the last publish left it, so tree 0 may change. Out of line
+    /// (like `queue` and `release`): every change of every write calls it,
+    /// and one copy keeps the module small.
+    #[inline(never)]
     fn begin(&mut self) {
         if !self.writing {
             self.writing = true;
@@ -706,6 +710,7 @@ impl<K: EntryKind> Tree<K> {
 
     /// Puts the entry at `h` on the pending list (with a reference), unless
     /// it is on it.
+    #[inline(never)]
     fn queue(&mut self, h: NonNull<Header<K::Meta>>) {
         // SAFETY: the entry is live (the caller just changed its link in tree 0 and holds it
         // through the tree or a `Detached`); only this tree reads or writes `pending`.
@@ -736,8 +741,9 @@ impl<K: EntryKind> Tree<K> {
 
     /// Makes the write so far visible to readers, all at once: moves them
     /// to tree 0 and brings tree 1 to the same state, so that the next
-    /// write can send them there. Drops the references the write's pending
-    /// list held (see the module's doc on when that frees an entry).
+    /// write can send them there. The references the write's pending list
+    /// held become tree 1's links or are dropped (see the module's doc on
+    /// when that frees an entry).
     pub(crate) fn publish(&mut self) {
         if !self.writing {
             return;
@@ -751,7 +757,10 @@ impl<K: EntryKind> Tree<K> {
                 // SAFETY: the list's reference keeps the entry alive until released below; it
                 // was linked, so it is no `NewEntry`.
                 let key = unsafe { Live::<K>::new(h) }.data().0;
-                self.sync(key);
+                // SAFETY: `h` came off the pending list with the list's reference.
+                if unsafe { self.sync(key, h) } {
+                    continue;
+                }
             }
             // SAFETY: the pending list's reference, given up; this is not a link.
             unsafe { release::<K>(h) };
@@ -781,18 +790,34 @@ impl<K: EntryKind> Tree<K> {
         Err(last)
     }
 
-    /// Makes tree 1's entry for `key` the one tree 0 has (or none).
-    fn sync(&mut self, key: &[u8]) {
+    /// Makes tree 1's entry for `key` the one tree 0 has (or none). When
+    /// that links `pending` into tree 1, the pending list's reference on it
+    /// becomes tree 1's (no count taken and dropped) and this returns true;
+    /// otherwise the caller still owns that reference.
+    ///
+    /// # Safety
+    ///
+    /// `pending` is live and the caller owns a reference on it (the pending
+    /// list's), given to tree 1 when this returns true.
+    unsafe fn sync(&mut self, key: &[u8], pending: NonNull<Header<K::Meta>>) -> bool {
         let want = self.descend_in(WRITERS, key).ok();
         let root = self.root(COPY);
+        // Tree 1's reference on `h`: the caller's for `pending`, else a new one.
+        let take_ref = |h: NonNull<Header<K::Meta>>| {
+            if h != pending {
+                // SAFETY: `h` is live: tree 0 links it.
+                unsafe { (*h.as_ptr()).refcount.inc() };
+            }
+            h == pending
+        };
         match (want, self.descend_in(COPY, key)) {
-            (Some(h), Ok(old)) if h == old => {}
+            (Some(h), Ok(old)) if h == old => false,
             (Some(h), Ok(old)) => {
-                // SAFETY: `h` is live (tree 0 links it), takes a reference for tree 1 and the place
-                // of `old`, which has its key there (so `h`, keys being unique, is not in tree 1);
-                // tree 1's reference on `old` is given up, its link no longer read.
+                let given = take_ref(h);
+                // SAFETY: `h` is live (tree 0 links it), has a reference for tree 1 (above), and
+                // takes `old`'s place, which has its key (so `h`, keys being unique, is not in
+                // tree 1); tree 1's reference on `old` is given up, its link not read again.
                 unsafe {
-                    (*h.as_ptr()).refcount.inc();
                     bindings::rb_replace_node_rcu(
                         node_of(old, COPY).as_ptr(),
                         node_of(h, COPY).as_ptr(),
@@ -800,14 +825,15 @@ impl<K: EntryKind> Tree<K> {
                     );
                     release::<K>(old);
                 }
+                given
             }
             (Some(h), Err((parent, ord))) => {
-                // SAFETY: `h` is live (tree 0 links it), takes a reference for tree 1, and is
-                // not in tree 1 (its key is not); the descent for its key ended at this link.
-                unsafe {
-                    (*h.as_ptr()).refcount.inc();
-                    self.link_in(COPY, parent, ord == Ordering::Less, h);
-                }
+                let given = take_ref(h);
+                // SAFETY: `h` is live (tree 0 links it), holds a reference for tree 1 (above),
+                // and is not in tree 1 (its key is not); the descent for its key ended at this
+                // link.
+                unsafe { self.link_in(COPY, parent, ord == Ordering::Less, h) };
+                given
             }
             (None, Ok(old)) => {
                 // SAFETY: `old` is linked into tree 1, which we change uniquely; tree 1's
@@ -816,8 +842,9 @@ impl<K: EntryKind> Tree<K> {
                     bindings::rb_erase(node_of(old, COPY).as_ptr(), root);
                     release::<K>(old);
                 }
+                false
             }
-            (None, Err(_)) => {}
+            (None, Err(_)) => false,
         }
     }
 
