@@ -98,7 +98,7 @@ fuzz: setup
 # rustc), the kernel's rustfmt config for the module, cargo clippy/fmt for
 # the userspace crates.
 lint:
-	@$(kdir); $(KMAKE) CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver modules 2>&1 | tee /dev/stderr | (! grep -q '^warning\|^error')
+	@$(kdir); $(KMAKE) CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver modules 2>&1 | tee /dev/stderr | (! grep -q '^warning\|^error\|: warning:\|: error:')
 	@$(kdir); $(KMAKE) clean >/dev/null
 	/usr/bin/rustfmt --edition 2021 --check module/nfkv.rs
 	cargo fmt --all --check
