@@ -32,6 +32,7 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/netfilter.h>
+#include <linux/percpu.h>
 #include <linux/rbtree.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
@@ -82,6 +83,11 @@ static unsigned int entry_value_len(const struct cref_entry *e)
 	return e->lens & 0xffffff;
 }
 
+struct cref_stats {
+	u64 ok[NFKV_SET_COMMANDS + NFKV_GET_COMMANDS];
+	u64 failed[NFKV_SET_COMMANDS + NFKV_GET_COMMANDS];
+};
+
 struct cref_table {
 	struct mutex lock;
 	struct rb_root root[2];
@@ -90,8 +96,7 @@ struct cref_table {
 	u32 entries;
 	u64 bytes;
 	u64 generation;
-	atomic64_t ok[NFKV_SET_COMMANDS + NFKV_GET_COMMANDS];
-	atomic64_t failed[NFKV_SET_COMMANDS + NFKV_GET_COMMANDS];
+	struct cref_stats __percpu *stats;	/* a copy per CPU: counting shares no line */
 };
 
 static unsigned int cref_net_id;
@@ -577,8 +582,12 @@ static struct cref_table *table_of(struct sock *sk)
 static void count_call(struct cref_table *t, unsigned int index, unsigned int commands,
 		  unsigned int cmd, int err)
 {
-	if (cmd < commands)
-		atomic64_inc(err ? &t->failed[index] : &t->ok[index]);
+	if (cmd >= commands)
+		return;
+	if (err)
+		this_cpu_inc(t->stats->failed[index]);
+	else
+		this_cpu_inc(t->stats->ok[index]);
 }
 
 /* A PUT of up to ON_STACK_MAX bytes (at `buf`), or, above, read from `arg` into its entry. */
@@ -929,17 +938,21 @@ static int do_get(struct cref_table *t, unsigned int cmd, void __user *user, int
 		return get_list(t, user, len);
 	case NFKV_SO_GET_STATS - NFKV_BASE_CTL: {
 		struct nfkv_stats s = {};
-		int i;
+		int i, cpu;
 
 		if (len < (int)sizeof(s))
 			return -EINVAL;
-		for (i = 0; i < NFKV_SET_COMMANDS; i++) {
-			s.set[i].ok = atomic64_read(&t->ok[i]);
-			s.set[i].failed = atomic64_read(&t->failed[i]);
-		}
-		for (i = 0; i < NFKV_GET_COMMANDS; i++) {
-			s.get[i].ok = atomic64_read(&t->ok[NFKV_SET_COMMANDS + i]);
-			s.get[i].failed = atomic64_read(&t->failed[NFKV_SET_COMMANDS + i]);
+		for_each_possible_cpu(cpu) {
+			const struct cref_stats *c = per_cpu_ptr(t->stats, cpu);
+
+			for (i = 0; i < NFKV_SET_COMMANDS; i++) {
+				s.set[i].ok += READ_ONCE(c->ok[i]);
+				s.set[i].failed += READ_ONCE(c->failed[i]);
+			}
+			for (i = 0; i < NFKV_GET_COMMANDS; i++) {
+				s.get[i].ok += READ_ONCE(c->ok[NFKV_SET_COMMANDS + i]);
+				s.get[i].failed += READ_ONCE(c->failed[NFKV_SET_COMMANDS + i]);
+			}
 		}
 		return copy_to_user(user, &s, sizeof(s)) ? -EFAULT : sizeof(s);
 	}
@@ -970,6 +983,11 @@ static int __net_init cref_net_init(struct net *net)
 
 	if (!t)
 		return -ENOMEM;
+	t->stats = alloc_percpu_gfp(struct cref_stats, GFP_KERNEL_ACCOUNT);
+	if (!t->stats) {
+		kfree(t);
+		return -ENOMEM;
+	}
 	mutex_init(&t->lock);
 	t->root[WRITERS] = RB_ROOT;
 	t->root[COPY] = RB_ROOT;
@@ -985,6 +1003,7 @@ static void __net_exit cref_net_exit(struct net *net)
 	/* Tree 1 holds the same entries, and no reference of its own. */
 	free_tree(&t->root[WRITERS]);
 	mutex_destroy(&t->lock);
+	free_percpu(t->stats);
 	kfree(t);
 }
 

@@ -505,10 +505,17 @@ fn main() {
         b.row(&format!("get hit @{label}"), "ns", vs);
     }
 
-    // PUT over the only key, with the value it already has.
-    {
-        let (k0, v0) = (key(0), value(0, VALUE_LEN));
-        let puts = Scattered::new(&[encode_op(&k0, Some(&v0))]);
+    // PUT over present keys with the values they already have: the only key
+    // of a table of 1, and the first 1024 keys of a table of 100k in turn.
+    let overwrites = |keys: u64| -> Vec<Vec<u8>> {
+        (0..keys)
+            .map(|j| encode_op(&key(j), Some(&value(j, VALUE_LEN))))
+            .collect()
+    };
+    let bpf_values: Vec<Vec<u8>> = (0..1024).map(|j| value(j, VALUE_LEN)).collect();
+    for (label, entries) in [("1", 1u64), ("100k", 100_000)] {
+        let cycle = entries.min(1024);
+        let puts = Scattered::new(&overwrites(cycle));
         let mut vs: Vec<Variant> = nfs
             .iter()
             .map(|&kv| {
@@ -516,23 +523,25 @@ fn main() {
                 timed(
                     kv.name,
                     N,
-                    move || kv.ensure(1, VALUE_LEN),
+                    move || kv.ensure(entries, VALUE_LEN),
                     move |j| {
                         kv.set(SET_PUT, puts.get(j)).expect("put");
                     },
                 )
             })
             .collect();
-        let (map, k0, v0) = (&map, &k0, &v0);
+        let (map, bpf_keys, bpf_values) = (&map, &bpf_keys, &bpf_values);
         vs.push(timed(
             "bpf",
             N,
-            move || map.ensure(1),
-            move |_| {
-                map.update(k0, v0, BPF_ANY).expect("bpf: update");
+            move || map.ensure(entries),
+            move |j| {
+                let i = (j % cycle) as usize;
+                map.update(&bpf_keys[i], &bpf_values[i], BPF_ANY)
+                    .expect("bpf: update");
             },
         ));
-        b.row("put overwrite @1", "ns", vs);
+        b.row(&format!("put overwrite @{label}"), "ns", vs);
     }
 
     // Insert of an absent key and its delete, in a table of 1k entries.
@@ -921,6 +930,7 @@ fn report(b: &Bench) {
         "get hit @1k",
         "get hit @100k",
         "put overwrite @1",
+        "put overwrite @100k",
         "put insert + delete @1k",
         "64 single puts",
         "batch of 64 puts",
@@ -969,6 +979,16 @@ fn report(b: &Bench) {
     let r = q(("put overwrite @1", "rust"), ("floor", "nf set"));
     target(
         "Rust put / channel floor (nf set)".into(),
+        r,
+        "<= 1.3",
+        r.map(|r| r <= 1.3),
+    );
+    let r = q(
+        ("put overwrite @100k", "rust"),
+        ("put overwrite @1", "rust"),
+    );
+    target(
+        "Rust put overwrite@100k / @1".into(),
         r,
         "<= 1.3",
         r.map(|r| r <= 1.3),
