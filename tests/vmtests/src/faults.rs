@@ -133,16 +133,7 @@ fn each_fault_point(
             .write_at(n.to_string().as_bytes(), 0)
             .map_err(|e| format!("fail-nth: {e}"))?;
         let result = write(kv);
-        let mut left = [0u8; 16];
-        // If the command had fewer fault points, the read's own user copy
-        // may be the Nth: then it fails with EFAULT, and nothing was injected
-        // into the command.
-        let injected = match fail_nth.read_at(&mut left, 0) {
-            Ok(k) => String::from_utf8_lossy(&left[..k]).trim() == "0",
-            Err(e) if e.raw_os_error() == Some(libc::EFAULT) => false,
-            Err(e) => return Err(format!("fail-nth read: {e}")),
-        };
-        reset(fail_nth)?;
+        let injected = injected(fail_nth)?;
         if !injected {
             ensure!(
                 result.is_ok(),
@@ -187,6 +178,21 @@ fn each_fault_point(
         }
     }
     Err(format!("{name}: still failing after 10000 fault points"))
+}
+
+/// Whether the fault point armed in `fail_nth` was failed, then disarms
+/// it. If the call had fewer fault points, the read's own user copy may be
+/// the armed one: it then fails with EFAULT, and nothing was injected into
+/// the call.
+fn injected(fail_nth: &File) -> Result<bool, String> {
+    let mut left = [0u8; 16];
+    let injected = match fail_nth.read_at(&mut left, 0) {
+        Ok(k) => String::from_utf8_lossy(&left[..k]).trim() == "0",
+        Err(e) if e.raw_os_error() == Some(libc::EFAULT) => false,
+        Err(e) => return Err(format!("fail-nth read: {e}")),
+    };
+    reset(fail_nth)?;
+    Ok(injected)
 }
 
 pub(crate) fn open_fail_nth() -> Result<File, String> {
@@ -482,13 +488,7 @@ fn create_namespace_failing(n: u32) -> Result<Creation, String> {
     // SAFETY: plain syscall; it changes only this thread's namespace.
     let created = unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0;
     let errno = std::io::Error::last_os_error();
-    let mut left = [0u8; 16];
-    let injected = match fail_nth.read_at(&mut left, 0) {
-        Ok(k) => String::from_utf8_lossy(&left[..k]).trim() == "0",
-        Err(e) if e.raw_os_error() == Some(libc::EFAULT) => false,
-        Err(e) => return Err(format!("fail-nth read: {e}")),
-    };
-    reset(&fail_nth)?;
+    let injected = injected(&fail_nth)?;
     if !created {
         ensure!(
             injected,
