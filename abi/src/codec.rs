@@ -148,21 +148,34 @@ fn take(buf: &[u8], len: usize) -> Result<(&[u8], &[u8]), Reject> {
 /// The order of keys: bytewise, a key before any longer key it begins
 /// (`memcmp` order, as `<[u8]>::cmp`). Compares eight bytes at a time inline,
 /// so the short keys a table holds are ordered without a call per compare.
+/// The word loop runs over both keys cut to the shorter length, so it has
+/// one bound and one index (as short as the C reference's loop); the last
+/// bytes are compared one by one.
 #[inline]
 pub fn key_order(a: &[u8], b: &[u8]) -> core::cmp::Ordering {
-    let (mut a, mut b) = (a, b);
-    while let (Some((x, a_rest)), Some((y, b_rest))) =
-        (a.split_first_chunk::<8>(), b.split_first_chunk::<8>())
-    {
+    let n = a.len().min(b.len());
+    for (x, y) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
+        // Chunks of exactly eight bytes: the conversions cannot fail (and
+        // would give the slices' own order if they did).
+        let (Ok(x), Ok(y)) = (<[u8; 8]>::try_from(x), <[u8; 8]>::try_from(y)) else {
+            return a.cmp(b);
+        };
         // Big-endian: the first byte that differs decides, as bytewise.
-        let (x, y) = (u64::from_be_bytes(*x), u64::from_be_bytes(*y));
+        let (x, y) = (u64::from_be_bytes(x), u64::from_be_bytes(y));
         if x != y {
             return x.cmp(&y);
         }
-        (a, b) = (a_rest, b_rest);
     }
-    // Fewer than eight bytes left in one of them.
-    for (x, y) in a.iter().zip(b) {
+    // Fewer than eight bytes left in one of them. `get` never fails
+    // (`n & !7 <= n`); taken this way, not as the chunks' remainders whose
+    // length the compiler knows to be under 8, the loop is not unrolled into
+    // a branch per byte at each of the many places the order is inlined.
+    let words = n & !7;
+    let (a_tail, b_tail) = (
+        a.get(words..).unwrap_or_default(),
+        b.get(words..).unwrap_or_default(),
+    );
+    for (x, y) in a_tail.iter().zip(b_tail) {
         if x != y {
             return x.cmp(y);
         }
