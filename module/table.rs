@@ -251,7 +251,10 @@ impl Table {
         written
     }
 
-    /// [`Table::write`] but for publishing it.
+    /// [`Table::write`] but for publishing it. Out of line, so that the
+    /// caller tests its result once, not again on a tail the compiler
+    /// shares with the undo of a refused write.
+    #[inline(never)]
     fn write_unpublished(
         &mut self,
         flush: bool,
