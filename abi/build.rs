@@ -12,6 +12,9 @@ fn main() {
         .ctypes_prefix("core::ffi")
         .allowlist_item("nfkv.*|NFKV.*")
         .derive_default(true)
+        // Their prefix array is too long for a derived Default, and the
+        // impl bindgen writes instead is unsafe; the codec builds them.
+        .no_default("nfkv_classifier.*")
         .layout_tests(false)
         .generate()
         .expect("bindgen failed on include/nfkv.h (is libclang-dev installed? run scripts/setup)")

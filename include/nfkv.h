@@ -43,16 +43,20 @@
 #define NFKV_SO_SET_DEL		(NFKV_BASE_CTL + 1) /* struct nfkv_op + key */
 #define NFKV_SO_SET_FLUSH	(NFKV_BASE_CTL + 2) /* struct nfkv_flush */
 #define NFKV_SO_SET_BATCH	(NFKV_BASE_CTL + 3) /* struct nfkv_batch + records */
-#define NFKV_SO_SET_MAX		NFKV_SO_SET_BATCH
+#define NFKV_SO_SET_MAX		NFKV_SO_SET_BATCH /* of the table commands */
+#define NFKV_SO_SET_CLS_ADD	(NFKV_BASE_CTL + 4) /* struct nfkv_classifier */
+#define NFKV_SO_SET_CLS_DEL	(NFKV_BASE_CTL + 5) /* struct nfkv_classifier_del */
 
 /* getsockopt commands: the request is read from the buffer the reply fills. */
 #define NFKV_SO_GET_INFO	(NFKV_BASE_CTL + 0) /* -> struct nfkv_info */
 #define NFKV_SO_GET_VALUE	(NFKV_BASE_CTL + 1) /* struct nfkv_get -> struct nfkv_value */
 #define NFKV_SO_GET_LIST	(NFKV_BASE_CTL + 2) /* struct nfkv_list -> struct nfkv_list_reply */
 #define NFKV_SO_GET_STATS	(NFKV_BASE_CTL + 3) /* -> struct nfkv_stats */
-#define NFKV_SO_GET_MAX		NFKV_SO_GET_STATS
+#define NFKV_SO_GET_MAX		NFKV_SO_GET_STATS /* of the table commands */
+#define NFKV_SO_GET_CLS_LIST	(NFKV_BASE_CTL + 4) /* -> struct nfkv_classifier_list */
 
-/* Number of set and get commands (for struct nfkv_stats). */
+/* Number of set and get table commands (struct nfkv_stats counts those; the
+ * classifier commands came later, and the struct keeps its size). */
 #define NFKV_SET_COMMANDS	(NFKV_SO_SET_MAX - NFKV_BASE_CTL + 1)
 #define NFKV_GET_COMMANDS	(NFKV_SO_GET_MAX - NFKV_BASE_CTL + 1)
 
@@ -234,6 +238,133 @@ struct nfkv_stats {
 };
 
 /*
+ * Classifiers: the table in the packet path. A classifier is attached to a
+ * netfilter hook of its namespace for IPv4, IPv6 or both; for each packet it
+ * builds a key, its prefix followed by what it matches in the packet, looks
+ * the key up in the namespace's table and applies the entry's value as a
+ * struct nfkv_action. A namespace with no classifier has no hook registered.
+ *
+ * Key layout after the prefix (addresses and port in network byte order):
+ *   NFKV_MATCH_SADDR, NFKV_MATCH_DADDR: the address, 4 bytes (IPv4) or 16
+ *     bytes (IPv6), cut to the classifier's ipv4_bits or ipv6_bits if set
+ *     (bits past them zero: the entry for 10.1.2.0 of a classifier with
+ *     ipv4_bits 24 matches all of 10.1.2.0/24);
+ *   NFKV_MATCH_PROTO_DPORT: the transport protocol number (1 byte) and the
+ *     destination port (2 bytes), for TCP, UDP, UDP-Lite, SCTP and DCCP;
+ *     other packets, and fragments but the first, have no key (counted as
+ *     `unkeyed`) and pass.
+ * A packet with no entry under its key passes this classifier.
+ *
+ * Order: at each hook, the namespace's classifiers for the packet's family
+ * run by ascending `priority`, then by name. NFKV_ACTION_DROP drops the
+ * packet and NFKV_ACTION_ACCEPT accepts it, ending the walk for this hook
+ * (later netfilter hooks still run, as for an nft base chain's accept);
+ * NFKV_ACTION_MARK sets skb->mark and goes on to the next classifier. All
+ * classifiers of a hook run from one netfilter hook at priority
+ * NFKV_HOOK_PRIORITY. At the output hook a changed mark reroutes the packet
+ * (as iptables' mangle table does), so `ip rule fwmark` applies to it.
+ *
+ * Any write of an entry under a classifier's prefix must carry a valid
+ * struct nfkv_action as its value, else it fails with EBADMSG (a batch as a
+ * whole); adding a classifier whose prefix already holds such an entry
+ * fails the same way. Entries are written, read and deleted with the table
+ * commands; a batch changes what packets see all at once.
+ */
+#define NFKV_CLS_NAME_LEN	16	/* name: 1..15 bytes of [A-Za-z0-9_.-], NUL-padded */
+#define NFKV_CLS_PREFIX_MAX	64	/* longest key prefix of a classifier */
+#define NFKV_MAX_CLASSIFIERS	16	/* per network namespace */
+#define NFKV_HOOK_PRIORITY	(-150)	/* of the netfilter hooks (mangle's) */
+
+/* struct nfkv_classifier.family: the NFPROTO_* values of <linux/netfilter.h> */
+#define NFKV_FAMILY_INET	1	/* IPv4 and IPv6 */
+#define NFKV_FAMILY_IPV4	2
+#define NFKV_FAMILY_IPV6	10
+
+/* struct nfkv_classifier.hook: the NF_INET_* values of <linux/netfilter.h> */
+#define NFKV_HOOK_PREROUTING	0
+#define NFKV_HOOK_INPUT		1
+#define NFKV_HOOK_FORWARD	2
+#define NFKV_HOOK_OUTPUT	3
+#define NFKV_HOOK_POSTROUTING	4
+
+/* struct nfkv_classifier.match */
+#define NFKV_MATCH_SADDR	1
+#define NFKV_MATCH_DADDR	2
+#define NFKV_MATCH_PROTO_DPORT	3
+
+/*
+ * NFKV_SO_SET_CLS_ADD: optlen == sizeof exactly. EEXIST if the namespace has
+ * a classifier of that name, ENOSPC if it has NFKV_MAX_CLASSIFIERS (or the
+ * kernel's most hooks at that family and hook: 1024), EDQUOT if its charge
+ * is over the shared budget (as for entries), EBADMSG
+ * if an entry under the prefix is no valid action; EINVAL for a bad name,
+ * family, hook, match or prefix_len, or a non-zero reserved byte or prefix
+ * byte past prefix_len.
+ */
+struct nfkv_classifier {
+	char name[NFKV_CLS_NAME_LEN];
+	__u8 family;		/* NFKV_FAMILY_* */
+	__u8 hook;		/* NFKV_HOOK_* */
+	__u8 match;		/* NFKV_MATCH_* */
+	__u8 prefix_len;	/* 1..NFKV_CLS_PREFIX_MAX */
+	__s32 priority;		/* lower runs first; ties by name */
+	__u32 flags;		/* must be 0 */
+	__u8 ipv4_bits;		/* ADDR matches: an IPv4 address is keyed by */
+	__u8 ipv6_bits;		/* its first ipv4_bits (IPv6: ipv6_bits) bits, the
+				 * rest zeroed (a subnet); 0 = the whole address;
+				 * at most 32 and 128, else EINVAL; 0 for PROTO_DPORT */
+	__u16 reserved;		/* must be 0 */
+	__u8 prefix[NFKV_CLS_PREFIX_MAX]; /* prefix_len bytes, then zeros */
+};
+
+/* NFKV_SO_SET_CLS_DEL: optlen == sizeof exactly; ENOENT if no such name. */
+struct nfkv_classifier_del {
+	char name[NFKV_CLS_NAME_LEN];
+	__u32 flags;		/* must be 0 */
+	__u32 reserved;		/* must be 0 */
+};
+
+/*
+ * NFKV_SO_GET_CLS_LIST: optlen >= sizeof(struct nfkv_classifier_list), else
+ * EINVAL. The reply is the header and `count` entries, in the order packets
+ * see them (family and hook are fields of each); optlen is set to its size.
+ * If they do not fit, the call fails with EMSGSIZE after writing the header,
+ * whose `count` tells how many there are.
+ */
+struct nfkv_classifier_list {
+	__u32 count;
+	__u32 reserved;
+	/* followed by count struct nfkv_classifier_info */
+};
+
+/* Per-classifier counters, since it was added. */
+struct nfkv_classifier_info {
+	struct nfkv_classifier classifier;
+	__u64 packets;		/* packets it saw */
+	__u64 unkeyed;		/* of those, packets without a key */
+	__u64 drop;		/* hits on an entry whose action is DROP */
+	__u64 accept;		/* ... ACCEPT */
+	__u64 mark;		/* ... MARK */
+};
+
+/* struct nfkv_action.action */
+#define NFKV_ACTION_DROP	1
+#define NFKV_ACTION_ACCEPT	2
+#define NFKV_ACTION_MARK	3	/* skb->mark = (skb->mark & ~mask) ^ mark */
+
+/*
+ * The value of an entry under a classifier's prefix: exactly this struct.
+ * DROP and ACCEPT: mark and mask 0. MARK: mask not 0, mark & ~mask == 0
+ * (a whole mark is mask 0xffffffff, as `nft meta mark set`).
+ */
+struct nfkv_action {
+	__u32 action;		/* NFKV_ACTION_* */
+	__u32 mark;
+	__u32 mask;
+	__u32 reserved;		/* must be 0 */
+};
+
+/*
  * Errors, for every command:
  *   EPERM       no CAP_NET_ADMIN over the socket's network namespace
  *   EOPNOTSUPP  an optname inside the range that is no command
@@ -242,14 +373,19 @@ struct nfkv_stats {
  *   E2BIG       value longer than max_value_len, batch over its limits, or a
  *               request over NFKV_MAX_REQUEST_LEN
  *   EFAULT      unreadable or unwritable buffer
- *   ENOENT      key absent (GET_VALUE, DEL, PUT with REPLACE or IF_VERSION)
- *   EEXIST      PUT with CREATE on a present key
+ *   ENOENT      key absent (GET_VALUE, DEL, PUT with REPLACE or IF_VERSION);
+ *               no classifier of that name (CLS_DEL)
+ *   EEXIST      PUT with CREATE on a present key; a classifier of that name
+ *               (CLS_ADD)
  *   ESTALE      IF_VERSION and the entry has another version
- *   ENOSPC      the table would hold more than max_entries entries
+ *   ENOSPC      the table would hold more than max_entries entries, or
+ *               the namespace more than NFKV_MAX_CLASSIFIERS classifiers
  *   EFBIG       the table would hold more than max_bytes_mib of keys + values
  *   EDQUOT      over the budget shared by the namespaces of non-initial user
  *               namespaces (userns_budget_mib; docs/ABI.md)
  *   EMSGSIZE    getsockopt buffer too small for the reply (size reported)
+ *   EBADMSG     a value under a classifier's prefix that is no valid
+ *               struct nfkv_action (PUT, BATCH, CLS_ADD)
  *   ENOMEM      out of memory; the table is unchanged
  * A module that is not loaded shows as ENOPROTOOPT.
  */

@@ -84,8 +84,25 @@ pub mod cmd {
     pub const GET_LIST: u32 = uapi::NFKV_SO_GET_LIST - BASE;
     /// `NFKV_SO_GET_STATS` offset.
     pub const GET_STATS: u32 = uapi::NFKV_SO_GET_STATS - BASE;
+    /// `NFKV_SO_SET_CLS_ADD` offset.
+    pub const SET_CLS_ADD: u32 = uapi::NFKV_SO_SET_CLS_ADD - BASE;
+    /// `NFKV_SO_SET_CLS_DEL` offset.
+    pub const SET_CLS_DEL: u32 = uapi::NFKV_SO_SET_CLS_DEL - BASE;
+    /// `NFKV_SO_GET_CLS_LIST` offset.
+    pub const GET_CLS_LIST: u32 = uapi::NFKV_SO_GET_CLS_LIST - BASE;
     /// Width of the registered optname range.
     pub const RANGE: u32 = uapi::NFKV_SO_RANGE;
+
+    /// Whether set offset `c` is a command (the others in the range are
+    /// refused with `EOPNOTSUPP`).
+    pub const fn is_set(c: u32) -> bool {
+        c <= SET_BATCH || c == SET_CLS_ADD || c == SET_CLS_DEL
+    }
+
+    /// Whether get offset `c` is a command.
+    pub const fn is_get(c: u32) -> bool {
+        c <= GET_STATS || c == GET_CLS_LIST
+    }
 }
 
 /// `len` rounded up to [`ALIGN`]; `None` on overflow.
@@ -108,15 +125,15 @@ const fn padded(len: usize) -> usize {
 // so its indexing never fails; other callers must do the same (a field
 // beyond the slice panics).
 
-fn get_u16(b: &[u8], off: usize) -> u16 {
+pub(crate) fn get_u16(b: &[u8], off: usize) -> u16 {
     u16::from_ne_bytes([b[off], b[off + 1]])
 }
 
-fn get_u32(b: &[u8], off: usize) -> u32 {
+pub(crate) fn get_u32(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes([b[off], b[off + 1], b[off + 2], b[off + 3]])
 }
 
-fn get_u64(b: &[u8], off: usize) -> u64 {
+pub(crate) fn get_u64(b: &[u8], off: usize) -> u64 {
     let mut v = [0u8; 8];
     v.copy_from_slice(&b[off..off + 8]);
     u64::from_ne_bytes(v)
@@ -138,7 +155,7 @@ pub fn put_u64(b: &mut [u8], off: usize, v: u64) {
 }
 
 /// Splits `len` bytes off the front of `buf`, or fails as malformed.
-fn take(buf: &[u8], len: usize) -> Result<(&[u8], &[u8]), Reject> {
+pub(crate) fn take(buf: &[u8], len: usize) -> Result<(&[u8], &[u8]), Reject> {
     if buf.len() < len {
         return Err(Reject::Invalid);
     }

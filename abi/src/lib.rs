@@ -10,4 +10,5 @@ pub mod uapi {
     include!(concat!(env!("OUT_DIR"), "/nfkv_uapi.rs"));
 }
 
+pub mod classifier;
 pub mod codec;
