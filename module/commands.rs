@@ -3,7 +3,9 @@
 //! The commands: from request bytes to table operations and reply bytes.
 //! Safe Rust; the caller has checked CAP_NET_ADMIN.
 
+use crate::classify;
 use crate::codec::{self, cmd, Batch, Condition, ListPageWriter, ListRequest, OpKind, Reject};
+use crate::kernel_ext::pernet::Pernet;
 use crate::kernel_ext::rcu::RcuGuard;
 use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
 use crate::policy;
@@ -43,16 +45,22 @@ const SMALL_REQUEST: usize = 512;
 /// command and the length it allows are checked before anything is copied;
 /// a request over [`SMALL_REQUEST`] bytes also has its fixed header checked
 /// before anything past it is allocated or copied.
-pub(crate) fn set(net: &NetTable, limits: &Limits, cmd: u32, req: &mut SetRequest<'_>) -> Result {
-    if !matches!(
-        cmd,
-        cmd::SET_PUT | cmd::SET_DEL | cmd::SET_FLUSH | cmd::SET_BATCH
-    ) {
+pub(crate) fn set(
+    net: Pernet<'_, NetTable>,
+    limits: &Limits,
+    cmd: u32,
+    req: &mut SetRequest<'_>,
+) -> Result {
+    if !cmd::is_set(cmd) {
         return Err(eopnotsupp());
     }
     if req.len() > codec::MAX_REQUEST_LEN {
         return Err(E2BIG);
     }
+    if let Some(done) = classify::set(net, cmd, req) {
+        return done;
+    }
+    let net = &*net;
     match cmd {
         cmd::SET_PUT => put(net, limits, req),
         cmd::SET_DEL => delete(net, limits, req),
@@ -202,6 +210,7 @@ pub(crate) fn get(
         }
         cmd::GET_VALUE => get_value(net, buf),
         cmd::GET_LIST => list(net, buf),
+        cmd::GET_CLS_LIST => classify::list(net, buf),
         cmd::GET_STATS => {
             codec::check_get_len(buf.len(), codec::STATS_SIZE)?;
             buf.write_reply(&[&net.stats.snapshot().encode()])?;

@@ -22,6 +22,8 @@
 //! GET searches the tree under RCU with no lock ([`NetTable::reader`]);
 //! LIST and INFO read it under the lock.
 
+use crate::classifier_abi::{Action, Classifier};
+use crate::classify::{self, Classifiers};
 use crate::codec::{self, Condition, ListPageWriter, ListRequest, OpKind, Record};
 use crate::policy::{self, SharedBudget};
 use crate::stats::Stats;
@@ -195,6 +197,11 @@ pub(crate) struct Table {
     generation: u64,
     /// The shared budget this table is charged to, if any.
     budget: Option<&'static SharedBudget>,
+    /// The namespace's classifiers: a write under one's prefix must hold
+    /// an action ([`classify::check_value`]).
+    guarded: KVec<Classifier>,
+    /// What the classifiers are charged to the shared budget.
+    classifier_charge: u64,
 }
 
 /// What a write leaves to be freed once the lock is dropped: the entries a
@@ -210,7 +217,58 @@ impl Table {
             usage: Usage::default(),
             generation: policy::first_generation(),
             budget,
+            guarded: KVec::new(),
+            classifier_charge: 0,
         })
+    }
+
+    /// Refuses a put of `new` under a classifier's prefix unless its value
+    /// is an action.
+    #[inline]
+    fn check_guarded(&self, new: &NewEntry) -> Result {
+        if self.guarded.is_empty() {
+            return Ok(());
+        }
+        classify::check_value(&self.guarded, new.key(), new.value())
+    }
+
+    /// Takes on classifier `c`: checks that every entry under its prefix
+    /// holds an action (`EBADMSG`), charges `charge` to the shared budget
+    /// (`EDQUOT`), and guards the prefixes of `guarded` from now on, all
+    /// at once. Returns the list it replaced, to be freed after unlocking.
+    pub(crate) fn admit_classifier(
+        &mut self,
+        c: &Classifier,
+        charge: u64,
+        guarded: KVec<Classifier>,
+    ) -> Result<KVec<Classifier>> {
+        let mut cursor = self.tree.lower_bound(c.prefix());
+        while let Some(entry) = cursor.filter(|e| c.covers(e.key())) {
+            let (key_len, key_value) = entry.key_value();
+            if Action::parse(&key_value[key_len..]).is_none() {
+                return Err(Error::from_errno(-(kernel::bindings::EBADMSG as i32)));
+            }
+            cursor = entry.next();
+        }
+        if let Some(budget) = self.budget {
+            budget.try_charge(charge)?;
+        }
+        self.classifier_charge += charge;
+        Ok(core::mem::replace(&mut self.guarded, guarded))
+    }
+
+    /// Lets a classifier go: gives back its `charge` and guards the
+    /// prefixes of `guarded` from now on. Returns the list it replaced.
+    pub(crate) fn release_classifier(
+        &mut self,
+        charge: u64,
+        guarded: KVec<Classifier>,
+    ) -> KVec<Classifier> {
+        if let Some(budget) = self.budget {
+            budget.uncharge(charge);
+        }
+        self.classifier_charge -= charge;
+        core::mem::replace(&mut self.guarded, guarded)
     }
 
     /// The readers' side of the table's tree.
@@ -228,9 +286,15 @@ impl Table {
         (self.usage.entries, self.usage.bytes, self.generation)
     }
 
-    /// Whether the table is charged to a shared budget, and its charge.
+    /// Whether the table is charged to a shared budget, and its charge
+    /// (its entries' and its classifiers').
     pub(crate) fn charged(&self) -> (bool, u64) {
-        (self.budget.is_some(), self.charge())
+        let classifiers = if self.budget.is_some() {
+            self.classifier_charge
+        } else {
+            0
+        };
+        (self.budget.is_some(), self.charge() + classifiers)
     }
 
     /// Applies a write all or nothing: an optional flush, then `ops` in order,
@@ -308,6 +372,10 @@ impl Table {
             }
             OpKind::Put => {
                 let mut new = op.new.take().ok_or(EINVAL)?;
+                if let Err(e) = self.check_guarded(&new) {
+                    op.new = Some(new);
+                    return Err(e);
+                }
                 new.set_meta(version);
                 let (usage, charged) = (self.usage, self.budget.is_some());
                 let added = Share::of_new(&new, charged);
@@ -357,6 +425,9 @@ impl Table {
         cond: &Condition,
         limits: &Limits,
     ) -> core::result::Result<Option<Detached>, (NewEntry, Error)> {
+        if let Err(e) = self.check_guarded(&new) {
+            return Err((new, e));
+        }
         let version = self.generation + 1;
         new.set_meta(version);
         let (usage, budget, before) = (self.usage, self.budget, self.charge());
@@ -523,7 +594,7 @@ impl Drop for Table {
     /// Gives back the table's charge and records how far its versions got.
     fn drop(&mut self) {
         if let Some(budget) = self.budget {
-            budget.uncharge(self.charge());
+            budget.uncharge(self.charge() + self.classifier_charge);
         }
         policy::retire_generation(self.generation);
     }
@@ -532,6 +603,9 @@ impl Drop for Table {
 /// Everything nfkv keeps for one network namespace.
 #[pin_data]
 pub(crate) struct NetTable {
+    /// The classifiers, which packets reach through the namespace's hooks.
+    #[pin]
+    pub(crate) classifiers: Classifiers,
     /// Writers' lock; never held across a user copy.
     #[pin]
     pub(crate) table: Mutex<Table>,
@@ -548,6 +622,7 @@ impl NetTable {
         let reader = table.reader();
         let stats = Stats::new()?;
         Ok(try_pin_init!(NetTable {
+            classifiers <- Classifiers::new(),
             table <- new_mutex!(table, "nfkv_table"),
             reader,
             stats,

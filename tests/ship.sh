@@ -37,7 +37,7 @@ refuses kdir_not_a_kernel "not a configured kernel" make -s module KDIR="$tmp"
 # compile-time error, never a panic in GET_INFO.
 mkdir -p "$tmp/longver/module" "$tmp/longver/abi/src" && cp -r Kbuild Cargo.toml include "$tmp/longver/" &&
     cp -r module/*.rs module/*.c module/kernel_ext "$tmp/longver/module/" &&
-    cp abi/src/codec.rs "$tmp/longver/abi/src/" &&
+    cp abi/src/codec.rs abi/src/classifier.rs "$tmp/longver/abi/src/" &&
     sed -i 's/^version = .*/version = "0.1.0-123456789a"/' "$tmp/longver/Cargo.toml"
 if out=$(scripts/kmake "$kdir" M="$tmp/longver" modules 2>&1); then
     failed=$((failed + 1)); echo "FAIL ship::version_over_15_bytes_does_not_build: it built"

@@ -4,6 +4,11 @@
  * here is specific to one module.
  */
 #include <linux/capability.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/netdevice.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6.h>
 #include <linux/overflow.h>
 #include <linux/percpu.h>
 #include <linux/rcupdate.h>
@@ -11,6 +16,7 @@
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <linux/user_namespace.h>
+#include <net/ipv6.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
 
@@ -139,4 +145,165 @@ u64 kext_percpu_u64_sum(const u64 *counters, size_t index)
 	for_each_possible_cpu(cpu)
 		sum += READ_ONCE(*per_cpu_ptr(&c[index], cpu));
 	return sum;
+}
+
+unsigned int kext_num_possible_cpus(void)
+{
+	return num_possible_cpus();
+}
+
+/*
+ * A netfilter hook's ops, zeroed but for what is given, charged to the
+ * caller's memory cgroup. Built here so that the Rust side never sees the
+ * struct, whose layout changes between kernels (7.3 put a list head first).
+ */
+void *kext_nf_hook_ops_new(nf_hookfn *hook, void *priv, u8 pf, unsigned int hooknum,
+			   int priority)
+{
+	struct nf_hook_ops *ops = kzalloc(sizeof(*ops), GFP_KERNEL_ACCOUNT);
+
+	if (!ops)
+		return NULL;
+	ops->hook = hook;
+	ops->priv = priv;
+	ops->pf = pf;
+	ops->hooknum = hooknum;
+	ops->priority = priority;
+	return ops;
+}
+
+void kext_nf_hook_ops_free(void *ops)
+{
+	kfree(ops);
+}
+
+int kext_nf_register_net_hook(struct net *net, void *ops)
+{
+	return nf_register_net_hook(net, ops);
+}
+
+void kext_nf_unregister_net_hook(struct net *net, void *ops)
+{
+	nf_unregister_net_hook(net, ops);
+}
+
+/* Waits until no packet runs a hook unregistered before the call. */
+void kext_synchronize_net(void)
+{
+	synchronize_net();
+}
+
+void kext_synchronize_rcu(void)
+{
+	synchronize_rcu();
+}
+
+u8 kext_nf_state_pf(const struct nf_hook_state *state)
+{
+	return state->pf;
+}
+
+unsigned int kext_nf_state_hook(const struct nf_hook_state *state)
+{
+	return state->hook;
+}
+
+/* The destination port of the transport header at `off`, when `proto` has one there. */
+static bool kext_flow_port(const struct sk_buff *skb, int off, struct kext_flow *flow)
+{
+	__be16 _ports[2];
+	const __be16 *ports;
+
+	switch (flow->proto) {
+	case IPPROTO_TCP:
+	case IPPROTO_UDP:
+	case IPPROTO_UDPLITE:
+	case IPPROTO_SCTP:
+	case IPPROTO_DCCP:
+		/* Each begins with the source port, then the destination port. */
+		ports = skb_header_pointer(skb, off, sizeof(_ports), _ports);
+		if (!ports)
+			return false;
+		memcpy(flow->dport, &ports[1], sizeof(flow->dport));
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Fills `flow` from the network header of a packet at a netfilter hook of
+ * family `pf` (NFPROTO_IPV4 or NFPROTO_IPV6); false when the header cannot
+ * be read. A fragment but the first has no port (as ipset's
+ * ip_set_get_ip{4,6}_port).
+ */
+bool kext_skb_flow(const struct sk_buff *skb, u8 pf, struct kext_flow *flow)
+{
+	int noff = skb_network_offset(skb);
+
+	memset(flow, 0, sizeof(*flow));
+	if (pf == NFPROTO_IPV4) {
+		struct iphdr _iph;
+		const struct iphdr *iph = skb_header_pointer(skb, noff, sizeof(_iph), &_iph);
+
+		if (!iph || iph->ihl < 5)
+			return false;
+		memcpy(flow->saddr, &iph->saddr, 4);
+		memcpy(flow->daddr, &iph->daddr, 4);
+		flow->addr_len = 4;
+		flow->proto = iph->protocol;
+		if (!(ntohs(iph->frag_off) & IP_OFFSET))
+			flow->has_port = kext_flow_port(skb, noff + iph->ihl * 4, flow);
+		return true;
+	}
+	if (pf == NFPROTO_IPV6) {
+		struct ipv6hdr _ip6h;
+		const struct ipv6hdr *ip6h = skb_header_pointer(skb, noff, sizeof(_ip6h), &_ip6h);
+		__be16 frag_off = 0;
+		u8 nexthdr;
+		int toff;
+
+		if (!ip6h)
+			return false;
+		memcpy(flow->saddr, &ip6h->saddr, 16);
+		memcpy(flow->daddr, &ip6h->daddr, 16);
+		flow->addr_len = 16;
+		nexthdr = ip6h->nexthdr;
+		toff = ipv6_skip_exthdr(skb, noff + sizeof(_ip6h), &nexthdr, &frag_off);
+		if (toff < 0)
+			return true;
+		flow->proto = nexthdr;
+		if (!(ntohs(frag_off) & ~0x7))
+			flow->has_port = kext_flow_port(skb, toff, flow);
+		return true;
+	}
+	return false;
+}
+
+u32 kext_skb_mark(const struct sk_buff *skb)
+{
+	return skb->mark;
+}
+
+void kext_skb_set_mark(struct sk_buff *skb, u32 mark)
+{
+	skb->mark = mark;
+}
+
+/*
+ * Routes a locally generated packet again after a hook changed its mark,
+ * as iptables' mangle table does at LOCAL_OUT (ipt_mangle_out,
+ * ip6t_mangle_out), so that policy routing by fwmark applies. Returns the
+ * hook's verdict: NF_ACCEPT, or a drop carrying the routing error, which
+ * the sender then gets (NF_DROP_ERR).
+ */
+unsigned int kext_nf_reroute(struct sk_buff *skb, const struct nf_hook_state *state)
+{
+	int err = 0;
+
+	if (state->pf == NFPROTO_IPV4)
+		err = ip_route_me_harder(state->net, state->sk, skb, RTN_UNSPEC);
+	else if (state->pf == NFPROTO_IPV6)
+		err = nf_ip6_route_me_harder(state->net, state->sk, skb);
+	return err < 0 ? NF_DROP_ERR(err) : NF_ACCEPT;
 }

@@ -6,7 +6,8 @@
 //!
 //! - [`sockopt`]: optnames answered by a handler the registration owns, with
 //!   safe request and reply types, registered RAII;
-//! - [`pernet`]: a value per network namespace, registered RAII;
+//! - [`pernet`]: a value per network namespace, registered RAII, with the
+//!   netfilter hooks that hand it the namespace's packets ([`nfhook`]);
 //! - [`registration`]: the one shape both registrations take;
 //! - [`params`]: C-declared module parameters, read safely;
 //! - [`rbtree`]: an intrusive red-black tree of byte-keyed,
@@ -21,6 +22,7 @@
 
 pub(crate) mod bytes;
 pub(crate) mod compat;
+pub(crate) mod nfhook;
 pub(crate) mod params;
 pub(crate) mod percpu;
 pub(crate) mod pernet;

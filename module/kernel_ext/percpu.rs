@@ -33,6 +33,13 @@ impl<const N: usize> PerCpuCounters<N> {
         })
     }
 
+    /// The memory the counters take: `N` u64s on every possible CPU.
+    pub(crate) fn footprint() -> usize {
+        // SAFETY: reads a count fixed at boot.
+        let cpus = unsafe { b::kext_num_possible_cpus() };
+        N * core::mem::size_of::<u64>() * cpus as usize
+    }
+
     /// Adds `n` to counter `index` on this CPU (wrapping); an `index` past
     /// `N` counts nothing.
     #[inline]

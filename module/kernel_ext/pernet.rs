@@ -4,17 +4,20 @@
 //! namespace its own `T`, created when the namespace is (or when the
 //! registration is, for those already there) and dropped when it dies.
 //!
-//! The kernel allocates `size_of::<T>()` zeroed bytes per namespace
-//! (`pernet_operations.size`) and `T` is initialised in place there, pinned.
+//! The kernel allocates a zeroed slot per namespace (`pernet_operations.size`)
+//! and `T` is initialised in place there, pinned, next to the namespace's
+//! [`NetHooks`], which packets reach `T` through ([`Pernet::set_hooks`]).
 //! The callbacks get no context pointer, so each `T` names the static
 //! [`PernetId<T>`] where the kernel keeps its slot number: declare it with
 //! [`pernet_id!`](crate::kernel_ext::pernet::pernet_id).
 
 use super::bindings as b;
+use super::nfhook::{HookSet, NetHook, NetHooks};
 use super::registration::{RawOps, Registration};
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_uint};
 use core::marker::PhantomData;
+use core::ops::Deref;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::bindings;
@@ -117,6 +120,50 @@ impl<T> PernetId<T> {
     }
 }
 
+/// What the kernel allocates per namespace for `T`: `T` and the netfilter
+/// hooks that reach it. The hooks are dropped first (fields drop in order),
+/// so no packet can reach `T` once it is being dropped.
+#[pin_data]
+struct Slot<T> {
+    #[pin]
+    hooks: NetHooks,
+    #[pin]
+    data: T,
+}
+
+/// A namespace's `T`, borrowed: derefs to `T`, and attaches netfilter hooks
+/// that hand the namespace's packets to it.
+pub(crate) struct Pernet<'a, T> {
+    slot: &'a Slot<T>,
+}
+
+impl<T> Clone for Pernet<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Pernet<'_, T> {}
+
+impl<T> Deref for Pernet<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.slot.data
+    }
+}
+
+impl<T: NetHook> Pernet<'_, T> {
+    /// Makes the namespace's registered netfilter hooks exactly `wanted`,
+    /// at `priority`, each handing packets to `T`'s [`NetHook::hook`]; all
+    /// or nothing. Sleeps: unregistering waits for the packets in the hooks.
+    pub(crate) fn set_hooks(&self, wanted: HookSet, priority: i32) -> Result {
+        // SAFETY: `data` is the slot's `T`, dropped after `hooks` (field order), and the same
+        // for every call on this slot's hooks.
+        unsafe { self.slot.hooks.update(&self.slot.data, wanted, priority) }
+    }
+}
+
 /// `T` of namespace `net`, or `None` when it has none (the namespace is
 /// still being set up).
 ///
@@ -124,15 +171,16 @@ impl<T> PernetId<T> {
 ///
 /// A [`PernetRegistration<T>`] exists and stays alive while the result is
 /// used, and `net` is live.
-pub(super) unsafe fn data<'a, T: PernetData>(net: NetRef<'a>) -> Option<&'a T> {
+pub(super) unsafe fn data<'a, T: PernetData>(net: NetRef<'a>) -> Option<Pernet<'a, T>> {
     // SAFETY: registered (caller), so `id` holds the kernel's slot number
     // and no longer changes.
     let id = unsafe { *T::id().id.get() };
     // SAFETY: `net` is live (caller); `net_generic` reads its slot array.
-    let data = unsafe { b::kext_net_generic(net.as_ptr(), id) };
-    // SAFETY: a non-null slot of a registered `T` holds a `T` that `net_init`
+    let slot = unsafe { b::kext_net_generic(net.as_ptr(), id) };
+    // SAFETY: a non-null slot of a registered `T` holds a `Slot<T>` that `net_init`
     // initialised and only `net_exit` (after every user of `net`) drops.
-    unsafe { data.cast::<T>().as_ref() }
+    let slot = unsafe { slot.cast::<Slot<T>>().as_ref() }?;
+    Some(Pernet { slot })
 }
 
 /// `pernet_operations` for `T`.
@@ -157,7 +205,7 @@ impl<T: PernetData> RawOps for PernetOps<T> {
 /// # Safety
 ///
 /// Called by the pernet core for a namespace being set up, after it
-/// allocated the slot of `size_of::<T>()` bytes for `T::id()`.
+/// allocated the slot of `size_of::<Slot<T>>()` bytes for `T::id()`.
 unsafe extern "C" fn net_init<T: PernetData>(net: *mut bindings::net) -> c_int {
     let Some(net) = NonNull::new(net) else {
         return EINVAL.to_errno();
@@ -168,17 +216,24 @@ unsafe extern "C" fn net_init<T: PernetData>(net: *mut bindings::net) -> c_int {
     // assigned before the first `init`.
     let id = unsafe { *T::id().id.get() };
     // SAFETY: the slot was allocated for this registration (contract).
-    let slot = unsafe { b::kext_net_generic(net.as_ptr(), id) }.cast::<T>();
+    let slot = unsafe { b::kext_net_generic(net.as_ptr(), id) }.cast::<Slot<T>>();
     if slot.is_null() {
         return ENOMEM.to_errno();
     }
-    let init = match T::init(net) {
+    let data = match T::init(net) {
         Ok(init) => init,
         Err(e) => return e.to_errno(),
     };
-    // SAFETY: `slot` holds `size_of::<T>()` bytes aligned for `T` (checked at registration),
-    // owned by this namespace and freed only after `net_exit`; it never moves, so `T` stays
-    // pinned; on error the initialiser leaves nothing to drop.
+    // SAFETY: the hooks live in the namespace's slot, dropped by `net_exit` while the
+    // namespace is live.
+    let hooks = unsafe { NetHooks::new(net.net) };
+    let init = try_pin_init!(Slot::<T> {
+        hooks <- hooks,
+        data <- data,
+    }? Error);
+    // SAFETY: `slot` holds `size_of::<Slot<T>>()` bytes aligned for it (checked at
+    // registration), owned by this namespace and freed only after `net_exit`; it never moves,
+    // so it stays pinned; on error the initialiser leaves nothing to drop.
     match unsafe { super::compat::pin_init_at(init, slot) } {
         Ok(()) => 0,
         Err(e) => e.to_errno(),
@@ -195,11 +250,30 @@ unsafe extern "C" fn net_exit<T: PernetData>(net: *mut bindings::net) {
     // SAFETY: as in `net_init`.
     let id = unsafe { *T::id().id.get() };
     // SAFETY: the namespace is live during its exit callback.
-    let slot = unsafe { b::kext_net_generic(net, id) }.cast::<T>();
+    let slot = unsafe { b::kext_net_generic(net, id) }.cast::<Slot<T>>();
     if !slot.is_null() {
-        // SAFETY: `net_init` initialised a `T` there, nobody uses it any more
-        // (contract), and the pernet core frees the bytes after this returns.
+        // SAFETY: `net_init` initialised a `Slot<T>` there, nobody uses it any more
+        // (contract; its hooks, unregistered in `net_pre_exit` a grace period ago, are dropped
+        // first), and the pernet core frees the bytes after this returns.
         unsafe { core::ptr::drop_in_place(slot) };
+    }
+}
+
+/// `pernet_operations.pre_exit`: unregisters the dying namespace's hooks;
+/// the pernet core waits for a grace period before `net_exit` frees them.
+///
+/// # Safety
+///
+/// Called by the pernet core once per namespace whose `init` succeeded,
+/// before its `exit`.
+unsafe extern "C" fn net_pre_exit<T: PernetData>(net: *mut bindings::net) {
+    // SAFETY: as in `net_init`.
+    let id = unsafe { *T::id().id.get() };
+    // SAFETY: the namespace is live during its pre_exit callback.
+    let slot = unsafe { b::kext_net_generic(net, id) }.cast::<Slot<T>>();
+    // SAFETY: `net_init` initialised a `Slot<T>` there, which `net_exit` drops only later.
+    if let Some(slot) = unsafe { slot.as_ref() } {
+        slot.hooks.unregister_at_exit();
     }
 }
 
@@ -226,7 +300,7 @@ impl<T: PernetData> PernetRegistration<T> {
     /// Registers `T`: every existing namespace gets its `T` now, every new one
     /// when it is created. `EBUSY` if `T` is registered already.
     pub(crate) fn register() -> Result<Self> {
-        const { assert!(core::mem::align_of::<T>() <= KMALLOC_MIN_ALIGN) };
+        const { assert!(core::mem::align_of::<Slot<T>>() <= KMALLOC_MIN_ALIGN) };
         let id = T::id();
         if id.registered.swap(true, Ordering::AcqRel) {
             return Err(EBUSY);
@@ -234,13 +308,14 @@ impl<T: PernetData> PernetRegistration<T> {
         let claim = IdClaim::<T>(PhantomData);
         let raw = b::pernet_operations {
             init: Some(net_init::<T>),
+            pre_exit: Some(net_pre_exit::<T>),
             exit: Some(net_exit::<T>),
             id: id.id.get(),
-            size: core::mem::size_of::<T>(),
+            size: core::mem::size_of::<Slot<T>>(),
             ..Default::default()
         };
         // SAFETY: `net_init`/`net_exit` are sound for `T`'s slots: the slot
-        // size is `size_of::<T>()`, `id` points to a static, and `registered`
+        // size is `size_of::<Slot<T>>()`, `id` points to a static, and `registered`
         // keeps any other registration of `T` from sharing it.
         let reg = unsafe { Registration::register(raw) }?;
         Ok(PernetRegistration {

@@ -348,6 +348,11 @@ impl<K: EntryKind> NewEntry<K> {
         self.live().data().0
     }
 
+    /// The value.
+    pub(crate) fn value(&self) -> &[u8] {
+        self.live().data().1
+    }
+
     /// Key and value bytes.
     pub(crate) fn stored_len(&self) -> u64 {
         self.live().stored_len()

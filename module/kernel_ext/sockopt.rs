@@ -15,7 +15,7 @@
 use super::bindings as b;
 use super::bytes::ByteSource;
 use super::compat;
-use super::pernet::{self, NetRef, PernetData, PernetRegistration};
+use super::pernet::{self, NetRef, Pernet, PernetData, PernetRegistration};
 use super::registration::{RawOps, Registration};
 use core::ffi::{c_int, c_uint, c_void};
 use core::marker::PhantomData;
@@ -278,7 +278,7 @@ pub(crate) trait SockoptHandler: Send + Sync + Sized + 'static {
     /// `setsockopt(fd, level, min + index, req, len)`: 0 or an errno.
     fn set(
         &self,
-        data: &Self::Net,
+        data: Pernet<'_, Self::Net>,
         caller: Caller<'_>,
         index: u32,
         req: &mut SetRequest<'_>,
@@ -289,7 +289,7 @@ pub(crate) trait SockoptHandler: Send + Sync + Sized + 'static {
     /// errno.
     fn get(
         &self,
-        data: &Self::Net,
+        data: Pernet<'_, Self::Net>,
         caller: Caller<'_>,
         index: u32,
         buf: &GetBuffer<'_>,
@@ -376,7 +376,7 @@ impl<H: 'static> Drop for Use<H> {
 unsafe fn caller_data<'a, H: SockoptHandler>(
     sk: *mut bindings::sock,
     _call: &'a Use<H>,
-) -> Option<(&'a H::Net, Caller<'a>)> {
+) -> Option<(Pernet<'a, H::Net>, Caller<'a>)> {
     // SAFETY: `sk` is live (caller), and so is its namespace, which every
     // socket holds a reference on.
     let net = NonNull::new(unsafe { b::kext_sock_net(sk) })?;
