@@ -197,6 +197,128 @@ t restore_fails_after_its_delete_batch restore_fails_after_its_delete_batch
 rm -f "$tmp/many66" "$tmp/prefixed"
 rmmod nfkv && insmod "$NFKV_KO"
 
+# Classifiers: the table in the packet path (nfkv classifier, nfkv element).
+cls_cleanup() {
+    for name in $(nfkv classifier list | cut -d' ' -f1); do nfkv classifier delete "$name"; done
+    nfkv flush
+}
+classifier_add_list_delete() {
+    nfkv classifier add bl --hook input --match saddr --prefix bl/ &&
+    nfkv classifier list | grep -Eqx 'bl family inet hook input match saddr prefix bl/ priority 0 packets [0-9]+ unkeyed [0-9]+ drop [0-9]+ accept [0-9]+ mark [0-9]+' &&
+    [ "$(status nfkv classifier add bl --hook output --match daddr --prefix other/)" = 4 ] &&
+    nfkv classifier add bl --hook output --match daddr --prefix other/ 2>&1 | grep -qx 'nfkv: a classifier named bl exists' &&
+    nfkv classifier delete bl && [ -z "$(nfkv classifier list)" ] &&
+    [ "$(status nfkv classifier delete bl)" = 3 ] &&
+    nfkv classifier delete bl 2>&1 | grep -qx 'nfkv: no classifier named bl'
+}
+t classifier_add_list_delete classifier_add_list_delete
+cls_cleanup
+classifier_list_json() {
+    nfkv classifier add steer --hook prerouting --family ip --match daddr --prefix st/ --ipv4-bits 24 --priority -5 &&
+    nfkv classifier add ports --hook input --family ip6 --match dport --prefix pt/ &&
+    nfkv classifier list --json | python3 -c '
+import json, sys
+cls = json.load(sys.stdin)["classifiers"]
+got = sorted((c["name"], c["family"], c["hook"], c["match"], c["prefix"], c["priority"], c["ipv4_bits"], c["ipv6_bits"]) for c in cls)
+assert got == [("ports", "ip6", "input", "dport", "pt/", 0, 0, 0),
+               ("steer", "ip", "prerouting", "daddr", "st/", -5, 24, 0)], got
+for c in cls:
+    assert sorted(c["counters"]) == ["accept", "drop", "mark", "packets", "unkeyed"], c
+    assert all(isinstance(v, int) for v in c["counters"].values()), c
+'
+}
+t classifier_list_json classifier_list_json
+cls_cleanup
+classifier_elements() {
+    nfkv classifier add bl --hook input --match saddr --prefix bl/ &&
+    nfkv classifier add steer --hook prerouting --match saddr --prefix st/ --ipv4-bits 24 &&
+    nfkv classifier add ports --hook input --family ip --match dport --prefix pt/ || return 1
+    nfkv element add bl 192.0.2.7 drop && nfkv element add bl 2001:db8::1 accept &&
+    nfkv element add steer 10.1.2.0/24 mark 0x10 && nfkv element add steer 10.9.0.0 mark 0x10/0xff &&
+    nfkv element add ports tcp/80 drop && nfkv element add ports 17/53 accept || return 1
+    # In key order; subnets shown with the classifier's length.
+    [ "$(nfkv element list bl)" = "$(printf '2001:db8::1 accept\n192.0.2.7 drop')" ] &&
+    [ "$(nfkv element list steer)" = "$(printf '10.1.2.0/24 mark 0x10\n10.9.0.0/24 mark 0x10/0xff')" ] &&
+    [ "$(nfkv element list ports)" = "$(printf 'tcp/80 drop\nudp/53 accept')" ] || return 1
+    # The entries themselves: prefix + address, struct nfkv_action (x86: little-endian).
+    nfkv --hex list --prefix 626c2f | grep -qx '626c2fc0000207 01000000000000000000000000000000' &&
+    nfkv --hex list --prefix 70742f | grep -qx '70742f060050 01000000000000000000000000000000' || return 1
+    nfkv element list steer --json | python3 -c '
+import json, sys
+got = json.load(sys.stdin)
+assert got == {"elements": [
+    {"target": "10.1.2.0/24", "action": "mark", "mark": 16, "mask": 4294967295},
+    {"target": "10.9.0.0/24", "action": "mark", "mark": 16, "mask": 255}]}, got
+' || return 1
+    nfkv element add bl 192.0.2.7 accept && nfkv element list bl | grep -qx '192.0.2.7 accept' &&
+    nfkv element delete bl 192.0.2.7 && [ "$(nfkv element list bl)" = '2001:db8::1 accept' ] &&
+    [ "$(status nfkv element delete bl 192.0.2.7)" = 3 ] &&
+    nfkv element delete bl 192.0.2.7 2>&1 | grep -qx 'nfkv: classifier bl has no element 192.0.2.7' &&
+    [ "$(status nfkv element add nosuch 192.0.2.7 drop)" = 3 ] &&
+    nfkv element add nosuch 192.0.2.7 drop 2>&1 | grep -qx 'nfkv: no classifier named nosuch' &&
+    [ "$(status nfkv element list nosuch)" = 3 ]
+}
+t classifier_elements classifier_elements
+# A value under a classifier's prefix must be an action: put and batch fail
+# with EBADMSG's message, and nothing is written.
+classifier_values_must_be_actions() {
+    [ "$(status nfkv put bl/xxxx somevalue)" = 1 ] &&
+    nfkv put bl/xxxx somevalue 2>&1 | grep -qF "value under a classifier's prefix is not a valid action (struct nfkv_action, docs/ABI.md)" &&
+    [ "$(status nfkv get bl/xxxx)" = 3 ] &&
+    printf 'put fine 1\nput bl/yyyy junk\n' > "$tmp/badaction" &&
+    [ "$(status nfkv batch "$tmp/badaction")" = 1 ] && [ "$(status nfkv get fine)" = 3 ] &&
+    nfkv put outside/xxxx somevalue && nfkv del outside/xxxx &&
+    # Adding a classifier over such a value fails the same way.
+    nfkv put later/x junk && [ "$(status nfkv classifier add later --hook input --match saddr --prefix later/)" = 1 ] &&
+    nfkv classifier add later --hook input --match saddr --prefix later/ 2>&1 | grep -qF 'not a valid action' &&
+    nfkv del later/x && nfkv classifier add later --hook input --match saddr --prefix later/
+}
+t classifier_values_must_be_actions classifier_values_must_be_actions
+# Bad hook, target or action: exit 2 and a message saying what is wrong.
+classifier_usage_errors() {
+    [ "$(status nfkv classifier add x --hook ingress --match saddr --prefix x/)" = 2 ] &&
+    nfkv classifier add x --hook ingress --match saddr --prefix x/ 2>&1 | grep -q 'unknown hook "ingress"' &&
+    [ "$(status nfkv classifier add x --hook input --match sport --prefix x/)" = 2 ] &&
+    [ "$(status nfkv classifier add x --hook input --match dport --prefix x/ --ipv4-bits 8)" = 2 ] &&
+    [ "$(status nfkv classifier add much-too-long-name --hook input --match saddr --prefix x/)" = 2 ] &&
+    [ "$(status nfkv element add bl foo drop)" = 2 ] &&
+    nfkv element add bl foo drop 2>&1 | grep -q 'target "foo": not an address' &&
+    [ "$(status nfkv element add ports tcp/70000 drop)" = 2 ] &&
+    [ "$(status nfkv element add bl tcp/80 drop)" = 2 ] &&
+    nfkv element add bl tcp/80 drop 2>&1 | grep -q 'classifier bl matches addresses (saddr)' &&
+    [ "$(status nfkv element add steer 10.1.2.3/24 drop)" = 2 ] &&
+    nfkv element add steer 10.1.2.3/24 drop 2>&1 | grep -q 'bits set past the first 24' &&
+    [ "$(status nfkv element add steer 10.1.0.0/16 drop)" = 2 ] &&
+    [ "$(status nfkv element add bl 192.0.2.8 reject)" = 2 ] &&
+    nfkv element add bl 192.0.2.8 reject 2>&1 | grep -q 'an action is drop, accept, or mark' &&
+    [ "$(status nfkv element add bl 192.0.2.8 mark 0x10/0x0f)" = 2 ] &&
+    nfkv element add bl 192.0.2.8 mark 0x10/0x0f 2>&1 | grep -q 'bits outside its mask' &&
+    [ "$(status nfkv element add bl 192.0.2.8)" = 2 ] &&
+    [ "$(status nfkv get 'bl/\xc0\x00\x02\x08')" = 3 ]
+}
+t classifier_usage_errors classifier_usage_errors
+cls_cleanup
+classifier_limit() {
+    for i in $(seq 1 16); do nfkv classifier add "c$i" --hook input --match saddr --prefix "c$i/" || return 1; done
+    [ "$(nfkv classifier list | wc -l)" = 16 ] &&
+    [ "$(status nfkv classifier add c17 --hook input --match saddr --prefix c17/)" = 1 ] &&
+    nfkv classifier add c17 --hook input --match saddr --prefix c17/ 2>&1 | grep -qx 'nfkv: the namespace has 16 classifiers, the most it may have'
+}
+t classifier_limit classifier_limit
+cls_cleanup
+# The README's example runs as shown.
+readme_classifier_example() {
+    sed -n '/^## Classifying packets$/,/^## /p' "$root/README.md" | sed -n '/^```sh$/,/^```$/p' | grep '^nfkv ' > "$tmp/readme.sh" &&
+    [ "$(wc -l < "$tmp/readme.sh")" = 5 ] && bash -e "$tmp/readme.sh" > "$tmp/readme.out" &&
+    grep -q '^blocklist family inet hook input match saddr prefix bl/ priority 0 packets' "$tmp/readme.out" &&
+    grep -q '^steer family inet hook prerouting match saddr prefix st/ priority 0 ipv4-bits 24 packets' "$tmp/readme.out" &&
+    [ "$(nfkv element list blocklist)" = '192.0.2.7 drop' ] &&
+    [ "$(nfkv element list steer)" = '10.1.2.0/24 mark 0x10' ]
+}
+root=$(cd "$(dirname "$0")/.." && pwd)
+t readme_classifier_example readme_classifier_example
+cls_cleanup
+
 rmmod nfkv
 t exit_5_not_loaded bash -c '[ "$(status nfkv info)" = 5 ] && nfkv get k 2>&1 | grep -q "insmod nfkv.ko"'
 t version_without_module bash -c 'nfkv --version | grep -q "module: nfkv.ko is not loaded"'

@@ -22,9 +22,12 @@ pub use nfkv_abi::codec::{
 pub use nfkv_abi::uapi::{NFKV_ABI_VERSION as ABI_VERSION, NFKV_BASE_CTL as DEFAULT_OPTBASE};
 
 pub mod batchfile;
+pub mod classifier;
 pub mod raw;
 pub mod restore;
 mod text;
+pub use classifier::{Hook, Target};
+pub use nfkv_abi::classifier::{Action, Classifier, Counters, Family, Match, PacketKey};
 pub use restore::{Restore, RestoreError};
 pub use text::{decode_escaped, decode_text, encode_text, Encoding, TextError};
 
@@ -69,6 +72,17 @@ pub enum Error {
     Invalid(String),
     #[error("the module replied with a malformed {0} reply")]
     BadReply(&'static str),
+    /// `EBADMSG`: a write put a value that is no `struct nfkv_action` under
+    /// a classifier's prefix, or a classifier was added over such a value.
+    #[error(
+        "value under a classifier's prefix is not a valid action (struct nfkv_action, docs/ABI.md)"
+    )]
+    BadAction,
+    /// `EOPNOTSUPP` from a classifier command: the module has none.
+    #[error(
+        "the loaded nfkv.ko predates classifiers (EOPNOTSUPP on a classifier command): load a module that has them"
+    )]
+    ClassifiersUnsupported,
     #[error("{op}: {source}")]
     Os {
         op: &'static str,
@@ -88,15 +102,20 @@ pub enum Limit {
     /// The tables of all namespaces owned by non-initial user namespaces
     /// together would take more than `userns_budget_mib` (`EDQUOT`).
     SharedBudget,
+    /// The namespace has `NFKV_MAX_CLASSIFIERS` classifiers (`ENOSPC` of a
+    /// classifier add).
+    Classifiers,
 }
 
 impl Limit {
-    /// The module parameter that sets the limit.
+    /// The module parameter that sets the limit (for the fixed number of
+    /// classifiers, the header's constant).
     pub fn parameter(self) -> &'static str {
         match self {
             Limit::Entries => "max_entries",
             Limit::Bytes => "max_bytes_mib",
             Limit::SharedBudget => "userns_budget_mib",
+            Limit::Classifiers => "NFKV_MAX_CLASSIFIERS",
         }
     }
 
@@ -106,22 +125,30 @@ impl Limit {
             Limit::Entries => libc::ENOSPC,
             Limit::Bytes => libc::EFBIG,
             Limit::SharedBudget => libc::EDQUOT,
+            Limit::Classifiers => libc::ENOSPC,
         }
     }
 }
 
 impl std::fmt::Display for Limit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Limit::Entries => "table full: it holds max_entries entries (see `nfkv info`)",
-            Limit::Bytes => {
-                "table full: its keys and values would exceed max_bytes_mib (see `nfkv info`)"
+        match self {
+            Limit::Entries => {
+                f.write_str("table full: it holds max_entries entries (see `nfkv info`)")
             }
-            Limit::SharedBudget => {
+            Limit::Bytes => f.write_str(
+                "table full: its keys and values would exceed max_bytes_mib (see `nfkv info`)",
+            ),
+            Limit::SharedBudget => f.write_str(
                 "shared budget full: the tables of all unprivileged namespaces (non-initial \
-                 user namespaces) together would exceed userns_budget_mib (see `nfkv info`)"
-            }
-        })
+                 user namespaces) together would exceed userns_budget_mib (see `nfkv info`)",
+            ),
+            Limit::Classifiers => write!(
+                f,
+                "the namespace has {} classifiers, the most it may have",
+                classifier::MAX_CLASSIFIERS
+            ),
+        }
     }
 }
 
@@ -142,6 +169,7 @@ impl Error {
             libc::EDQUOT => Error::NoSpace(Limit::SharedBudget),
             libc::E2BIG => Error::TooLarge(format!("{op} refused by the module (E2BIG)")),
             libc::EINVAL => Error::Invalid(format!("{op} refused by the module (EINVAL)")),
+            libc::EBADMSG => Error::BadAction,
             _ => Error::Os {
                 op,
                 source: io::Error::from_raw_os_error(errno),
@@ -160,6 +188,8 @@ impl Error {
             Error::NoSpace(limit) => limit.errno(),
             Error::TooLarge(_) => libc::E2BIG,
             Error::Invalid(_) => libc::EINVAL,
+            Error::BadAction => libc::EBADMSG,
+            Error::ClassifiersUnsupported => libc::EOPNOTSUPP,
             Error::Os { source, .. } => return source.raw_os_error(),
             _ => return None,
         })

@@ -15,6 +15,10 @@ Keys are 1-255 bytes and values 0-``max_value_len`` bytes; both are
 :class:`bytes` (a :class:`str` is accepted and UTF-8 encoded). Every call
 needs ``CAP_NET_ADMIN`` over the caller's network namespace.
 
+:meth:`Table.add_classifier` and :meth:`Table.add_element` put the table in
+the packet path: classifiers drop, accept or mark packets by their address
+or port as the table's entries say.
+
 :meth:`Table.save` and :meth:`Table.restore` write and apply the batch and
 save files of the ``nfkv`` CLI (``nfkv save``, ``nfkv restore``), and
 :func:`read_batch_file` reads one without a module.
@@ -26,7 +30,19 @@ import builtins
 import os
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
-from typing import Iterator, List, Mapping, Optional, Tuple, Type, TypeVar, Union, overload
+from typing import (
+    Any,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    overload,
+)
 
 from . import _native
 from ._errors import ConditionError, NoSpaceError, NotLoadedError
@@ -68,6 +84,8 @@ _T = TypeVar("_T")
 # Names of the commands in Stats, as the CLI's `nfkv --json stats` shows them.
 _SET_COMMANDS: Tuple[str, ...] = tuple(_native.SET_COMMAND_NAMES)
 _GET_COMMANDS: Tuple[str, ...] = tuple(_native.GET_COMMAND_NAMES)
+# A classifier's counters, as `nfkv --json classifier list` names them.
+_COUNTERS: Tuple[str, ...] = ("packets", "unkeyed", "drop", "accept", "mark")
 
 #: What a batch or save file may be given as: its bytes, or a path to it.
 FileLike = Union[bytes, bytearray, memoryview, os.PathLike]
@@ -105,6 +123,22 @@ def _file_bytes(data: FileLike) -> bytes:
     raise TypeError(
         f"a batch file must be bytes (its contents) or a path (os.PathLike), not {type(data).__name__}"
     )
+
+
+def _str(value: object, what: str) -> str:
+    """Checks that an argument is a str."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+    return value
+
+
+def _int_in(what: str, value: object, low: int, high: int) -> int:
+    """Checks that an argument is an int in ``low..high``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be {low}..{high}, not {value}")
+    return value
 
 
 def _condition(create: bool, replace: bool, if_version: Optional[int]) -> Optional[int]:
@@ -472,6 +506,105 @@ class Table:
         applied when the restore took several requests.
         """
         self._conn.restore(_file_bytes(data), bool(flush), encoding)
+
+    # --- classifiers ----------------------------------------------------
+
+    def add_classifier(
+        self,
+        name: str,
+        *,
+        hook: str,
+        match: str,
+        prefix: BytesLike,
+        family: str = "inet",
+        priority: int = 0,
+        ipv4_bits: int = 0,
+        ipv6_bits: int = 0,
+    ) -> None:
+        """Adds a classifier: the table in the packet path (README.md,
+        "Classifying packets"; docs/ABI.md, "Classifiers").
+
+        At netfilter hook ``hook`` (``"prerouting"``, ``"input"``,
+        ``"forward"``, ``"output"``, ``"postrouting"``), for packets of
+        ``family`` (``"inet"``: IPv4 and IPv6, ``"ip"``, ``"ip6"``), it looks
+        up ``prefix`` followed by what it ``match``-es: ``"saddr"``,
+        ``"daddr"`` (the address; with ``ipv4_bits``/``ipv6_bits`` only its
+        first bits, one entry per subnet) or ``"dport"`` (the transport
+        protocol and destination port), and applies the entry there (see
+        :meth:`add_element`). A hook's classifiers run by ascending
+        ``priority``, then by name.
+
+        :class:`ConditionError` (``EEXIST``) if one of that name exists,
+        :class:`NoSpaceError` (``limit`` ``"NFKV_MAX_CLASSIFIERS"``) if the
+        namespace has 16, :class:`ValueError` for a bad argument or if a
+        value under ``prefix`` is no action.
+        """
+        for what, value in (("name", name), ("hook", hook), ("match", match), ("family", family)):
+            if not isinstance(value, str):
+                raise TypeError(f"{what} must be a str, not {type(value).__name__}")
+        _int_in("priority", priority, -(1 << 31), (1 << 31) - 1)
+        _int_in("ipv4_bits", ipv4_bits, 0, 32)
+        _int_in("ipv6_bits", ipv6_bits, 0, 128)
+        self._conn.add_classifier(
+            name, family, hook, match, _bytes(prefix, "prefix"), priority, ipv4_bits, ipv6_bits
+        )
+
+    def delete_classifier(self, name: str) -> None:
+        """Removes classifier ``name`` (its entries stay in the table);
+        :class:`KeyError` if there is none."""
+        self._conn.delete_classifier(_str(name, "name"))
+
+    def classifiers(self) -> List[Dict[str, Any]]:
+        """The classifiers, in the order packets see them: dicts with the
+        keys of ``nfkv --json classifier list``: ``name``, ``family``,
+        ``hook``, ``match``, ``prefix`` (bytes), ``priority``, ``ipv4_bits``,
+        ``ipv6_bits`` and ``counters`` (``packets``, ``unkeyed``, ``drop``,
+        ``accept``, ``mark``)."""
+        return [
+            {
+                "name": name,
+                "family": family,
+                "hook": hook,
+                "match": match,
+                "prefix": prefix,
+                "priority": priority,
+                "ipv4_bits": ipv4_bits,
+                "ipv6_bits": ipv6_bits,
+                "counters": dict(zip(_COUNTERS, counters)),
+            }
+            for name, family, hook, match, prefix, priority, ipv4_bits, ipv6_bits, counters in (
+                self._conn.classifiers()
+            )
+        ]
+
+    def add_element(self, name: str, target: str, action: str) -> None:
+        """Puts ``action`` for ``target`` under classifier ``name``,
+        replacing the target's action if it had one.
+
+        ``target``: ``"192.0.2.7"``, ``"2001:db8::1"``, ``"10.1.2.0/24"``
+        (the length must be the classifier's ``ipv4_bits``/``ipv6_bits``),
+        or for a ``"dport"`` classifier ``"tcp/80"``, ``"udp/53"``,
+        ``"sctp/…"``, ``"udplite/…"``, ``"dccp/…"``. ``action``: ``"drop"``,
+        ``"accept"``, ``"mark 0x10"`` or ``"mark 0x10/0xff"`` (mark and
+        mask; the mark's bits must lie inside the mask). :class:`KeyError`
+        if there is no such classifier, :class:`ValueError` for a bad target
+        or action.
+        """
+        self._conn.add_element(
+            _str(name, "name"), _str(target, "target"), _str(action, "action")
+        )
+
+    def delete_element(self, name: str, target: str) -> None:
+        """Removes ``target``'s entry under classifier ``name``;
+        :class:`KeyError` if there is no such classifier or entry."""
+        self._conn.delete_element(_str(name, "name"), _str(target, "target"))
+
+    def elements(self, name: str) -> List[Tuple[str, str]]:
+        """``(target, action)`` of each entry of classifier ``name``, in key
+        order, as text that :meth:`add_element` takes back (a subnet as
+        ``"10.1.2.0/24"``, a mark as ``"mark 0x10"`` or ``"mark
+        0x10/0xff"``); :class:`KeyError` if there is no such classifier."""
+        return self._conn.elements(_str(name, "name"))
 
     # --- mapping protocol -----------------------------------------------
 

@@ -19,7 +19,8 @@ class NotLoadedError(OSError):
 class ConditionError(OSError):
     """A write's condition failed; nothing changed.
 
-    ``errno`` is ``EEXIST`` (``create=True`` on a present key) or ``ESTALE``
+    ``errno`` is ``EEXIST`` (``create=True`` on a present key, or
+    :meth:`Table.add_classifier` of a name in use) or ``ESTALE``
     (``if_version`` names another version).
     """
 
@@ -39,8 +40,10 @@ class NoSpaceError(OSError):
     ``"max_entries"`` (``ENOSPC``: the table is full), ``"max_bytes_mib"``
     (``EFBIG``: the table's keys and values would exceed it) or
     ``"userns_budget_mib"`` (``EDQUOT``: the budget shared by the tables of
-    all unprivileged namespaces would be exceeded). :meth:`Table.info`
-    shows each limit and its use.
+    all unprivileged namespaces would be exceeded), or
+    ``"NFKV_MAX_CLASSIFIERS"`` (``ENOSPC`` from :meth:`Table.add_classifier`:
+    the namespace has 16 classifiers, a fixed limit). :meth:`Table.info`
+    shows each table limit and its use.
     """
 
     #: The module parameter of the limit that refused the write.

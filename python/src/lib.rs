@@ -8,6 +8,8 @@
 //! `nfkv/__init__.py`.
 
 use nfkv::batchfile::{self, Kind};
+use nfkv::classifier as cls;
+use nfkv::{Action, Target};
 use nfkv::{Batch, Condition, Encoding, Error, Nfkv, Restore, RestoreError};
 use nfkv::{GET_COMMAND_NAMES, MAX_OPTBASE, SET_COMMAND_NAMES, SNAPSHOT_RETRIES};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyPermissionError, PyValueError};
@@ -68,7 +70,8 @@ fn exception(py: Python<'_>, err: Error, ctx: Context, msg: String) -> PyErr {
                 exc.setattr("current_version", ctx.current)?;
                 PyErr::from_value(exc)
             }
-            Error::Invalid(_) | Error::TooLarge(_) => PyValueError::new_err(msg),
+            Error::Invalid(_) | Error::TooLarge(_) | Error::BadAction => PyValueError::new_err(msg),
+            Error::ClassifiersUnsupported => PyOSError::new_err((libc_errno(errno), msg)),
             Error::AbiMismatch { .. } | Error::BadReply(_) => PyOSError::new_err((EPROTO, msg)),
             Error::Os { .. } => match errno {
                 // OSError(errno, ...) picks the matching subclass itself.
@@ -132,6 +135,23 @@ struct Connection {
 }
 
 impl Connection {
+    /// Classifier `name` and `target` (text) as an element of it: the
+    /// target's syntax is checked before the classifier is looked up.
+    fn element_target(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        target: &str,
+    ) -> PyResult<(nfkv::Classifier, Target)> {
+        target.parse::<Target>().map_err(|e| to_pyerr_plain(&e))?;
+        let kv = self.kv()?;
+        let (c, _) = py
+            .allow_threads(|| kv.classifier(name))
+            .map_err(|e| cls_pyerr(py, e, name))?;
+        let t = Target::parse_for(target, &c).map_err(|e| to_pyerr_plain(&e))?;
+        Ok((c, t))
+    }
+
     /// The connection, or `ValueError` when closed.
     fn kv(&self) -> PyResult<Arc<Nfkv>> {
         self.kv
@@ -153,6 +173,42 @@ fn condition(create: bool, replace: bool, if_version: Option<u64>) -> Condition 
         create_only: create,
         replace_only: replace,
         if_version,
+    }
+}
+
+/// The exception of `err`, the failure of a command on classifier `name`
+/// (its message names the classifier: see `nfkv::classifier::describe`).
+fn cls_pyerr(py: Python<'_>, err: Error, name: &str) -> PyErr {
+    let msg = cls::describe(&err, name);
+    exception(py, err, Context::default(), msg)
+}
+
+/// A classifier as the Python layer builds its dict from it: `(name,
+/// family, hook, match, prefix, priority, ipv4_bits, ipv6_bits, (packets,
+/// unkeyed, drop, accept, mark))`.
+type ClassifierTuple<'py> = (
+    String,
+    &'static str,
+    String,
+    &'static str,
+    Bound<'py, PyBytes>,
+    i32,
+    u8,
+    u8,
+    (u64, u64, u64, u64, u64),
+);
+
+/// The words of an action's text (`"mark 0x10/0xff"`), parsed.
+fn action(text: &str) -> PyResult<Action> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    cls::parse_action(&words).map_err(|e| to_pyerr_plain(&e))
+}
+
+/// A ValueError saying what the library refused in an argument.
+fn to_pyerr_plain(e: &Error) -> PyErr {
+    match e {
+        Error::Invalid(m) => PyValueError::new_err(m.clone()),
+        e => PyValueError::new_err(e.to_string()),
     }
 }
 
@@ -421,6 +477,102 @@ impl Connection {
         let restore = Restore::new(&file, flush).map_err(|e| restore_pyerr(py, e))?;
         py.allow_threads(|| restore.run(&kv, enc.unwrap_or_default()))
             .map_err(|e| restore_pyerr(py, e))
+    }
+
+    /// Adds a classifier (names as the CLI takes them).
+    #[pyo3(signature = (name, family, hook, matches, prefix, priority, ipv4_bits, ipv6_bits))]
+    #[allow(clippy::too_many_arguments)]
+    fn add_classifier(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        family: &str,
+        hook: &str,
+        matches: &str,
+        prefix: &[u8],
+        priority: i32,
+        ipv4_bits: u8,
+        ipv6_bits: u8,
+    ) -> PyResult<()> {
+        let hook: nfkv::Hook = hook.parse().map_err(|e| to_pyerr_plain(&e))?;
+        let family = cls::parse_family(family).map_err(|e| to_pyerr_plain(&e))?;
+        let matches = cls::parse_match(matches).map_err(|e| to_pyerr_plain(&e))?;
+        let c = cls::new_classifier(name, family, hook, matches, prefix, priority)
+            .and_then(|c| cls::with_subnets(c, ipv4_bits, ipv6_bits))
+            .map_err(|e| to_pyerr_plain(&e))?;
+        let kv = self.kv()?;
+        py.allow_threads(|| kv.add_classifier(&c))
+            .map_err(|e| cls_pyerr(py, e, name))
+    }
+
+    /// Removes classifier `name`.
+    fn delete_classifier(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        let kv = self.kv()?;
+        py.allow_threads(|| kv.delete_classifier(name))
+            .map_err(|e| cls_pyerr(py, e, name))
+    }
+
+    /// Every classifier, in the order packets see them.
+    fn classifiers<'py>(&self, py: Python<'py>) -> PyResult<Vec<ClassifierTuple<'py>>> {
+        let kv = self.kv()?;
+        let all = py
+            .allow_threads(|| kv.classifiers())
+            .map_err(|e| to_pyerr(py, e, Context::default()))?;
+        Ok(all
+            .iter()
+            .map(|(c, n)| {
+                (
+                    cls::name_of(c).to_string(),
+                    cls::family_name(c.family),
+                    cls::hook_of(c).map_or_else(|| c.hook.to_string(), |h| h.to_string()),
+                    cls::match_name(c.matches),
+                    PyBytes::new(py, c.prefix()),
+                    c.priority,
+                    c.ipv4_bits,
+                    c.ipv6_bits,
+                    (n.packets, n.unkeyed, n.drop, n.accept, n.mark),
+                )
+            })
+            .collect())
+    }
+
+    /// Puts `action` (text) for `target` (text) under classifier `name`.
+    fn add_element(&self, py: Python<'_>, name: &str, target: &str, action: &str) -> PyResult<()> {
+        let action = self::action(action)?;
+        let (_, t) = self.element_target(py, name, target)?;
+        let kv = self.kv()?;
+        py.allow_threads(|| kv.add_element(name, &t, action))
+            .map_err(|e| cls_pyerr(py, e, name))
+    }
+
+    /// Removes `target`'s entry under classifier `name`.
+    fn delete_element(&self, py: Python<'_>, name: &str, target: &str) -> PyResult<()> {
+        let (c, t) = self.element_target(py, name, target)?;
+        let kv = self.kv()?;
+        let key = cls::key_of(&c, &t).map_err(|e| to_pyerr_plain(&e))?;
+        py.allow_threads(|| kv.delete(&key, None))
+            .map_err(|e| match e {
+                // The classifier exists: ENOENT is about the element.
+                Error::NotFound => {
+                    PyKeyError::new_err(format!("classifier {name} has no element {target}"))
+                }
+                e => to_pyerr(py, e, Context::default()),
+            })
+    }
+
+    /// `[(target, action)]` of classifier `name`, as text.
+    fn elements(&self, py: Python<'_>, name: &str) -> PyResult<Vec<(String, String)>> {
+        let kv = self.kv()?;
+        let (c, elements) = py
+            .allow_threads(|| {
+                let (c, _) = kv.classifier(name)?;
+                Ok((c, kv.elements(name)?))
+            })
+            .map_err(|e| cls_pyerr(py, e, name))?;
+        Ok(elements
+            .iter()
+            .map(|(t, a)| (t.display_with(&c), cls::action_text(a)))
+            .collect())
     }
 }
 
