@@ -146,15 +146,15 @@ effective_options() {
          END { for (i = 0; i < n; i++) print line[order[i]] }' "$@"
 }
 
-# Build directory of kernel NAME, keyed by fragment contents, source package
-# version and toolchain (what decides the kernel's contents), so an unchanged
-# configuration is never rebuilt.
+# Build directory of kernel NAME, keyed by the fragments' options (not their
+# comments), source package version and toolchain (what decides the kernel's
+# contents), so an unchanged configuration is never rebuilt.
 kernel_dir() {
     local key
     parse_kernel "$1"
     key=$( {
         echo "$KF_PKG $(kernel_pkg_version "$KVERSION")"
-        cat $(kernel_fragments "$1")
+        effective_options $(kernel_fragments "$1")
         "$KERNEL_RUSTC" --version
         "clang-$KF_LLVM" --version 2>/dev/null | head -n1
     } | sha256sum | cut -c1-16)
