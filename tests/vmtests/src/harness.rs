@@ -157,6 +157,16 @@ pub fn expect_err<T: std::fmt::Debug>(what: &str, r: nfkv::Result<T>, want: i32)
     }
 }
 
+/// Deletes every classifier of `kv`'s namespace, whose prefixes would
+/// otherwise refuse the next test's writes.
+pub fn clear_classifiers(kv: &Nfkv) -> TestResult {
+    for (c, _) in ck("list classifiers", kv.classifiers())? {
+        let name = String::from_utf8_lossy(c.name()).into_owned();
+        ck("delete classifier", kv.delete_classifier(&name))?;
+    }
+    Ok(())
+}
+
 /// Maps a library error into a test failure.
 pub fn ck<T>(what: &str, r: nfkv::Result<T>) -> Result<T, String> {
     r.map_err(|e| format!("{what}: {e}"))

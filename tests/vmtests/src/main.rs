@@ -3,6 +3,7 @@
 //! line per test and a closing `N passed, N failed`.
 
 mod badinput;
+mod classify;
 mod core;
 mod coverage;
 mod faults;
@@ -10,6 +11,7 @@ mod fuzz;
 mod harness;
 mod kcaller;
 mod lifecycle;
+mod netns;
 mod policy;
 mod stress;
 
@@ -29,6 +31,7 @@ fn suites() -> Vec<Suite> {
         ("lifecycle", lifecycle::suite),
         ("kcaller", kcaller::suite),
         ("policy", policy::suite),
+        ("classify", classify::suite),
     ]
 }
 

@@ -4,14 +4,19 @@
 //! no key missing while it is replaced, and no torn value; rmmod
 //! races live clients, which either keep it loaded or see "not loaded"; and
 //! rmmod is refused while a 65,536-record batch is inside the module;
-//! network namespaces die with calls in flight while rmmod is tried.
+//! network namespaces die with calls in flight while rmmod is tried; and
+//! classifiers take a UDP flood while writers, flushes and classifier
+//! churn run in their namespace, which dies under them, or rmmod takes the
+//! classifiers away.
 //!
 //! `NFKV_STRESS_THREADS` (default 8) x `NFKV_STRESS_OPS` (default 100,000).
 
 use crate::ensure;
 use crate::harness::*;
+use crate::netns::{eventually, udp_delivers, unspecified, Netns, UdpTx};
 use nfkv::{Batch, Condition, Error};
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,7 +26,8 @@ pub fn suite() -> Vec<Test> {
         lockless_reads_see_whole_batches,
         rmmod_races_live_clients,
         rmmod_is_refused_while_a_full_batch_runs,
-        namespaces_die_while_calls_and_rmmod_run
+        namespaces_die_while_calls_and_rmmod_run,
+        classifiers_under_flood_writers_flushes_and_rmmod
     ]
 }
 
@@ -846,4 +852,734 @@ fn namespaces_die_while_calls_and_rmmod_run() -> TestResult {
         "table broken afterwards"
     );
     Ok(())
+}
+
+/// Prefixes of the classifiers of
+/// `classifiers_under_flood_writers_flushes_and_rmmod`: at input keyed by
+/// source address, at prerouting by protocol and port, and the one that
+/// comes and goes.
+const CF_IN: &[u8] = b"in/";
+const CF_PRE: &[u8] = b"pre/";
+const CF_C3: &[u8] = b"c3/";
+/// A key under the input classifier's prefix that only ever gets values
+/// that are no action (3 bytes): every such put must fail with EBADMSG.
+const CF_PROBE: &[u8] = b"in/probe";
+/// Where the flood goes (nobody listens: B answers port unreachable).
+const CF_FLOOD_PORT: u16 = 4100;
+/// How long flood, writers, flushes and classifier churn run together.
+const CF_PHASE: Duration = Duration::from_secs(3);
+/// Rounds after the first three start only this soon after the test began.
+const CF_BUDGET: Duration = Duration::from_secs(24);
+
+/// How a round of `classifiers_under_flood_writers_flushes_and_rmmod` ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CfEnd {
+    /// B's namespace is let go while the flood and B's callers run.
+    DropB,
+    /// B's callers and the flood stop; the classifiers must still work.
+    Orderly,
+    /// rmmod while the classifiers exist and the flood runs, until it
+    /// succeeds; insmod; then as `DropB`.
+    Rmmod,
+}
+
+const CF_ROUNDS: [CfEnd; 4] = [CfEnd::DropB, CfEnd::Rmmod, CfEnd::Orderly, CfEnd::DropB];
+
+/// Whether nfkv may be out: `out` is set before the first rmmod attempt and
+/// cleared once insmod has returned; `epoch` counts the changes.
+#[derive(Default)]
+struct ModuleWindow {
+    out: AtomicBool,
+    epoch: AtomicU64,
+}
+
+impl ModuleWindow {
+    fn now(&self) -> (bool, u64) {
+        (
+            self.out.load(Ordering::SeqCst),
+            self.epoch.load(Ordering::SeqCst),
+        )
+    }
+
+    fn set_out(&self, out: bool) {
+        self.out.store(out, Ordering::SeqCst);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Whether a call that began at `before` and has returned may have met
+    /// the module out ("not loaded" is then a valid outcome).
+    fn may_be_out(&self, before: (bool, u64)) -> bool {
+        let after = self.now();
+        before.0 || after.0 || before.1 != after.1
+    }
+
+    /// Whether no rmmod was tried in the round, before or during a call
+    /// that began at `before`: the round's classifiers are all there.
+    fn untouched(&self, before: (bool, u64)) -> bool {
+        before == (false, 0) && self.now() == (false, 0)
+    }
+}
+
+/// What one round's threads share.
+#[derive(Default)]
+struct Flood {
+    /// Stops the callers in B (writers, flusher, classifier churn).
+    stop_b: AtomicBool,
+    stop_flood: AtomicBool,
+    /// Set while rmmod is tried: B's callers leave gaps between calls.
+    pace: AtomicBool,
+    /// A thread failed (its message comes with its join).
+    failed: AtomicBool,
+    window: ModuleWindow,
+    ok: AtomicU64,
+    refused: AtomicU64,
+    not_loaded: AtomicU64,
+    flushes: AtomicU64,
+    c3_adds: AtomicU64,
+    sent: AtomicU64,
+}
+
+impl Flood {
+    fn pause(&self) {
+        if self.pace.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// The outcome of a call begun at `before`: success, an errno of
+    /// `allowed`, or "not loaded" while the module may have been out; else
+    /// the test fails.
+    fn judge<T>(
+        &self,
+        what: &str,
+        r: nfkv::Result<T>,
+        allowed: &[i32],
+        before: (bool, u64),
+    ) -> Result<Result<T, i32>, String> {
+        match r {
+            Ok(v) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                Ok(Ok(v))
+            }
+            Err(e) => match e.errno() {
+                Some(n) if allowed.contains(&n) => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    Ok(Err(n))
+                }
+                Some(libc::ENOPROTOOPT) if self.window.may_be_out(before) => {
+                    self.not_loaded.fetch_add(1, Ordering::Relaxed);
+                    Ok(Err(libc::ENOPROTOOPT))
+                }
+                n => Err(format!(
+                    "{what}: {e} (errno {n:?}); allowed: success{}{}",
+                    if allowed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" or errno {allowed:?}")
+                    },
+                    if self.window.may_be_out(before) {
+                        " or not loaded"
+                    } else {
+                        ""
+                    }
+                )),
+            },
+        }
+    }
+
+    /// [`Flood::judge`], when only a failure matters.
+    fn check<T>(
+        &self,
+        what: &str,
+        r: nfkv::Result<T>,
+        allowed: &[i32],
+        before: (bool, u64),
+    ) -> TestResult {
+        self.judge(what, r, allowed, before).map(|_| ())
+    }
+
+    /// `r`, noting a failure for the main thread.
+    fn noted(&self, r: TestResult) -> TestResult {
+        if r.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+
+    /// Sleeps `d`, less if a thread failed.
+    fn wait(&self, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end && !self.failed.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A valid action: DROP, ACCEPT or a MARK under a random mask.
+fn cf_action(rng: &mut Rng) -> nfkv::Action {
+    match rng.below(3) {
+        0 => nfkv::Action::Drop,
+        1 => nfkv::Action::Accept,
+        _ => {
+            let mask = (rng.next() as u32) | 1;
+            nfkv::Action::Mark {
+                mark: rng.next() as u32 & mask,
+                mask,
+            }
+        }
+    }
+}
+
+/// One writer in B: puts (some create-only), deletes and batches of valid
+/// actions under the classifiers' prefixes and of any value on plain keys,
+/// reads (a value under a prefix must be an action), classifier listings,
+/// and puts of a value that is no action under the input prefix (EBADMSG).
+fn cf_writer(t: u64, seed: u64, kv: &nfkv::Nfkv, keys: &[Vec<u8>], sh: &Flood) -> TestResult {
+    use nfkv::Action;
+    let mut rng = Rng::new(seed);
+    let plain: Vec<Vec<u8>> = (0..24)
+        .map(|i| format!("w{t}/{i}").into_bytes())
+        .chain((0..8).map(|i| format!("shared/{i}").into_bytes()))
+        .collect();
+    // A key: under a prefix (60%) or plain, and a value fit for it.
+    let pick = |rng: &mut Rng| -> (usize, bool) {
+        if rng.below(5) < 3 {
+            (rng.below(keys.len() as u64) as usize, true)
+        } else {
+            (rng.below(plain.len() as u64) as usize, false)
+        }
+    };
+    let key_at = |(i, under): (usize, bool)| -> &[u8] {
+        if under {
+            &keys[i]
+        } else {
+            &plain[i]
+        }
+    };
+    let value = |rng: &mut Rng, under: bool| -> Vec<u8> {
+        if under {
+            cf_action(rng).encode().to_vec()
+        } else {
+            rng.blob(0, 48)
+        }
+    };
+    while !sh.stop_b.load(Ordering::Relaxed) {
+        sh.pause();
+        let at = pick(&mut rng);
+        let (key, under) = (key_at(at), at.1);
+        let before = sh.window.now();
+        match rng.below(100) {
+            0..=34 => {
+                let v = value(&mut rng, under);
+                sh.check("put", kv.put(key, &v, Condition::default()), &[], before)?;
+            }
+            35..=44 => {
+                let v = value(&mut rng, under);
+                let create = Condition {
+                    create_only: true,
+                    ..Default::default()
+                };
+                sh.check("create", kv.put(key, &v, create), &[libc::EEXIST], before)?;
+            }
+            45..=64 => {
+                sh.check("delete", kv.delete(key, None), &[libc::ENOENT], before)?;
+            }
+            65..=79 => {
+                let mut b = Batch::new();
+                let mut deletes = false;
+                for _ in 0..1 + rng.below(8) {
+                    let at = pick(&mut rng);
+                    if rng.below(3) == 0 {
+                        b.delete(key_at(at), None);
+                        deletes = true;
+                    } else {
+                        let v = value(&mut rng, at.1);
+                        b.put(key_at(at), &v, Condition::default());
+                    }
+                }
+                let allowed: &[i32] = if deletes { &[libc::ENOENT] } else { &[] };
+                sh.check("batch", kv.apply(&b), allowed, before)?;
+            }
+            80..=91 => {
+                if let Ok(v) = sh.judge("get", kv.get(key), &[libc::ENOENT], before)? {
+                    ensure!(
+                        !under || Action::parse(&v.value).is_some(),
+                        "writer {t}: get {key:?}: {:?} under a classifier's prefix is no action",
+                        v.value
+                    );
+                }
+            }
+            92..=96 => {
+                if let Ok(list) = sh.judge("classifier list", kv.classifiers(), &[], before)? {
+                    let names: Vec<String> = list
+                        .iter()
+                        .map(|(c, _)| String::from_utf8_lossy(c.name()).into_owned())
+                        .collect();
+                    ensure!(
+                        names
+                            .iter()
+                            .all(|n| ["in", "pre", "c3"].contains(&n.as_str())),
+                        "writer {t}: B lists classifiers {names:?}"
+                    );
+                    ensure!(
+                        !sh.window.untouched(before)
+                            || (names.iter().any(|n| n == "in")
+                                && names.iter().any(|n| n == "pre")),
+                        "writer {t}: B lists classifiers {names:?}: one of the round's went"
+                    );
+                }
+            }
+            _ => {
+                let r = kv.put(CF_PROBE, &[1, 2, 3], Condition::default());
+                if sh.window.untouched(before) {
+                    ensure!(
+                        matches!(&r, Err(e) if e.errno() == Some(libc::EBADMSG)),
+                        "writer {t}: put of 3 bytes under the input classifier's prefix: {r:?}, expected EBADMSG"
+                    );
+                    sh.refused.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // After an rmmod the prefix has no classifier: any value goes.
+                    sh.check("put of no action", r, &[libc::EBADMSG], before)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Flushes B's table, plainly or by a flushing batch, every few ms.
+fn cf_flusher(kv: &nfkv::Nfkv, a4_key: &[u8], sh: &Flood) -> TestResult {
+    let mut n = 0u64;
+    while !sh.stop_b.load(Ordering::Relaxed) {
+        sh.pause();
+        let before = sh.window.now();
+        let (what, r) = if n.is_multiple_of(2) {
+            ("flush", kv.flush())
+        } else {
+            let mut b = Batch::new();
+            b.flush()
+                .put(a4_key, &nfkv::Action::Drop.encode(), Condition::default());
+            ("flushing batch", kv.apply(&b))
+        };
+        if sh.judge(what, r, &[], before)?.is_ok() {
+            sh.flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// Adds and deletes classifier c3 in a loop, at each hook in turn. Only
+/// this thread touches c3: while it knows whether c3 exists, add and delete
+/// must succeed; after the module may have gone, EEXIST and ENOENT teach
+/// it.
+fn cf_churner(kv: &nfkv::Nfkv, variants: &[nfkv::Classifier], sh: &Flood) -> TestResult {
+    let mut present = Some(false);
+    let mut epoch = 0;
+    let mut i = 0;
+    while !sh.stop_b.load(Ordering::Relaxed) {
+        sh.pause();
+        let before = sh.window.now();
+        if before.0 || before.1 != epoch {
+            present = None;
+            epoch = before.1;
+        }
+        present = if present != Some(true) {
+            let allowed: &[i32] = if present.is_none() {
+                &[libc::EEXIST]
+            } else {
+                &[]
+            };
+            let c = &variants[i % variants.len()];
+            match sh.judge("add classifier c3", kv.add_classifier(c), allowed, before)? {
+                Ok(()) => {
+                    sh.c3_adds.fetch_add(1, Ordering::Relaxed);
+                    Some(true)
+                }
+                Err(libc::EEXIST) => Some(true),
+                Err(_) => None,
+            }
+        } else {
+            match sh.judge(
+                "delete classifier c3",
+                kv.delete_classifier("c3"),
+                &[],
+                before,
+            )? {
+                Ok(()) => Some(false),
+                Err(_) => None,
+            }
+        };
+        if sh.window.may_be_out(before) {
+            present = None;
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Sends UDP from `tx` to `dst` as fast as it can until stopped; errors
+/// (EPERM, no route once B is gone, full queues) are expected.
+fn cf_flood(tx: &UdpTx, dst: SocketAddr, sh: &Flood) -> TestResult {
+    let payload = [0x5a; 32];
+    let mut sent = 0;
+    while !sh.stop_flood.load(Ordering::Relaxed) {
+        if tx.socket().send_to(&payload, dst).is_ok() {
+            sent += 1;
+        }
+    }
+    sh.sent.fetch_add(sent, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Every value under the three classifiers' prefixes is a valid action.
+fn cf_values_are_actions(kv: &nfkv::Nfkv) -> TestResult {
+    for prefix in [CF_IN, CF_PRE, CF_C3] {
+        let page = ck("list", kv.list_page(prefix, b""))?;
+        for e in &page.entries {
+            ensure!(
+                nfkv::Action::parse(&e.value).is_some(),
+                "{:?} holds {:?}, no action, under a classifier's prefix",
+                e.key,
+                e.value
+            );
+        }
+    }
+    Ok(())
+}
+
+/// One non-blocking `rmmod nfkv`: whether it unloaded. Refused because a
+/// caller holds the module (EAGAIN; EBUSY) is `false`, another errno an
+/// error.
+fn try_rmmod() -> Result<bool, String> {
+    // SAFETY: delete_module reads a NUL-terminated name, valid for the call.
+    let r = unsafe { libc::syscall(libc::SYS_delete_module, c"nfkv".as_ptr(), libc::O_NONBLOCK) };
+    if r == 0 {
+        return Ok(true);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EBUSY) => Ok(false),
+        _ => Err(format!("rmmod nfkv: {e}")),
+    }
+}
+
+/// Waits (up to 30 s) for A's end of the veth pair to vanish: B's
+/// namespace has been torn down.
+fn cf_wait_gone(a: &Netns, a_if: &str) -> TestResult {
+    let start = Instant::now();
+    while a.has_interface(a_if)? {
+        ensure!(
+            start.elapsed() < Duration::from_secs(30),
+            "B's namespace still alive 30 s after its last reference went (A still has {a_if})"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// Joins `handles`; the first failure.
+fn cf_join(handles: &mut Vec<std::thread::ScopedJoinHandle<'_, TestResult>>) -> TestResult {
+    let mut r = Ok(());
+    for h in handles.drain(..) {
+        let x = h.join().unwrap_or_else(|_| Err("a thread panicked".into()));
+        if r.is_ok() {
+            r = x;
+        }
+    }
+    r
+}
+
+/// After the storm, with everything stopped: B holds the round's two
+/// classifiers (and maybe c3), only actions under their prefixes, and a
+/// DROP entry at input by source and at prerouting by port each stop UDP
+/// from A until deleted.
+fn cf_quiet_check(a: &Netns, b: &Netns, kv: &nfkv::Nfkv) -> TestResult {
+    use crate::classify::{blocked, counters, names, A4, B4, PORT};
+    use nfkv::{Action, Target};
+    let mut have = names(kv)?;
+    have.sort();
+    ensure!(
+        have == ["in", "pre"] || have == ["c3", "in", "pre"],
+        "after the storm B has classifiers {have:?}"
+    );
+    cf_values_are_actions(kv)?;
+    ck("flush", kv.flush())?;
+    let udp = || udp_delivers(a, b, B4, PORT);
+    eventually("UDP from A once the table is flushed", udp)?;
+    ck(
+        "drop",
+        kv.add_element("in", &Target::Addr(A4), Action::Drop),
+    )?;
+    blocked("UDP from A with a DROP entry at input", udp)?;
+    ck("delete", kv.delete_element("in", &Target::Addr(A4)))?;
+    eventually("UDP from A once the input entry is deleted", udp)?;
+    let port = Target::Port(libc::IPPROTO_UDP as u8, PORT);
+    ck("drop", kv.add_element("pre", &port, Action::Drop))?;
+    let before = counters(kv, "pre")?;
+    blocked("UDP to a port with a DROP entry at prerouting", udp)?;
+    let after = counters(kv, "pre")?;
+    ensure!(
+        after.drop > before.drop,
+        "prerouting dropped but its counters went {before:?} -> {after:?}"
+    );
+    ck("delete", kv.delete_element("pre", &port))?;
+    eventually("UDP once the prerouting entry is deleted", udp)?;
+    Ok(())
+}
+
+/// One round: namespaces A and B on a veth pair, classifiers in B at input
+/// (source address) and prerouting (UDP/TCP port) with entries for A; then
+/// for [`CF_PHASE`] a UDP flood from A (IPv4 and IPv6), 8 writers, a
+/// flusher and a thread adding and deleting a third classifier, all in B;
+/// then the round ends as `end` says.
+fn cf_round(round: usize, end: CfEnd) -> TestResult {
+    use crate::classify::{add, blocked, cls, counters, names, Pair, A4, A6, B4, B6, PORT};
+    use nfkv::classifier::key_of;
+    use nfkv::{Action, Family, Hook, Match, Target};
+    let p = Pair::new(&format!("cf{round}"))?;
+    let kv = p.b.nfkv()?;
+    let c_in = cls("in", Family::Inet, Hook::Input, Match::Saddr, CF_IN, 0)?;
+    let c_pre = cls(
+        "pre",
+        Family::Inet,
+        Hook::Prerouting,
+        Match::ProtoDport,
+        CF_PRE,
+        0,
+    )?;
+    add(&kv, &c_in)?;
+    add(&kv, &c_pre)?;
+    let udp = libc::IPPROTO_UDP as u8;
+    let action = [
+        Action::Drop,
+        Action::Accept,
+        Action::Mark {
+            mark: 0x100,
+            mask: 0xf00,
+        },
+    ][round % 3];
+    for addr in [A4, A6] {
+        ck("element", kv.add_element("in", &Target::Addr(addr), action))?;
+    }
+    ck(
+        "element",
+        kv.add_element(
+            "pre",
+            &Target::Port(udp, CF_FLOOD_PORT),
+            Action::Mark { mark: 1, mask: 1 },
+        ),
+    )?;
+    if action == Action::Drop {
+        blocked("UDP from A with a DROP entry for it", || p.udp(B4))?;
+    } else {
+        eventually(&format!("UDP from A with an entry {action:?}"), || {
+            p.udp(B4)
+        })?;
+    }
+
+    let variants = Hook::ALL
+        .iter()
+        .map(|&h| cls("c3", Family::Inet, h, Match::Saddr, CF_C3, -1))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut keys = Vec::new();
+    let others: [IpAddr; 3] = [
+        "10.0.0.3".parse().expect("an address"),
+        "10.0.0.4".parse().expect("an address"),
+        "fd00::3".parse().expect("an address"),
+    ];
+    for c in [&c_in, &variants[0]] {
+        for addr in [A4, A6, B4, B6].into_iter().chain(others) {
+            keys.push(ck("key_of", key_of(c, &Target::Addr(addr)))?);
+        }
+    }
+    for port in [CF_FLOOD_PORT, PORT, 53, 443] {
+        for proto in [udp, libc::IPPROTO_TCP as u8] {
+            keys.push(ck("key_of", key_of(&c_pre, &Target::Port(proto, port)))?);
+        }
+    }
+    let a4_key = ck("key_of", key_of(&c_in, &Target::Addr(A4)))?;
+    let writers = (0..8).map(|_| p.b.nfkv()).collect::<Result<Vec<_>, _>>()?;
+    let flusher = p.b.nfkv()?;
+    let churner = p.b.nfkv()?;
+    let txs = [
+        (UdpTx::new(&p.a, unspecified(B4))?, B4),
+        (UdpTx::new(&p.a, unspecified(B6))?, B6),
+    ];
+    let in0 = counters(&kv, "in")?;
+    let pre0 = counters(&kv, "pre")?;
+    let Pair { a, b, link } = p;
+    let (mut b, mut kv) = (Some(b), Some(kv));
+
+    let sh = Flood::default();
+    let (sh, keys, variants, a4_key) = (&sh, &keys, &variants, &a4_key);
+    let start = Instant::now();
+    let mut unloads = 0u32;
+    let mut refused = 0u32;
+    let r = std::thread::scope(|s| -> TestResult {
+        let mut floods: Vec<_> = txs
+            .iter()
+            .map(|(tx, dst)| {
+                let dst = SocketAddr::new(*dst, CF_FLOOD_PORT);
+                s.spawn(move || sh.noted(cf_flood(tx, dst, sh)))
+            })
+            .collect();
+        let mut in_b: Vec<_> = writers
+            .into_iter()
+            .enumerate()
+            .map(|(t, w)| {
+                let seed = 0xc1a5_0000 + (round as u64) * 64 + t as u64;
+                s.spawn(move || sh.noted(cf_writer(t as u64, seed, &w, keys, sh)))
+            })
+            .collect();
+        in_b.push(s.spawn(move || sh.noted(cf_flusher(&flusher, a4_key, sh))));
+        in_b.push(s.spawn(move || sh.noted(cf_churner(&churner, variants, sh))));
+
+        let r = (|| -> TestResult {
+            sh.wait(CF_PHASE);
+            ensure!(!sh.failed.load(Ordering::SeqCst), "a thread failed");
+            let kv_b = kv.as_ref().expect("B's handle");
+            cf_values_are_actions(kv_b)?;
+            let (in1, pre1) = (counters(kv_b, "in")?, counters(kv_b, "pre")?);
+            ensure!(
+                in1.packets > in0.packets && pre1.packets > pre0.packets,
+                "the flood did not reach B's classifiers: input {in0:?} -> {in1:?}, \
+                 prerouting {pre0:?} -> {pre1:?}"
+            );
+            if end == CfEnd::Rmmod {
+                // rmmod with classifiers in B and the flood on: refused
+                // while a call is inside the module, so B's callers leave
+                // gaps; if none lets it through in 10 s, they stop, and
+                // with no call in flight it must succeed at once.
+                sh.pace.store(true, Ordering::SeqCst);
+                sh.window.set_out(true);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut unloaded = false;
+                while !unloaded && Instant::now() < deadline && !sh.failed.load(Ordering::SeqCst) {
+                    unloaded = try_rmmod()?;
+                    if !unloaded {
+                        refused += 1;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                ensure!(!sh.failed.load(Ordering::SeqCst), "a thread failed");
+                if !unloaded {
+                    sh.stop_b.store(true, Ordering::SeqCst);
+                    cf_join(&mut in_b)?;
+                    ensure!(
+                        try_rmmod()?,
+                        "rmmod refused with no call in flight (refused {refused} times before, \
+                         while B's callers ran): classifiers or the flood hold the module"
+                    );
+                }
+                unloads += 1;
+                // The flood meets no hook, the callers "not loaded".
+                sh.wait(Duration::from_millis(300));
+                reload("")?;
+                sh.window.set_out(false);
+                let left = names(kv_b)?;
+                ensure!(
+                    !left.iter().any(|n| n == "in" || n == "pre"),
+                    "after rmmod and insmod B still has classifiers {left:?}"
+                );
+                // The callers go on with the new module.
+                sh.wait(Duration::from_millis(500));
+                ensure!(!sh.failed.load(Ordering::SeqCst), "a thread failed");
+            }
+            match end {
+                CfEnd::Orderly => {
+                    sh.stop_b.store(true, Ordering::SeqCst);
+                    cf_join(&mut in_b)?;
+                    sh.stop_flood.store(true, Ordering::SeqCst);
+                    cf_join(&mut floods)?;
+                    let b = b.as_ref().expect("B");
+                    cf_quiet_check(&a, b, kv.as_ref().expect("B's handle"))
+                }
+                CfEnd::DropB | CfEnd::Rmmod => {
+                    // B's last references are its callers' sockets: drop
+                    // the rest, let them run on a while, then stop them
+                    // and wait for B to go, the flood still on.
+                    drop(kv.take());
+                    drop(b.take());
+                    sh.wait(Duration::from_millis(300));
+                    sh.stop_b.store(true, Ordering::SeqCst);
+                    cf_join(&mut in_b)?;
+                    cf_wait_gone(&a, &link.a_if)
+                }
+            }
+        })();
+        sh.stop_b.store(true, Ordering::SeqCst);
+        let joined_b = cf_join(&mut in_b);
+        sh.stop_flood.store(true, Ordering::SeqCst);
+        let joined_flood = cf_join(&mut floods);
+        joined_b.and(joined_flood).and(r)
+    });
+    println!(
+        "     classifiers under flood: round {round} ({end:?}, entries {action:?}) in {:.1} s: \
+         {} calls ok, {} refused as allowed, {} not loaded; {} flushes, c3 added {} times; \
+         {} datagrams sent; rmmod refused {refused} times, unloaded {unloads}",
+        start.elapsed().as_secs_f64(),
+        sh.ok.load(Ordering::Relaxed),
+        sh.refused.load(Ordering::Relaxed),
+        sh.not_loaded.load(Ordering::Relaxed),
+        sh.flushes.load(Ordering::Relaxed),
+        sh.c3_adds.load(Ordering::Relaxed),
+        sh.sent.load(Ordering::Relaxed),
+    );
+    r?;
+    ensure!(
+        sh.ok.load(Ordering::Relaxed) >= 100
+            && sh.flushes.load(Ordering::Relaxed) > 0
+            && sh.c3_adds.load(Ordering::Relaxed) > 0
+            && sh.sent.load(Ordering::Relaxed) > 0,
+        "too little happened to judge (see the line above)"
+    );
+    Ok(())
+}
+
+/// Classifiers at input and prerouting in a namespace B take a UDP flood
+/// from A while 8 threads in B write valid actions under their prefixes
+/// (and plain keys elsewhere), one flushes and one adds and deletes a
+/// third classifier. Every call must end with an outcome the ABI gives it
+/// (EBADMSG only for a value that is no action; "not loaded" only while
+/// the module may be out). Rounds end with B let go while everything runs,
+/// with an orderly stop and a check that the classifiers still drop, and
+/// with rmmod tried until it succeeds under the flood (refused only while a
+/// call is inside the module), then insmod. Afterwards a new pair's DROP
+/// entry still drops, and deleting it lets traffic through.
+fn classifiers_under_flood_writers_flushes_and_rmmod() -> TestResult {
+    use crate::classify::{add, blocked, cls, counters, Pair, A4, B4};
+    use nfkv::{Action, Family, Hook, Match, Target};
+    connect()?;
+    let start = Instant::now();
+    let r = (|| -> TestResult {
+        for (round, &end) in CF_ROUNDS.iter().enumerate() {
+            if round >= 3 && start.elapsed() > CF_BUDGET {
+                break;
+            }
+            cf_round(round, end).map_err(|e| format!("round {round} ({end:?}): {e}"))?;
+        }
+        let p = Pair::new("cf-after")?;
+        let kv = p.b.nfkv()?;
+        add(
+            &kv,
+            &cls("deny", Family::Inet, Hook::Input, Match::Saddr, b"d/", 0)?,
+        )?;
+        ck(
+            "drop",
+            kv.add_element("deny", &Target::Addr(A4), Action::Drop),
+        )?;
+        blocked("UDP from A with a DROP entry, after the rounds", || {
+            p.udp(B4)
+        })?;
+        ensure!(
+            counters(&kv, "deny")?.drop > 0,
+            "dropped but counted no drop"
+        );
+        ck("delete", kv.delete_element("deny", &Target::Addr(A4)))?;
+        eventually("UDP once the DROP entry is deleted", || p.udp(B4))
+    })();
+    let restored = if loaded() { Ok(()) } else { insmod("") };
+    r.and(restored)
 }
