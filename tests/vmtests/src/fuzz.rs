@@ -20,6 +20,7 @@ use crate::core::enter_user_and_net_namespace;
 use crate::ensure;
 use crate::harness::*;
 use nfkv::{Batch, Condition, Nfkv};
+use nfkv_abi::classifier::{self, Classifier, Family, Match};
 use nfkv_abi::codec::{self, cmd, ListRequest, Op, OpKind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -79,6 +80,10 @@ pub(crate) fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
         (true, cmd::SET_PUT) => op(OpKind::Put, &key, &value, cond),
         (true, cmd::SET_DEL) => op(OpKind::Del, &key, &[], cond),
         (true, cmd::SET_FLUSH) => vec![0; codec::FLUSH_SIZE],
+        (true, cmd::SET_CLS_ADD) => classifier_request(rng).to_vec(),
+        (true, cmd::SET_CLS_DEL) => classifier::encode_del(CLASSIFIER_NAMES[rng.below(3) as usize])
+            .map(|b| b.to_vec())
+            .unwrap_or_default(),
         (true, _) => {
             let mut b = Batch::new();
             if rng.below(8) == 0 {
@@ -119,6 +124,33 @@ pub(crate) fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
     }
 }
 
+/// The names the generated classifier commands use: few, so that adds
+/// collide (EEXIST) and deletes find them.
+pub(crate) const CLASSIFIER_NAMES: [&[u8]; 3] = [b"c0", b"c1", b"c2"];
+
+/// A valid `NFKV_SO_SET_CLS_ADD` request: one of [`CLASSIFIER_NAMES`], a
+/// short prefix that the generated keys share (so writes under it are
+/// checked), and any family, hook, match and subnet bits.
+pub(crate) fn classifier_request(rng: &mut Rng) -> [u8; classifier::CLASSIFIER_SIZE] {
+    let name = CLASSIFIER_NAMES[rng.below(3) as usize];
+    let prefix: &[u8] = [&b"k"[..], b"k1", b"z", b"\x01"][rng.below(4) as usize];
+    let family = [Family::Inet, Family::Ipv4, Family::Ipv6][rng.below(3) as usize];
+    let matches = [Match::Saddr, Match::Daddr, Match::ProtoDport][rng.below(3) as usize];
+    let hook = rng.below(classifier::HOOKS as u64) as u8;
+    let priority = rng.below(3) as i32 - 1;
+    let c = Classifier::new(name, family, hook, matches, prefix, priority);
+    let bits = match matches {
+        Match::ProtoDport => (0, 0),
+        _ => (
+            [0, 24, 32][rng.below(3) as usize],
+            [0, 64][rng.below(2) as usize],
+        ),
+    };
+    c.and_then(|c| c.with_subnets(bits.0, bits.1))
+        .map(|c| c.encode())
+        .unwrap_or([0; classifier::CLASSIFIER_SIZE])
+}
+
 /// Flips, overwrites, truncates or extends a request.
 pub(crate) fn mutate(rng: &mut Rng, req: &mut Vec<u8>) {
     for _ in 0..1 + rng.below(3) {
@@ -149,6 +181,16 @@ pub(crate) fn mutate(rng: &mut Rng, req: &mut Vec<u8>) {
     }
 }
 
+/// A command of the family `set` says: mostly the table's, sometimes a
+/// classifier one.
+pub(crate) fn command(rng: &mut Rng, set: bool) -> u32 {
+    match (rng.below(8), set) {
+        (0, true) => [cmd::SET_CLS_ADD, cmd::SET_CLS_DEL][rng.below(2) as usize],
+        (0, false) => cmd::GET_CLS_LIST,
+        _ => rng.below(4) as u32,
+    }
+}
+
 /// Iterations of each of `threads` workers: together exactly `iterations`.
 fn shares(iterations: u64, threads: u64) -> Vec<u64> {
     (0..threads)
@@ -162,6 +204,7 @@ fn min_reply(c: u32, req: &[u8]) -> usize {
     match c {
         cmd::GET_INFO => codec::INFO_SIZE,
         cmd::GET_STATS => codec::STATS_SIZE,
+        cmd::GET_CLS_LIST => classifier::LIST_HEADER_SIZE,
         cmd::GET_VALUE => codec::VALUE_SIZE.max(req.len()),
         _ => codec::LIST_REPLY_SIZE.max(req.len()),
     }
@@ -171,22 +214,28 @@ fn min_reply(c: u32, req: &[u8]) -> usize {
 /// semantic reasons (EDQUOT too in a namespace charged to the shared
 /// budget: `budgeted`), others also as malformed or over a limit.
 pub(crate) fn errno_allowed(set: bool, c: u32, intact: bool, budgeted: bool, errno: i32) -> bool {
-    let known = if set {
-        c <= cmd::SET_BATCH
-    } else {
-        c <= cmd::GET_STATS
-    };
+    let known = if set { cmd::is_set(c) } else { cmd::is_get(c) };
     if !known {
         return errno == libc::EOPNOTSUPP;
     }
+    // EBADMSG: a value under a classifier's prefix that is no action.
     let semantic: &[i32] = match (set, c) {
         (true, cmd::SET_FLUSH) => &[],
-        (true, _) => &[libc::ENOENT, libc::EEXIST, libc::ESTALE, libc::ENOSPC],
+        (true, cmd::SET_CLS_ADD) => &[libc::EEXIST, libc::ENOSPC, libc::EBADMSG],
+        (true, cmd::SET_CLS_DEL) => &[libc::ENOENT],
+        (true, _) => &[
+            libc::ENOENT,
+            libc::EEXIST,
+            libc::ESTALE,
+            libc::ENOSPC,
+            libc::EBADMSG,
+        ],
         (false, cmd::GET_VALUE) => &[libc::ENOENT, libc::EMSGSIZE],
-        (false, cmd::GET_LIST) => &[libc::EMSGSIZE],
+        (false, cmd::GET_LIST | cmd::GET_CLS_LIST) => &[libc::EMSGSIZE],
         (false, _) => &[],
     };
-    let over_budget = budgeted && set && c != cmd::SET_FLUSH && errno == libc::EDQUOT;
+    let over_budget =
+        budgeted && set && c != cmd::SET_FLUSH && c != cmd::SET_CLS_DEL && errno == libc::EDQUOT;
     semantic.contains(&errno)
         || over_budget
         || (!intact && [libc::EINVAL, libc::E2BIG, libc::EMSGSIZE].contains(&errno))
@@ -229,7 +278,7 @@ fn worker(
         let c = if rng.below(16) == 0 {
             rng.below(u64::from(cmd::RANGE)) as u32
         } else {
-            rng.below(4) as u32
+            command(&mut rng, set)
         };
         let random = rng.below(8) == 0;
         let mut req = if random {
