@@ -23,8 +23,9 @@ use crate::uapi;
 use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 
-/// The counters of a classifier, in `struct nfkv_classifier_info`'s order.
-const PACKETS: usize = 0;
+/// The counters of a classifier: one outcome per packet it sees (one
+/// per-CPU add), `packets` being their sum.
+const MISSED: usize = 0;
 const UNKEYED: usize = 1;
 const HIT_DROP: usize = 2;
 const HIT_ACCEPT: usize = 3;
@@ -35,6 +36,8 @@ type Counters = PerCpuCounters<5>;
 /// One classifier as packets see it.
 struct Active {
     classifier: Classifier,
+    /// The classifier's prefix as a key, which packets extend.
+    prefix: abi::Key,
     /// Shared by every list the classifier is in: its counts outlive a
     /// republished list.
     counters: Arc<Counters>,
@@ -44,14 +47,16 @@ impl Active {
     fn clone_ref(&self) -> Self {
         Active {
             classifier: self.classifier,
+            prefix: self.prefix,
             counters: self.counters.clone(),
         }
     }
 
     fn counts(&self) -> abi::Counters {
         let c = &self.counters;
+        let outcomes = [MISSED, UNKEYED, HIT_DROP, HIT_ACCEPT, HIT_MARK];
         abi::Counters {
-            packets: c.sum(PACKETS),
+            packets: outcomes.iter().fold(0u64, |n, &i| n.wrapping_add(c.sum(i))),
             unkeyed: c.sum(UNKEYED),
             drop: c.sum(HIT_DROP),
             accept: c.sum(HIT_ACCEPT),
@@ -198,6 +203,7 @@ fn add(net: Pernet<'_, NetTable>, new: &Classifier) -> Result {
     }
     let new = Active {
         classifier: *new,
+        prefix: abi::Key::prefix(new.prefix()),
         counters: Arc::new(Counters::new()?, gfp())?,
     };
     let list = rebuilt(&control, None, Some(&new))?;
@@ -290,23 +296,22 @@ impl NetHook for NetTable {
     /// Walks the namespace's classifiers for the packet's family and hook,
     /// in order: a DROP or ACCEPT entry ends the walk, a MARK entry marks
     /// and goes on; no entry passes to the next.
-    fn hook(&self, pkt: &mut Packet<'_>) -> Verdict {
-        let rcu = RcuGuard::new();
-        let Some(list) = self.classifiers.active.get(&rcu) else {
+    fn hook(&self, pkt: &mut Packet<'_>, rcu: &RcuGuard) -> Verdict {
+        let Some(list) = self.classifiers.active.get(rcu) else {
             return Verdict::Accept;
         };
         let (pf, hooknum) = (pkt.pf(), pkt.hooknum());
         // Read from the packet once, by the first classifier that sees it.
         let mut flow: Option<Option<Flow>> = None;
         for a in list.iter().filter(|a| a.sees(pf, hooknum)) {
-            a.counters.add(PACKETS, 1);
             let flow = flow.get_or_insert_with(|| pkt.flow());
             let Some(part) = flow.as_ref().and_then(|f| packet_key(&a.classifier, f)) else {
                 a.counters.add(UNKEYED, 1);
                 continue;
             };
-            let key = a.classifier.key(part);
-            let Some(entry) = self.reader.get(&rcu, key.as_bytes()) else {
+            let key = a.prefix.with(&a.classifier.packet_key(part));
+            let Some(entry) = self.reader.get(rcu, key.as_bytes()) else {
+                a.counters.add(MISSED, 1);
                 continue;
             };
             // Every value under the prefix was checked when written.
@@ -323,7 +328,7 @@ impl NetHook for NetTable {
                     a.counters.add(HIT_MARK, 1);
                     pkt.set_mark(mark, mask);
                 }
-                None => {}
+                None => a.counters.add(MISSED, 1),
             }
         }
         Verdict::Accept

@@ -473,6 +473,7 @@ fn cut<const N: usize>(mut addr: [u8; N], bits: u8) -> [u8; N] {
 }
 
 /// A classifier key: prefix and what the packet gives, on the stack.
+#[derive(Clone, Copy)]
 pub struct Key {
     buf: [u8; KEY_MAX],
     len: usize,
@@ -483,24 +484,42 @@ impl Key {
     /// by `part`.
     #[inline]
     pub fn new(prefix: &[u8], part: &PacketKey) -> Self {
+        Key::prefix(prefix).with(part)
+    }
+
+    /// `prefix` alone (at most [`PREFIX_MAX`] bytes, else cut there): what
+    /// [`Key::with`] extends, made once per classifier rather than per
+    /// packet.
+    pub fn prefix(prefix: &[u8]) -> Self {
         let mut buf = [0u8; KEY_MAX];
         let p = prefix.len().min(PREFIX_MAX);
         buf[..p].copy_from_slice(&prefix[..p]);
-        let mut port = [0u8; 3];
-        let tail: &[u8] = match part {
-            PacketKey::V4(a) => a,
-            PacketKey::V6(a) => a,
+        Key { buf, len: p }
+    }
+
+    /// This key followed by `part`, for a key made by [`Key::prefix`]:
+    /// fixed-size copies only.
+    #[inline]
+    pub fn with(&self, part: &PacketKey) -> Self {
+        let mut k = *self;
+        let p = self.len.min(PREFIX_MAX);
+        let len = match part {
+            PacketKey::V4(a) => {
+                k.buf[p..p + 4].copy_from_slice(a);
+                4
+            }
+            PacketKey::V6(a) => {
+                k.buf[p..p + 16].copy_from_slice(a);
+                16
+            }
             PacketKey::Port(proto, dport) => {
-                port[0] = *proto;
-                port[1..].copy_from_slice(&dport.to_be_bytes());
-                &port
+                k.buf[p] = *proto;
+                k.buf[p + 1..p + 3].copy_from_slice(&dport.to_be_bytes());
+                3
             }
         };
-        buf[p..p + tail.len()].copy_from_slice(tail);
-        Key {
-            buf,
-            len: p + tail.len(),
-        }
+        k.len = p + len;
+        k
     }
 
     /// The key's bytes.

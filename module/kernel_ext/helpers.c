@@ -198,16 +198,6 @@ void kext_synchronize_rcu(void)
 	synchronize_rcu();
 }
 
-u8 kext_nf_state_pf(const struct nf_hook_state *state)
-{
-	return state->pf;
-}
-
-unsigned int kext_nf_state_hook(const struct nf_hook_state *state)
-{
-	return state->hook;
-}
-
 /* The destination port of the transport header at `off`, when `proto` has one there. */
 static bool kext_flow_port(const struct sk_buff *skb, int off, struct kext_flow *flow)
 {

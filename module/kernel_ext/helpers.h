@@ -44,8 +44,6 @@ int kext_nf_register_net_hook(struct net *net, void *ops);
 void kext_nf_unregister_net_hook(struct net *net, void *ops);
 void kext_synchronize_net(void);
 void kext_synchronize_rcu(void);
-u8 kext_nf_state_pf(const struct nf_hook_state *state);
-unsigned int kext_nf_state_hook(const struct nf_hook_state *state);
 bool kext_skb_flow(const struct sk_buff *skb, u8 pf, struct kext_flow *flow);
 u32 kext_skb_mark(const struct sk_buff *skb);
 void kext_skb_set_mark(struct sk_buff *skb, u32 mark);

@@ -16,6 +16,7 @@
 //! between kernels.
 
 use super::bindings as b;
+use super::rcu::{HeldRcu, RcuGuard};
 use core::ffi::{c_uint, c_void};
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -34,9 +35,9 @@ pub(crate) enum Verdict {
 
 /// What sees the packets of a namespace's hooks: its pernet data.
 pub(crate) trait NetHook: Sync {
-    /// Decides `pkt`'s fate; runs in softirq or process context with
-    /// the RCU read lock held, so it must not sleep.
-    fn hook(&self, pkt: &mut Packet<'_>) -> Verdict;
+    /// Decides `pkt`'s fate; runs in softirq or process context inside
+    /// netfilter's RCU read-side section (`rcu`), so it must not sleep.
+    fn hook(&self, pkt: &mut Packet<'_>, rcu: &RcuGuard) -> Verdict;
 }
 
 /// A packet at a netfilter hook, for the duration of the hook call.
@@ -62,14 +63,14 @@ impl Packet<'_> {
     #[inline]
     pub(crate) fn pf(&self) -> u8 {
         // SAFETY: the state is live for the call (type invariant).
-        unsafe { b::kext_nf_state_pf(self.state.as_ptr()) }
+        unsafe { (*self.state.as_ptr()).pf }
     }
 
     /// The hook number (`NF_INET_*`).
     #[inline]
     pub(crate) fn hooknum(&self) -> u32 {
         // SAFETY: as in `pf`.
-        unsafe { b::kext_nf_state_hook(self.state.as_ptr()) }
+        u32::from(unsafe { (*self.state.as_ptr()).hook })
     }
 
     /// Addresses, transport protocol and destination port; `None` when the
@@ -143,7 +144,12 @@ unsafe extern "C" fn hook_fn<T: NetHook>(
         remarked: false,
         _call: PhantomData,
     };
-    match data.hook(&mut pkt) {
+    // SAFETY: netfilter calls hooks inside an RCU read-side section, which
+    // lasts the call: it reaches them through the namespace's hook entries
+    // under `rcu_dereference` (nf_hook(), nf_hook_slow_list(), and
+    // nf_reinject(), whose callers hold the read lock).
+    let rcu = unsafe { HeldRcu::assume() };
+    match data.hook(&mut pkt, &rcu) {
         Verdict::Drop => b::NF_DROP,
         // A locally generated packet whose mark changed is routed again, so
         // that policy routing by mark applies (as iptables' mangle table).

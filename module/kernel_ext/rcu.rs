@@ -34,6 +34,32 @@ impl RcuGuard {
     }
 }
 
+/// Proof of a read-side critical section the caller entered itself
+/// (netfilter's, around every hook call): an [`RcuGuard`] that does not end
+/// the section when dropped. It lives no longer than the call it is made in.
+pub(crate) struct HeldRcu(core::mem::ManuallyDrop<RcuGuard>);
+
+impl HeldRcu {
+    /// # Safety
+    ///
+    /// The calling task is in an RCU read-side critical section that lasts
+    /// at least as long as the returned value.
+    #[inline]
+    pub(crate) unsafe fn assume() -> Self {
+        HeldRcu(core::mem::ManuallyDrop::new(RcuGuard {
+            _not_send: PhantomData,
+        }))
+    }
+}
+
+impl core::ops::Deref for HeldRcu {
+    type Target = RcuGuard;
+
+    fn deref(&self) -> &RcuGuard {
+        &self.0
+    }
+}
+
 impl Drop for RcuGuard {
     #[inline]
     fn drop(&mut self) {
