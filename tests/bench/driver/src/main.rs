@@ -13,6 +13,38 @@
 mod bpf;
 mod modules;
 mod nf;
+mod packets;
+
+/// Namespaces and veth links for the packet rows: the classifier suite's
+/// own (tests/vmtests), with what it needs of that crate's harness.
+#[path = "../../../vmtests/src/netns.rs"]
+#[allow(dead_code)]
+mod netns;
+
+mod harness {
+    pub type TestResult = Result<(), String>;
+
+    pub fn unshare(flags: i32) -> TestResult {
+        // SAFETY: plain syscall.
+        let rc = unsafe { libc::unshare(flags) };
+        crate::ensure!(rc == 0, "unshare: {}", std::io::Error::last_os_error());
+        Ok(())
+    }
+
+    pub fn connect() -> Result<nfkv::Nfkv, String> {
+        nfkv::Nfkv::open().map_err(|e| format!("open: {e}"))
+    }
+}
+
+/// Returns an error with a message unless `cond` (as tests/vmtests has it).
+#[macro_export]
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err(format!($($msg)+));
+        }
+    };
+}
 
 use bpf::{BpfHash, BPF_ANY};
 use modules::{Modules, C_OPTBASE, FLOOR_OPTBASE, RUST_OPTBASE};
@@ -28,6 +60,9 @@ const VALUE_LEN: usize = 64;
 const N: u64 = 10_000;
 /// Capacity of the BPF map used for timing, as nfkv's max_entries (in-vm).
 const BPF_MAX_ENTRIES: u32 = 131_072;
+
+/// The packet rows' entry counts.
+const PACKET_ROWS: [(&str, u64); 3] = [("1", 1), ("1k", 1_000), ("100k", 100_000)];
 
 /// Nanoseconds per call of `f`, over `n` calls.
 fn per_op(n: u64, mut f: impl FnMut(u64)) -> f64 {
@@ -57,6 +92,18 @@ fn permutation(n: usize, k: usize) -> Vec<usize> {
         k %= f;
     }
     order
+}
+
+/// Order `k` of `0..n` in cycles of `n` rotations, every other cycle
+/// reversed: over `2n` consecutive `k`, every element is at every place
+/// twice and comes before each other element as often as after it.
+fn rotation(n: usize, k: usize) -> Vec<usize> {
+    let order = (0..n).map(|i| (i + k) % n);
+    if (k / n).is_multiple_of(2) {
+        order.collect()
+    } else {
+        order.rev().collect()
+    }
 }
 
 /// Median (the mean of the middle two of an even count), min and max.
@@ -224,6 +271,8 @@ struct Bench {
     rounds: usize,
     rows: Vec<Row>,
     modules: Modules,
+    /// Whether rounds reload the modules (see [`Bench::row_rounds`]).
+    reload: bool,
 }
 
 impl Bench {
@@ -232,10 +281,21 @@ impl Bench {
         self.row_rounds(name, unit, self.rounds, variants);
     }
 
+    /// [`Bench::row`] with the modules left loaded as they are (for the
+    /// packet rows, whose classifier and entries would go with a reload),
+    /// over the rounds rounded up to a multiple of twice the variants.
+    fn row_loaded(&mut self, name: &str, unit: &'static str, variants: Vec<Variant>) {
+        self.reload = false;
+        let rounds = self.rounds.next_multiple_of(2 * variants.len());
+        self.row_rounds(name, unit, rounds, variants);
+        self.reload = true;
+    }
+
     /// [`Bench::row`] over `rounds` rounds. Round `r` runs with nfkv.ko
     /// loaded first when `r` is even, nfkv_cref.ko first when it is odd
     /// (the variants' setup refills the tables after a reload), running
-    /// the variants in order number `r / 2` of their `n!` orders.
+    /// the variants in order number `r / 2` of their `n!` orders. Without
+    /// reloads, the variants' order is [`rotation`] `r` instead.
     fn row_rounds(
         &mut self,
         name: &str,
@@ -245,25 +305,33 @@ impl Bench {
     ) {
         let mut samples = vec![Vec::new(); variants.len()];
         for round in 0..rounds {
-            self.modules.arrange(round % 2 == 0);
+            if self.reload {
+                self.modules.arrange(round % 2 == 0);
+            }
             // Where a variant runs in its round changes its time under TCG
             // (in one run, insert + delete: ~17 us per pair from either
             // module run first after the reload, 12-13 us run last), so
             // each order of the variants gets as many rounds.
-            for i in permutation(variants.len(), round / 2) {
+            let order = if self.reload {
+                permutation(variants.len(), round / 2)
+            } else {
+                rotation(variants.len(), round)
+            };
+            for i in order {
                 let v = &mut variants[i];
                 (v.setup)();
                 samples[i].push((v.sample)());
             }
         }
         if std::env::var_os("NFKV_BENCH_SAMPLES").is_some() {
+            let rounds_are = if self.reload {
+                "round r: nfkv.ko loaded first when r is even; variants in order number r / 2"
+            } else {
+                "round r: no reload; variants in rotation r"
+            };
             for (v, s) in variants.iter().zip(&samples) {
                 let s: Vec<String> = s.iter().map(|x| format!("{x:.0}")).collect();
-                println!(
-                    "  {name} {}: {} (round r: nfkv.ko loaded first when r is even; variants in order number r / 2)",
-                    v.name,
-                    s.join(" ")
-                );
+                println!("  {name} {}: {} ({rounds_are})", v.name, s.join(" "));
             }
         }
         let results: Vec<(&'static str, Stat)> = variants
@@ -272,7 +340,7 @@ impl Bench {
             .map(|(v, s)| (v.name, stat(s.clone())))
             .collect();
         let show = |x: f64| {
-            if unit == "ns" {
+            if unit.starts_with("ns") {
                 fmt_ns(x)
             } else {
                 format!("{x:.0} {unit}")
@@ -295,6 +363,16 @@ impl Bench {
     /// same round of `row`: both measured back to back, with the same
     /// modules loaded in the same order.
     fn paired(&self, row: &str, num: &str, den: &str) -> Option<f64> {
+        self.paired_by(row, num, den, |n, d| n / d)
+    }
+
+    /// As [`Bench::paired`], the median of the rounds' differences.
+    fn paired_diff(&self, row: &str, num: &str, den: &str) -> Option<f64> {
+        self.paired_by(row, num, den, |n, d| n - d)
+    }
+
+    /// The median over the rounds of `f(num's sample, den's sample)`.
+    fn paired_by(&self, row: &str, num: &str, den: &str, f: fn(f64, f64) -> f64) -> Option<f64> {
         let r = self.rows.iter().find(|r| r.name == row)?;
         let of = |v: &str| {
             r.results
@@ -303,7 +381,7 @@ impl Bench {
                 .map(|i| &r.samples[i])
         };
         let (n, d) = (of(num)?, of(den)?);
-        Some(stat(n.iter().zip(d).map(|(n, d)| n / d).collect()).median)
+        Some(stat(n.iter().zip(d).map(|(&n, &d)| f(n, d)).collect()).median)
     }
 
     fn med(&self, row: &str, variant: &str) -> Option<f64> {
@@ -408,6 +486,7 @@ fn main() {
         rounds,
         rows: Vec::new(),
         modules,
+        reload: true,
     };
     println!(
         "{} rounds, nfkv.ko and nfkv_cref.ko reloaded before each in alternating order; \
@@ -415,6 +494,12 @@ fn main() {
          BPF: BPF_MAP_TYPE_HASH, max_entries {BPF_MAX_ENTRIES}, preallocated",
         rounds
     );
+    if std::env::var("NFKV_BENCH_ONLY").as_deref() == Ok("packets") {
+        packet_rows(&mut b);
+        report(&b);
+        b.modules.unload();
+        return;
+    }
 
     // Floors: the bare getsockopt syscall, and the nf_sockopt channel.
     {
@@ -860,8 +945,21 @@ fn main() {
         b.row_rounds(&name, "B/entry", 2, vs);
     }
 
+    packet_rows(&mut b);
     report(&b);
     b.modules.unload();
+}
+
+/// Packets through a veth, dropped at the receiver's prerouting by an nfkv
+/// classifier or by nft making the same decision (see `packets`), with 1,
+/// 1k and 100k entries. Last: the modules stay loaded as they are.
+fn packet_rows(b: &mut Bench) {
+    let mut path = packets::Path::new();
+    for (label, n) in PACKET_ROWS {
+        path.fill(n);
+        let vs = packets::Way::ALL.iter().map(|&w| path.variant(w)).collect();
+        b.row_loaded(&format!("packet drop @{label}"), "ns/packet", vs);
+    }
 }
 
 /// The ratio tables (markdown), and the issue's targets with verdicts.
@@ -915,6 +1013,35 @@ fn report(b: &Bench) {
     }
 
     println!();
+    println!(
+        "| packets (ns per packet) | nfkv | nft set | nft vmap | floor | nfkv miss | \
+         nft set/nfkv | nft vmap/nfkv | over floor: nfkv | nft set | nft vmap | nfkv miss |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for (label, _) in PACKET_ROWS {
+        let row = format!("packet drop @{label}");
+        let v = |n| b.med(&row, n).map_or("-".to_string(), fmt_ns);
+        let over = |n| {
+            b.paired_diff(&row, n, "floor")
+                .map_or("-".to_string(), |d| format!("{d:.0} ns"))
+        };
+        println!(
+            "| {row} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            v("nfkv"),
+            v("nft set"),
+            v("nft vmap"),
+            v("floor"),
+            v("nfkv miss"),
+            cell(ratio(&row, "nft set", "nfkv")),
+            cell(ratio(&row, "nft vmap", "nfkv")),
+            over("nfkv"),
+            over("nft set"),
+            over("nft vmap"),
+            over("nfkv miss"),
+        );
+    }
+
+    println!();
     println!("| target | value | goal | verdict |");
     println!("|---|---|---|---|");
     let verdict = |ok: Option<bool>| match ok {
@@ -960,6 +1087,18 @@ fn report(b: &Bench) {
             ">= 1.0",
             r.map(|r| r >= 1.0),
         );
+    }
+    for (label, _) in PACKET_ROWS {
+        let row = format!("packet drop @{label}");
+        for nft in ["nft set", "nft vmap"] {
+            let r = ratio(&row, nft, "nfkv");
+            target(
+                format!("{nft}/nfkv time per packet, {row}"),
+                r,
+                ">= 1.0",
+                r.map(|r| r >= 1.0),
+            );
+        }
     }
     for v in ["rust", "c"] {
         let one = b.med("get @1k, 1 thread", v);
@@ -1020,7 +1159,25 @@ fn report(b: &Bench) {
 
 #[cfg(test)]
 mod tests {
-    use super::permutation;
+    use super::{permutation, rotation};
+
+    #[test]
+    fn rotations_put_every_element_everywhere_alike() {
+        for n in 1..=6 {
+            let orders: Vec<Vec<usize>> = (0..2 * n).map(|k| rotation(n, k)).collect();
+            for e in 0..n {
+                for place in 0..n {
+                    let times = orders.iter().filter(|o| o[place] == e).count();
+                    assert_eq!(times, 2, "n {n}: {e} at {place}");
+                }
+                for f in (0..n).filter(|&f| f != e) {
+                    let pos = |o: &Vec<usize>, x| o.iter().position(|&y| y == x).unwrap();
+                    let before = orders.iter().filter(|o| pos(o, e) < pos(o, f)).count();
+                    assert_eq!(before, n, "n {n}: {e} before {f}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn permutations_cover_every_order_once() {
