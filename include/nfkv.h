@@ -21,8 +21,11 @@
  * Bumped on any incompatible change; the client refuses other versions.
  * 2: struct nfkv_info grew (flags, max_bytes, charged, budget_*); EFBIG and
  *    EDQUOT name the limit that refused a write (were ENOSPC).
+ * 3: entries may expire: struct nfkv_op.reserved became ttl_ms
+ *    (NFKV_F_TTL, NFKV_F_KEEP_TTL), struct nfkv_value.reserved became
+ *    ttl_ms, struct nfkv_list_entry grew ttl_ms.
  */
-#define NFKV_ABI_VERSION	2
+#define NFKV_ABI_VERSION	3
 
 /*
  * Default first optname of the range the module registers; the module
@@ -80,13 +83,35 @@
 #define NFKV_F_REPLACE		0x2 /* PUT: ENOENT if the key is absent */
 #define NFKV_F_IF_VERSION	0x4 /* PUT/DEL: ENOENT if absent, ESTALE unless
 				     * the entry's version equals .version */
-#define NFKV_F_ALL		(NFKV_F_CREATE | NFKV_F_REPLACE | NFKV_F_IF_VERSION)
+#define NFKV_F_TTL		0x8 /* PUT: the entry expires .ttl_ms after the
+				     * write */
+#define NFKV_F_KEEP_TTL		0x10 /* PUT: an entry that replaces a present
+				      * one keeps its expiry (or its lack of
+				      * one); NFKV_F_TTL then applies only
+				      * where the key is absent */
+#define NFKV_F_ALL		(NFKV_F_CREATE | NFKV_F_REPLACE | NFKV_F_IF_VERSION | \
+				 NFKV_F_TTL | NFKV_F_KEEP_TTL)
+
+/* Longest lifetime of an entry: 2^32 - 1 ms, about 49.7 days. */
+#define NFKV_MAX_TTL_MS		0xffffffffU
 
 /*
  * One write. NFKV_SO_SET_PUT: optlen == sizeof + key_len + value_len exactly,
  * op == NFKV_OP_PUT. NFKV_SO_SET_DEL: optlen == sizeof + key_len exactly,
  * op == NFKV_OP_DEL, value_len == 0, flags only NFKV_F_IF_VERSION.
  * NFKV_F_CREATE excludes NFKV_F_REPLACE and NFKV_F_IF_VERSION.
+ *
+ * Expiry: a PUT with NFKV_F_TTL gives its entry a lifetime of ttl_ms
+ * (1..NFKV_MAX_TTL_MS) milliseconds, counted in jiffies from the write; a
+ * PUT without it makes an entry that never expires, also where it replaces
+ * one that would have (as a set without a timeout), unless NFKV_F_KEEP_TTL
+ * keeps the replaced entry's expiry. An entry is absent to every command
+ * and to the classifiers from the moment it expires (a write may create the
+ * key anew at once); it is removed, its memory and budget given back and
+ * the table's generation moved, within a second or so (the module reaps
+ * expired entries from delayed work, which runs only while some entry may
+ * expire). Until then it still counts in nfkv_info's entries and bytes and
+ * against the limits.
  * Every successful write gives the entry a new version, and the table a new
  * generation (both from one per-table counter). A new table's counter starts
  * at the wall-clock time of its creation in ns since the Unix epoch, so a
@@ -99,7 +124,7 @@ struct nfkv_op {
 	__u16 key_len;		/* 1..NFKV_MAX_KEY_LEN, else EINVAL */
 	__u32 flags;		/* NFKV_F_*; others: EINVAL */
 	__u32 value_len;	/* 0..max_value_len, else E2BIG */
-	__u32 reserved;		/* must be 0 */
+	__u32 ttl_ms;		/* NFKV_F_TTL: lifetime, 1..NFKV_MAX_TTL_MS; else 0 */
 	__u64 version;		/* NFKV_F_IF_VERSION: expected version (>= 1); else 0 */
 	/* followed by key_len bytes of key, then value_len bytes of value */
 };
@@ -174,7 +199,10 @@ struct nfkv_get {
 struct nfkv_value {
 	__u64 version;
 	__u32 value_len;
-	__u32 reserved;
+	__u32 ttl_ms;		/* time left before the entry expires, in ms:
+				 * the whole jiffies after the current one (so
+				 * never over the lifetime written), at least 1;
+				 * 0: it never expires */
 	/* followed by value_len bytes of value */
 };
 
@@ -218,6 +246,8 @@ struct nfkv_list_entry {
 	__u16 key_len;
 	__u16 reserved;
 	__u32 value_len;
+	__u32 ttl_ms;		/* as in struct nfkv_value */
+	__u32 reserved2;
 	/* followed by key, value, zero padding to NFKV_ALIGN */
 };
 
@@ -369,11 +399,13 @@ struct nfkv_action {
  *   EPERM       no CAP_NET_ADMIN over the socket's network namespace
  *   EOPNOTSUPP  an optname inside the range that is no command
  *   EINVAL      malformed request: bad length, reserved field or padding not
- *               zero, unknown flag or op, key length 0 or > NFKV_MAX_KEY_LEN
+ *               zero, unknown flag or op, key length 0 or > NFKV_MAX_KEY_LEN,
+ *               ttl_ms 0 with NFKV_F_TTL or not 0 without it
  *   E2BIG       value longer than max_value_len, batch over its limits, or a
  *               request over NFKV_MAX_REQUEST_LEN
  *   EFAULT      unreadable or unwritable buffer
- *   ENOENT      key absent (GET_VALUE, DEL, PUT with REPLACE or IF_VERSION);
+ *   ENOENT      key absent or expired (GET_VALUE, DEL, PUT with REPLACE or
+ *               IF_VERSION);
  *               no classifier of that name (CLS_DEL)
  *   EEXIST      PUT with CREATE on a present key; a classifier of that name
  *               (CLS_ADD)

@@ -295,7 +295,7 @@ fn packet_key(c: &Classifier, flow: &Flow) -> Option<PacketKey> {
 impl NetHook for NetTable {
     /// Walks the namespace's classifiers for the packet's family and hook,
     /// in order: a DROP or ACCEPT entry ends the walk, a MARK entry marks
-    /// and goes on; no entry passes to the next.
+    /// and goes on; no entry (or an expired one) passes to the next.
     fn hook(&self, pkt: &mut Packet<'_>, rcu: &RcuGuard) -> Verdict {
         let Some(list) = self.classifiers.active.get(rcu) else {
             return Verdict::Accept;
@@ -310,7 +310,12 @@ impl NetHook for NetTable {
                 continue;
             };
             let key = a.prefix.with(&a.classifier.packet_key(part));
-            let Some(entry) = self.reader.get(rcu, key.as_bytes()) else {
+            // An expired entry is no entry.
+            let Some(entry) = self
+                .reader
+                .get(rcu, key.as_bytes())
+                .filter(|e| !e.meta().expired_now())
+            else {
                 a.counters.add(MISSED, 1);
                 continue;
             };

@@ -115,9 +115,9 @@ fn put(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
 
 /// Links a PUT's entry under `cond`.
 fn link(net: &NetTable, limits: &Limits, new: NewEntry, cond: &Condition) -> Result {
-    // The guard is a temporary of this statement: what the put displaced,
-    // or the refused entry, is freed below, after unlocking.
-    let done = net.table.lock().put_one(new, cond, limits);
+    // What the put displaced, or the refused entry, is freed below, after
+    // unlocking.
+    let done = net.write(|table| table.put_one(new, cond, limits));
     done.map(drop).map_err(|(_refused, e)| e)
 }
 
@@ -147,9 +147,8 @@ fn delete(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
     }
     req.with_rest_on_stack::<SMALL_REQUEST, _>(|bytes| {
         let op = codec::parse_single(OpKind::Del, bytes, limits.max_value_len)?;
-        // The guard is a temporary of this statement: the entry is freed
-        // below, after unlocking.
-        let removed = net.table.lock().delete_one(op.key, &op.cond);
+        // The entry is freed below, after unlocking.
+        let removed = net.write(|table| table.delete_one(op.key, &op.cond));
         removed.map(drop)
     })
 }
@@ -175,8 +174,8 @@ fn batch(net: &NetTable, limits: &Limits, req: &mut SetRequest<'_>) -> Result {
 /// Applies a prepared write. What it displaced (in `ops`, and what a flush
 /// took out) is freed after the lock is dropped, here and by the caller.
 fn commit(net: &NetTable, limits: &Limits, flush: bool, ops: &mut [PreparedOp<'_>]) -> Result {
-    // The guard is a temporary of this statement: unlocked before the drop.
-    let flushed = net.table.lock().write(flush, ops, limits)?;
+    // Unlocked before the drop.
+    let flushed = net.write(|table| table.write(flush, ops, limits))?;
     drop(flushed);
     Ok(())
 }
@@ -224,14 +223,17 @@ pub(crate) fn get(
 /// from the entry before leaving it, with page faults disabled; if the
 /// caller's buffer needs a page faulted in, a reference is taken instead
 /// and the copy made after leaving RCU (an entry never changes once
-/// linked). Only then is the entry's count touched.
+/// linked). Only then is the entry's count touched. An expired entry is
+/// absent.
 fn get_value(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
     buf.with_request::<{ codec::GET_REQUEST_MAX }, _>(|req| {
         let key = codec::parse_get(req, buf.len())?;
         loop {
             let rcu = RcuGuard::new();
             let entry = net.reader.get(&rcu, key).ok_or(ENOENT)?;
-            let reply = value_reply(buf, entry.meta(), entry.value(), |parts| {
+            let meta = entry.meta();
+            let ttl_ms = meta.time_left().ok_or(ENOENT)?;
+            let reply = value_reply(buf, meta.version, ttl_ms, entry.value(), |parts| {
                 buf.write_reply_nofault(parts)
             })?;
             if let Some(len) = reply {
@@ -242,7 +244,7 @@ fn get_value(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
                 continue;
             };
             drop(rcu);
-            let reply = value_reply(buf, entry.meta(), entry.value(), |parts| {
+            let reply = value_reply(buf, meta.version, ttl_ms, entry.value(), |parts| {
                 buf.write_reply(parts).map(|()| true)
             })?;
             return reply.ok_or(EFAULT);
@@ -256,12 +258,14 @@ fn get_value(net: &NetTable, buf: &GetBuffer<'_>) -> Result<usize> {
 fn value_reply(
     buf: &GetBuffer<'_>,
     version: u64,
+    ttl_ms: u32,
     value: &[u8],
     write: impl Fn(&[&[u8]]) -> Result<bool>,
 ) -> Result<Option<usize>> {
     let header = codec::ValueHeader {
         version,
         value_len: value.len() as u32,
+        ttl_ms,
     }
     .encode();
     let needed = codec::VALUE_SIZE + value.len();

@@ -21,13 +21,23 @@
 //! when it ends ([`Tree::publish`](crate::kernel_ext::rbtree::Tree::publish)):
 //! GET searches the tree under RCU with no lock ([`NetTable::reader`]);
 //! LIST and INFO read it under the lock.
+//!
+//! An entry may carry a deadline ([`Meta::expires`]): from then on every
+//! read, write condition and classifier treats it as absent, though it
+//! stays linked (and counted) until the reaper ([`reap`]), the table's
+//! delayed work, removes it. The work is armed by the writes that link an
+//! entry with a deadline, for the earliest one, and runs at most once per
+//! [`REAP_INTERVAL_MS`]; a pass walks the whole table in short steps under
+//! the lock, so it costs a walk per batch of expiries, not per entry.
 
 use crate::classifier_abi::{Action, Classifier};
 use crate::classify::{self, Classifiers};
-use crate::codec::{self, Condition, ListPageWriter, ListRequest, OpKind, Record};
+use crate::codec::{self, Condition, ListPageWriter, ListRequest, OpKind, Record, Ttl};
+use crate::kernel_ext::clock;
+use crate::kernel_ext::work::{self, Delayed, DelayedRun};
 use crate::policy::{self, SharedBudget};
 use crate::stats::Stats;
-use crate::store::{Detached, EntryView, NewEntry, Reader, Slot, Taken, Tree};
+use crate::store::{Detached, EntryView, Meta, NewEntry, Reader, Slot, Taken, Tree};
 use kernel::alloc::Flags;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -125,6 +135,8 @@ fn check(kind: OpKind, cond: &Condition, present: Option<u64>) -> Result {
 #[derive(Clone, Copy, Default)]
 struct Usage {
     entries: usize,
+    /// Entries with a deadline, expired or not.
+    expiring: usize,
     /// Key and value bytes.
     bytes: u64,
     /// What the entries' allocations take, counted only for a table
@@ -132,19 +144,33 @@ struct Usage {
     charged: u64,
 }
 
+impl Usage {
+    /// Counts out an entry of share `removed`.
+    fn remove(&mut self, removed: Share) {
+        self.entries -= 1;
+        self.expiring -= removed.expiring;
+        self.bytes -= removed.bytes;
+        self.charged -= removed.charged;
+    }
+}
+
 /// One entry's part of a table's [`Usage`].
 #[derive(Clone, Copy, Default)]
 struct Share {
     bytes: u64,
     charged: u64,
+    /// 1 for an entry with a deadline.
+    expiring: usize,
 }
 
 impl Share {
-    /// The share of a new entry, in a table that is `charged` or not.
+    /// The share of a new entry, in a table that is `charged` or not (its
+    /// deadline is counted once it is known, by [`admit_put`]).
     fn of_new(entry: &NewEntry, charged: bool) -> Self {
         Share {
             bytes: entry.stored_len(),
             charged: if charged { entry.allocated_size() } else { 0 },
+            expiring: 0,
         }
     }
 
@@ -153,26 +179,50 @@ impl Share {
         Share {
             bytes: entry.stored_len(),
             charged: if charged { entry.allocated_size() } else { 0 },
+            expiring: usize::from(entry.meta().expires != 0),
         }
     }
 }
 
-/// Whether a put of an entry of share `added` may replace `present` (or
-/// fill its absence) under `cond`, in a table of `usage` (charged to a
-/// budget or not): its conditions, then the entry limit (`ENOSPC`) and the
-/// byte limit (`EFBIG`). Returns the usage after. Inlined into each of its
-/// two callers (a single put, a batch's op), which know whether a budget
-/// is charged.
+/// The deadline a put with `ttl` gives its entry at jiffies64 `now` (0:
+/// none), before [`admit_put`] sees what it replaces.
+#[inline]
+fn deadline(now: u64, ttl: &Ttl) -> u64 {
+    match ttl.ms {
+        Some(ms) => now.saturating_add(clock::ms_to_jiffies(ms)),
+        None => 0,
+    }
+}
+
+/// Whether a put of an entry of share `added` and meta `meta` may replace
+/// `present` (or fill its absence) under `cond`, in a table of `usage`
+/// (charged to a budget or not) at jiffies64 `now`: its conditions (an
+/// expired entry is absent to them, though the put replaces it), then the
+/// entry limit (`ENOSPC`) and the byte limit (`EFBIG`). Gives `meta` the
+/// live entry's deadline if `cond` keeps it. Returns the usage after.
+/// Inlined into each of its two callers (a single put, a batch's op), which
+/// know whether a budget is charged.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn admit_put(
     usage: Usage,
     cond: &Condition,
     present: Option<EntryView<'_>>,
-    added: Share,
+    mut added: Share,
     limits: &Limits,
     charged: bool,
+    now: u64,
+    meta: &mut Meta,
 ) -> Result<Usage> {
-    check(OpKind::Put, cond, present.as_ref().map(|e| e.meta()))?;
+    let live = present
+        .as_ref()
+        .map(|e| e.meta())
+        .filter(|m| !m.expired(now));
+    check(OpKind::Put, cond, live.map(|m| m.version))?;
+    if let (true, Some(live)) = (cond.ttl.keep, live) {
+        meta.expires = live.expires;
+    }
+    added.expiring = usize::from(meta.expires != 0);
     let (removed, grown) = match present {
         Some(e) => (Share::of(&e, charged), 0),
         None if usage.entries >= limits.max_entries => return Err(ENOSPC),
@@ -184,9 +234,64 @@ fn admit_put(
     }
     Ok(Usage {
         entries: usage.entries + grown,
+        expiring: usage.expiring - removed.expiring + added.expiring,
         bytes,
         charged: usage.charged - removed.charged + added.charged,
     })
+}
+
+/// Least time between two passes of the reaper: expired entries are
+/// removed at most this long after their deadline (plus a pass).
+pub(crate) const REAP_INTERVAL_MS: u32 = 1000;
+/// Most expired entries a pass removes under the lock at once.
+const REAP_CHUNK: usize = 64;
+/// Most entries a pass looks at under the lock at once.
+const REAP_VISITS: usize = 1024;
+
+/// When the reaper runs.
+struct ReapTimes {
+    /// The jiffies64 count its work is armed for; `None`: not armed (idle,
+    /// or in a pass, which arms it again when it ends if needed).
+    due: Option<u64>,
+    /// When the last pass began.
+    last: u64,
+    /// [`REAP_INTERVAL_MS`] in jiffies.
+    interval: u64,
+    /// What a write armed the work for, for the caller that holds the
+    /// lock to pass on to the work ([`NetTable::write`]).
+    arm: Option<u64>,
+}
+
+/// Where a pass of the reaper goes on after letting writers in: at the
+/// lower bound of `key` (the first key not looked at, or the last key
+/// removed); from the first entry until `started`.
+struct ReapCursor {
+    key: [u8; codec::MAX_KEY_LEN],
+    len: usize,
+    started: bool,
+}
+
+impl ReapCursor {
+    fn set(&mut self, key: &[u8]) {
+        let len = key.len().min(codec::MAX_KEY_LEN);
+        self.key[..len].copy_from_slice(&key[..len]);
+        (self.len, self.started) = (len, true);
+    }
+
+    fn key(&self) -> &[u8] {
+        &self.key[..self.len]
+    }
+}
+
+/// What [`Table::next_expired`] found.
+enum Found {
+    /// An expired entry, whose key the cursor holds.
+    Expired,
+    /// Enough entries looked at for one hold of the lock; the cursor holds
+    /// the next key to look at.
+    Pause,
+    /// The end of the table.
+    End,
 }
 
 /// The table proper; always used under [`NetTable::table`].
@@ -202,6 +307,7 @@ pub(crate) struct Table {
     guarded: KVec<Classifier>,
     /// What the classifiers are charged to the shared budget.
     classifier_charge: u64,
+    reap: ReapTimes,
 }
 
 /// What a write leaves to be freed once the lock is dropped: the entries a
@@ -219,7 +325,99 @@ impl Table {
             budget,
             guarded: KVec::new(),
             classifier_charge: 0,
+            reap: ReapTimes {
+                due: None,
+                last: 0,
+                interval: clock::ms_to_jiffies(REAP_INTERVAL_MS),
+                arm: None,
+            },
         })
+    }
+
+    /// Arms the reaper for an entry that expires at `deadline`, unless it
+    /// runs by then anyway; never sooner than [`REAP_INTERVAL_MS`] after
+    /// its last pass began.
+    fn reap_by(&mut self, deadline: u64) {
+        let at = deadline.max(self.reap.last.saturating_add(self.reap.interval));
+        if self.reap.due.is_some_and(|due| due <= at) {
+            return;
+        }
+        self.reap.due = Some(at);
+        self.reap.arm = Some(at);
+    }
+
+    /// Looks at entries from `cursor` on until an expired one (at `now`),
+    /// at most [`REAP_VISITS`] counted in `visits`; lowers `earliest` to
+    /// the deadlines of the live ones.
+    fn next_expired(
+        &self,
+        now: u64,
+        cursor: &mut ReapCursor,
+        visits: &mut usize,
+        earliest: &mut u64,
+    ) -> Found {
+        let mut next = if cursor.started {
+            self.tree.lower_bound(cursor.key())
+        } else {
+            self.tree.first()
+        };
+        while let Some(entry) = next {
+            if *visits == REAP_VISITS {
+                cursor.set(entry.key());
+                return Found::Pause;
+            }
+            *visits += 1;
+            let meta = entry.meta();
+            if meta.expired(now) {
+                cursor.set(entry.key());
+                return Found::Expired;
+            }
+            if meta.expires != 0 {
+                *earliest = (*earliest).min(meta.expires);
+            }
+            next = entry.next();
+        }
+        Found::End
+    }
+
+    /// One step of a reaper's pass under the lock: removes the entries
+    /// expired at `now` from `cursor` on, into `retired` (to be freed after
+    /// unlocking), each a write of its own, until `retired` is full or
+    /// [`REAP_VISITS`] entries were looked at. Returns whether the pass
+    /// reached the end of the table.
+    fn reap_step(
+        &mut self,
+        now: u64,
+        cursor: &mut ReapCursor,
+        retired: &mut KVec<Detached>,
+        earliest: &mut u64,
+    ) -> bool {
+        let (before, charged) = (self.charge(), self.budget.is_some());
+        let mut visits = 0;
+        let ended = loop {
+            if retired.len() == REAP_CHUNK {
+                break false;
+            }
+            match self.next_expired(now, cursor, &mut visits, earliest) {
+                Found::Expired => {}
+                Found::Pause => break false,
+                Found::End => break true,
+            }
+            let Slot::Occupied(o) = self.tree.slot(cursor.key()) else {
+                // `next_expired` just found it, under the same lock.
+                break true;
+            };
+            self.usage.remove(Share::of(&o.entry(), charged));
+            let detached = o.remove();
+            self.generation += 1;
+            // Within the capacity reserved before locking: cannot fail.
+            let _ = retired.push(detached, GFP_NOWAIT);
+        };
+        self.tree.publish();
+        if let Some(budget) = self.budget {
+            budget.uncharge(before.saturating_sub(self.charge()));
+        }
+        ended
     }
 
     /// Refuses a put of `new` under a classifier's prefix unless its value
@@ -232,8 +430,8 @@ impl Table {
         classify::check_value(&self.guarded, new.key(), new.value())
     }
 
-    /// Takes on classifier `c`: checks that every entry under its prefix
-    /// holds an action (`EBADMSG`), charges `charge` to the shared budget
+    /// Takes on classifier `c`: checks that every live entry under its
+    /// prefix holds an action (`EBADMSG`), charges `charge` to the shared budget
     /// (`EDQUOT`), and guards the prefixes of `guarded` from now on, all
     /// at once. Returns the list it replaced, to be freed after unlocking.
     pub(crate) fn admit_classifier(
@@ -243,9 +441,11 @@ impl Table {
         guarded: KVec<Classifier>,
     ) -> Result<KVec<Classifier>> {
         let mut cursor = self.tree.lower_bound(c.prefix());
+        let now = clock::jiffies64();
         while let Some(entry) = cursor.filter(|e| c.covers(e.key())) {
             let (key_len, key_value) = entry.key_value();
-            if Action::parse(&key_value[key_len..]).is_none() {
+            // An expired entry is absent, and can never be read again.
+            if !entry.meta().expired(now) && Action::parse(&key_value[key_len..]).is_none() {
                 return Err(Error::from_errno(-(kernel::bindings::EBADMSG as i32)));
             }
             cursor = entry.next();
@@ -325,7 +525,7 @@ impl Table {
         ops: &mut [PreparedOp<'_>],
         limits: &Limits,
     ) -> Result<Retired> {
-        let (budget, before) = (self.budget, self.charge());
+        let (budget, before, now) = (self.budget, self.charge(), clock::jiffies64());
         let mut pending = PendingWrite {
             before: (self.usage, self.generation),
             table: self,
@@ -342,7 +542,7 @@ impl Table {
         }
         while let Some(op) = pending.ops.get_mut(pending.applied) {
             // On error `pending` is dropped, which undoes the ops before.
-            pending.table.apply(op, limits)?;
+            pending.table.apply(op, limits, now)?;
             pending.applied += 1;
         }
         let after = pending.table.charge();
@@ -360,13 +560,13 @@ impl Table {
         Ok(flushed)
     }
 
-    /// Applies one op with one descent, if its conditions and the limits
-    /// allow; otherwise changes nothing.
-    fn apply(&mut self, op: &mut PreparedOp<'_>, limits: &Limits) -> Result {
+    /// Applies one op with one descent at jiffies64 `now`, if its
+    /// conditions and the limits allow; otherwise changes nothing.
+    fn apply(&mut self, op: &mut PreparedOp<'_>, limits: &Limits, now: u64) -> Result {
         let version = self.generation + 1;
         let (usage, done) = match op.kind {
             OpKind::Del => {
-                op.retired = Some(self.unlink(op.key, &op.cond)?);
+                op.retired = Some(self.unlink(op.key, &op.cond, now)?);
                 op.done = Done::Removed;
                 return Ok(());
             }
@@ -376,14 +576,21 @@ impl Table {
                     op.new = Some(new);
                     return Err(e);
                 }
-                new.set_meta(version);
+                new.set_meta(Meta {
+                    version,
+                    expires: deadline(now, &op.cond.ttl),
+                });
                 let (usage, charged) = (self.usage, self.budget.is_some());
                 let added = Share::of_new(&new, charged);
-                let mut after = usage;
-                let linked = self.tree.upsert(new, |present| {
-                    after = admit_put(usage, &op.cond, present, added, limits, charged)?;
+                let (mut after, mut expires) = (usage, 0);
+                let linked = self.tree.upsert(new, |present, meta| {
+                    after = admit_put(usage, &op.cond, present, added, limits, charged, now, meta)?;
+                    expires = meta.expires;
                     Ok(())
                 });
+                if expires != 0 && linked.is_ok() {
+                    self.reap_by(expires);
+                }
                 match linked {
                     Ok(None) => (after, Done::Inserted),
                     Ok(Some(old)) => {
@@ -428,19 +635,35 @@ impl Table {
         if let Err(e) = self.check_guarded(&new) {
             return Err((new, e));
         }
-        let version = self.generation + 1;
-        new.set_meta(version);
+        let (version, now) = (self.generation + 1, clock::jiffies64());
+        new.set_meta(Meta {
+            version,
+            expires: deadline(now, &cond.ttl),
+        });
         let (usage, budget, before) = (self.usage, self.budget, self.charge());
         let added = Share::of_new(&new, budget.is_some());
-        let mut after = usage;
-        let displaced = self.tree.upsert(new, |present| {
-            after = admit_put(usage, cond, present, added, limits, budget.is_some())?;
+        let (mut after, mut expires) = (usage, 0);
+        let displaced = self.tree.upsert(new, |present, meta| {
+            after = admit_put(
+                usage,
+                cond,
+                present,
+                added,
+                limits,
+                budget.is_some(),
+                now,
+                meta,
+            )?;
+            expires = meta.expires;
             match budget {
                 Some(budget) if after.charged > before => budget.try_charge(after.charged - before),
                 _ => Ok(()),
             }
         })?;
         (self.usage, self.generation) = (after, version);
+        if expires != 0 {
+            self.reap_by(expires);
+        }
         let charge = self.charge();
         if let Some(budget) = budget {
             if charge < before {
@@ -450,19 +673,21 @@ impl Table {
         Ok(displaced)
     }
 
-    /// Deletes `key` under `cond` with one descent, counting it as one
-    /// write; otherwise changes nothing. Returns the unlinked entry.
-    fn unlink(&mut self, key: &[u8], cond: &Condition) -> Result<Detached> {
+    /// Deletes `key` under `cond` with one descent at jiffies64 `now` (an
+    /// expired entry is absent), counting it as one write; otherwise
+    /// changes nothing. Returns the unlinked entry.
+    fn unlink(&mut self, key: &[u8], cond: &Condition, now: u64) -> Result<Detached> {
         let Slot::Occupied(o) = self.tree.slot(key) else {
             return Err(ENOENT);
         };
         let entry = o.entry();
-        check(OpKind::Del, cond, Some(entry.meta()))?;
-        let removed = Share::of(&entry, self.budget.is_some());
+        let meta = entry.meta();
+        if meta.expired(now) {
+            return Err(ENOENT);
+        }
+        check(OpKind::Del, cond, Some(meta.version))?;
+        self.usage.remove(Share::of(&entry, self.budget.is_some()));
         let detached = o.remove();
-        self.usage.entries -= 1;
-        self.usage.bytes -= removed.bytes;
-        self.usage.charged -= removed.charged;
         self.generation += 1;
         Ok(detached)
     }
@@ -474,7 +699,7 @@ impl Table {
     /// nothing changed.
     pub(crate) fn delete_one(&mut self, key: &[u8], cond: &Condition) -> Result<Detached> {
         let before = self.charge();
-        let detached = self.unlink(key, cond);
+        let detached = self.unlink(key, cond, clock::jiffies64());
         self.tree.publish();
         if let Some(budget) = self.budget {
             budget.uncharge(before.saturating_sub(self.charge()));
@@ -519,6 +744,7 @@ impl Table {
         } else {
             self.tree.lower_bound(start)
         };
+        let now = clock::jiffies64();
         // Keys are unique and the walk starts at the lower bound of the
         // larger one: only its first entry can be `after` itself.
         if let Some(first) = cursor {
@@ -532,7 +758,11 @@ impl Table {
             if !req.prefix.is_empty() && !key_value[..key_len].starts_with(req.prefix) {
                 return Ok((false, None));
             }
-            if !page.push(entry.meta(), key_len, key_value) {
+            let meta = entry.meta();
+            if meta.expired(now) {
+                continue;
+            }
+            if !page.push(meta.version, meta.ttl_ms(now), key_len, key_value) {
                 let needed = codec::LIST_REPLY_SIZE
                     + codec::list_entry_len(key_len, key_value.len() - key_len);
                 return Ok((true, Some(needed)));
@@ -606,9 +836,10 @@ pub(crate) struct NetTable {
     /// The classifiers, which packets reach through the namespace's hooks.
     #[pin]
     pub(crate) classifiers: Classifiers,
-    /// Writers' lock; never held across a user copy.
+    /// Writers' lock; never held across a user copy. Its work is the
+    /// reaper ([`reap`]).
     #[pin]
-    pub(crate) table: Mutex<Table>,
+    pub(crate) table: Delayed<Mutex<Table>>,
     /// The table's tree for readers that take no lock.
     pub(crate) reader: Reader,
     /// Per-command counters, per CPU: counting a call shares no cache line.
@@ -623,9 +854,82 @@ impl NetTable {
         let stats = Stats::new()?;
         Ok(try_pin_init!(NetTable {
             classifiers <- Classifiers::new(),
-            table <- new_mutex!(table, "nfkv_table"),
+            table <- Delayed::new(new_mutex!(table, "nfkv_table")),
             reader,
             stats,
         }? Error))
+    }
+}
+
+impl NetTable {
+    /// Runs `write` on the table under its lock, then arms the reaper if
+    /// the write asked for it. What `write` returns is for the caller to
+    /// drop, after the lock.
+    pub(crate) fn write<R>(&self, write: impl FnOnce(&mut Table) -> R) -> R {
+        let mut table = self.table.lock();
+        let done = write(&mut table);
+        if let Some(at) = table.reap.arm.take() {
+            self.table.run_in(at.saturating_sub(clock::jiffies64()));
+        }
+        done
+    }
+}
+
+impl DelayedRun for Mutex<Table> {
+    fn run(this: &Delayed<Self>) {
+        reap(this);
+    }
+}
+
+/// A pass of the reaper: removes every entry expired by the time the walk
+/// reaches it, [`REAP_CHUNK`] at most (and [`REAP_VISITS`] entries looked
+/// at) per hold of the lock, freeing them after each; then arms itself
+/// again for the earliest deadline left, if any. Out of memory for its
+/// list of entries to free, it tries again [`REAP_INTERVAL_MS`] later.
+fn reap(table: &Delayed<Mutex<Table>>) {
+    let mut cursor = ReapCursor {
+        key: [0; codec::MAX_KEY_LEN],
+        len: 0,
+        started: false,
+    };
+    let mut earliest = u64::MAX;
+    {
+        let mut t = table.lock();
+        t.reap.due = None;
+        t.reap.last = clock::jiffies64();
+    }
+    loop {
+        let retired = KVec::with_capacity(REAP_CHUNK, GFP_KERNEL | __GFP_NOWARN);
+        let mut t = table.lock();
+        let now = clock::jiffies64();
+        let (ended, retired) = match retired {
+            Ok(mut retired) => (
+                t.reap_step(now, &mut cursor, &mut retired, &mut earliest),
+                retired,
+            ),
+            Err(_) => {
+                let again = now.saturating_add(t.reap.interval);
+                t.reap_by(again);
+                (true, KVec::new())
+            }
+        };
+        if ended && t.usage.expiring > 0 {
+            // Entries linked behind the walk armed the work themselves.
+            let next = if earliest == u64::MAX {
+                now.saturating_add(t.reap.interval)
+            } else {
+                earliest
+            };
+            t.reap_by(next);
+        }
+        if let Some(at) = t.reap.arm.take() {
+            table.run_in(at.saturating_sub(now));
+        }
+        drop(t);
+        drop(retired);
+        if ended {
+            return;
+        }
+        work::cond_resched();
     }
 }

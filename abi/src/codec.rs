@@ -216,7 +216,23 @@ pub enum OpKind {
     Del,
 }
 
-/// Conditions on a write (`NFKV_F_*`), already checked for consistency.
+/// Longest lifetime of an entry, in milliseconds.
+pub const MAX_TTL_MS: u32 = uapi::NFKV_MAX_TTL_MS;
+
+/// What a put does to its entry's expiry (`NFKV_F_TTL`, `NFKV_F_KEEP_TTL`).
+/// The default: the entry never expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ttl {
+    /// The entry expires this many milliseconds (1..=[`MAX_TTL_MS`]) after
+    /// the write (`NFKV_F_TTL`); `None`: it never expires.
+    pub ms: Option<u32>,
+    /// Where the key is present, the entry keeps that one's expiry (or its
+    /// lack of one) instead (`NFKV_F_KEEP_TTL`).
+    pub keep: bool,
+}
+
+/// What the flags of a write (`NFKV_F_*`) ask: its conditions and its
+/// entry's expiry, already checked for consistency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Condition {
     /// The key must be absent (`NFKV_F_CREATE`).
@@ -225,10 +241,12 @@ pub struct Condition {
     pub replace_only: bool,
     /// The entry must have this version (`NFKV_F_IF_VERSION`).
     pub if_version: Option<u64>,
+    /// A put's expiry.
+    pub ttl: Ttl,
 }
 
 impl Condition {
-    fn from_wire(kind: OpKind, flags: u32, version: u64) -> Result<Self, Reject> {
+    fn from_wire(kind: OpKind, flags: u32, version: u64, ttl_ms: u32) -> Result<Self, Reject> {
         if flags & !uapi::NFKV_F_ALL != 0 {
             return Err(Reject::Invalid);
         }
@@ -236,20 +254,28 @@ impl Condition {
             create_only: flags & uapi::NFKV_F_CREATE != 0,
             replace_only: flags & uapi::NFKV_F_REPLACE != 0,
             if_version: (flags & uapi::NFKV_F_IF_VERSION != 0).then_some(version),
+            ttl: Ttl {
+                ms: (flags & uapi::NFKV_F_TTL != 0).then_some(ttl_ms),
+                keep: flags & uapi::NFKV_F_KEEP_TTL != 0,
+            },
         };
         let contradictory = cond.create_only && (cond.replace_only || cond.if_version.is_some());
-        let del_with_put_flags = kind == OpKind::Del && (cond.create_only || cond.replace_only);
+        let del_with_put_flags = kind == OpKind::Del
+            && (cond.create_only || cond.replace_only || cond.ttl != Ttl::default());
         if contradictory
             || del_with_put_flags
             || cond.if_version == Some(0)
             || (cond.if_version.is_none() && version != 0)
+            || cond.ttl.ms == Some(0)
+            || (cond.ttl.ms.is_none() && ttl_ms != 0)
         {
             return Err(Reject::Invalid);
         }
         Ok(cond)
     }
 
-    fn to_wire(self) -> (u32, u64) {
+    /// The flags, expected version and lifetime fields of `struct nfkv_op`.
+    fn to_wire(self) -> (u32, u64, u32) {
         let mut flags = 0;
         if self.create_only {
             flags |= uapi::NFKV_F_CREATE;
@@ -260,7 +286,17 @@ impl Condition {
         if self.if_version.is_some() {
             flags |= uapi::NFKV_F_IF_VERSION;
         }
-        (flags, self.if_version.unwrap_or(0))
+        if self.ttl.ms.is_some() {
+            flags |= uapi::NFKV_F_TTL;
+        }
+        if self.ttl.keep {
+            flags |= uapi::NFKV_F_KEEP_TTL;
+        }
+        (
+            flags,
+            self.if_version.unwrap_or(0),
+            self.ttl.ms.unwrap_or(0),
+        )
     }
 }
 
@@ -296,7 +332,7 @@ impl<'a> Op<'a> {
             OpKind::Put => uapi::NFKV_OP_PUT,
             OpKind::Del => uapi::NFKV_OP_DEL,
         };
-        let (flags, version) = self.cond.to_wire();
+        let (flags, version, ttl_ms) = self.cond.to_wire();
         put_u16(&mut h, offset_of!(uapi::nfkv_op, op), op as u16);
         put_u16(
             &mut h,
@@ -309,6 +345,7 @@ impl<'a> Op<'a> {
             offset_of!(uapi::nfkv_op, value_len),
             self.value.len() as u32,
         );
+        put_u32(&mut h, offset_of!(uapi::nfkv_op, ttl_ms), ttl_ms);
         put_u64(&mut h, offset_of!(uapi::nfkv_op, version), version);
         h
     }
@@ -346,13 +383,10 @@ pub fn op_header(h: &[u8; OP_SIZE], max_value_len: usize) -> Result<OpHeader, Re
     let key_len = usize::from(get_u16(h, offset_of!(uapi::nfkv_op, key_len)));
     let flags = get_u32(h, offset_of!(uapi::nfkv_op, flags));
     let value_len = get_u32(h, offset_of!(uapi::nfkv_op, value_len)) as usize;
-    let reserved = get_u32(h, offset_of!(uapi::nfkv_op, reserved));
+    let ttl_ms = get_u32(h, offset_of!(uapi::nfkv_op, ttl_ms));
     let version = get_u64(h, offset_of!(uapi::nfkv_op, version));
-    if reserved != 0 {
-        return Err(Reject::Invalid);
-    }
     check_key_len(key_len)?;
-    let cond = Condition::from_wire(kind, flags, version)?;
+    let cond = Condition::from_wire(kind, flags, version, ttl_ms)?;
     match kind {
         OpKind::Del if value_len != 0 => return Err(Reject::Invalid),
         OpKind::Put if value_len > max_value_len => return Err(Reject::TooBig),
@@ -561,6 +595,9 @@ pub struct ValueHeader {
     pub version: u64,
     /// The value's full length.
     pub value_len: u32,
+    /// Milliseconds left before the entry expires (whole jiffies after the
+    /// current one), at least 1; 0: never.
+    pub ttl_ms: u32,
 }
 
 impl ValueHeader {
@@ -573,6 +610,7 @@ impl ValueHeader {
             offset_of!(uapi::nfkv_value, value_len),
             self.value_len,
         );
+        put_u32(&mut h, offset_of!(uapi::nfkv_value, ttl_ms), self.ttl_ms);
         h
     }
 
@@ -582,6 +620,7 @@ impl ValueHeader {
         Ok(ValueHeader {
             version: get_u64(h, offset_of!(uapi::nfkv_value, version)),
             value_len: get_u32(h, offset_of!(uapi::nfkv_value, value_len)),
+            ttl_ms: get_u32(h, offset_of!(uapi::nfkv_value, ttl_ms)),
         })
     }
 }
@@ -708,10 +747,11 @@ impl<'b> ListPageWriter<'b> {
         })
     }
 
-    /// Appends an entry (its key the first `key_len` bytes of `key_value`)
-    /// if it fits whole; returns whether it did. Writes every byte of the
-    /// entry, padding included: the page need not be zeroed first.
-    pub fn push(&mut self, version: u64, key_len: usize, key_value: &[u8]) -> bool {
+    /// Appends an entry (its key the first `key_len` bytes of `key_value`,
+    /// `ttl_ms` left to live, 0 for ever) if it fits whole; returns whether
+    /// it did. Writes every byte of the entry, padding included: the page
+    /// need not be zeroed first.
+    pub fn push(&mut self, version: u64, ttl_ms: u32, key_len: usize, key_value: &[u8]) -> bool {
         let data = LIST_ENTRY_SIZE + key_value.len();
         let len = padded(data);
         let Some(e) = self
@@ -737,6 +777,11 @@ impl<'b> ListPageWriter<'b> {
             &mut header,
             offset_of!(uapi::nfkv_list_entry, value_len),
             (key_value.len() - key_len) as u32,
+        );
+        put_u32(
+            &mut header,
+            offset_of!(uapi::nfkv_list_entry, ttl_ms),
+            ttl_ms,
         );
         // The padding lies in the last ALIGN bytes (len >= header > ALIGN):
         // zero them as one word, then write over the rest.
@@ -771,6 +816,8 @@ impl<'b> ListPageWriter<'b> {
 pub struct ListEntry<'a> {
     /// The entry's version.
     pub version: u64,
+    /// Milliseconds it has left, as [`ValueHeader::ttl_ms`]; 0: never.
+    pub ttl_ms: u32,
     /// Its key.
     pub key: &'a [u8],
     /// Its value.
@@ -794,12 +841,14 @@ pub fn decode_list_page<E: From<Reject>>(
         let key_len = usize::from(get_u16(h, offset_of!(uapi::nfkv_list_entry, key_len)));
         let value_len = get_u32(h, offset_of!(uapi::nfkv_list_entry, value_len)) as usize;
         let version = get_u64(h, offset_of!(uapi::nfkv_list_entry, version));
+        let ttl_ms = get_u32(h, offset_of!(uapi::nfkv_list_entry, ttl_ms));
         let len = list_entry_len(key_len, value_len);
         let (entry, after) = take(rest, len)?;
         let key = &entry[LIST_ENTRY_SIZE..LIST_ENTRY_SIZE + key_len];
         let value = &entry[LIST_ENTRY_SIZE + key_len..LIST_ENTRY_SIZE + key_len + value_len];
         visit(ListEntry {
             version,
+            ttl_ms,
             key,
             value,
         })?;

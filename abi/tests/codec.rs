@@ -31,7 +31,8 @@ fn header_sizes_match_the_abi() {
     assert_eq!(BATCH_SIZE, 8);
     assert_eq!(FLUSH_SIZE, 8);
     assert_eq!(LIST_REPLY_SIZE, 24);
-    assert_eq!(LIST_ENTRY_SIZE, 16);
+    assert_eq!(LIST_ENTRY_SIZE, 24);
+    assert_eq!(VALUE_SIZE, 16);
     assert_eq!(STATS_SIZE, 16 * (SET_COMMANDS + GET_COMMANDS));
     assert_eq!(INFO_SIZE % 8, 0);
 }
@@ -100,11 +101,51 @@ fn conditions_must_be_consistent() {
     assert_eq!(at(0, 0), Ok(Condition::default()));
     assert!(at(uapi::NFKV_F_CREATE, 0).unwrap().create_only);
     assert_eq!(at(uapi::NFKV_F_IF_VERSION, 9).unwrap().if_version, Some(9));
-    for (flags, version) in [(3, 0), (5, 1), (4, 0), (0, 1), (8, 0), (u32::MAX, 1)] {
+    for (flags, version) in [(3, 0), (5, 1), (4, 0), (0, 1), (0x20, 0), (u32::MAX, 1)] {
         assert_eq!(
             at(flags, version),
             Err(Reject::Invalid),
             "flags {flags:#x} version {version}"
+        );
+    }
+}
+
+#[test]
+fn a_lifetime_goes_with_its_flag() {
+    let at = |kind: OpKind, flags: u32, ttl_ms: u32| {
+        let op = Op {
+            kind,
+            ..put(b"k", b"")
+        };
+        let mut req = encode(&op);
+        req[offset_of!(uapi::nfkv_op, flags)..][..4].copy_from_slice(&flags.to_ne_bytes());
+        req[offset_of!(uapi::nfkv_op, ttl_ms)..][..4].copy_from_slice(&ttl_ms.to_ne_bytes());
+        parse_single(kind, &req, MAX_VALUE).map(|op| op.cond.ttl)
+    };
+    let (ttl, keep) = (uapi::NFKV_F_TTL, uapi::NFKV_F_KEEP_TTL);
+    assert_eq!(at(OpKind::Put, 0, 0), Ok(Ttl::default()));
+    let expect = |ms, keep| Ok(Ttl { ms, keep });
+    assert_eq!(at(OpKind::Put, ttl, 1), expect(Some(1), false));
+    assert_eq!(
+        at(OpKind::Put, ttl, MAX_TTL_MS),
+        expect(Some(MAX_TTL_MS), false)
+    );
+    assert_eq!(at(OpKind::Put, keep, 0), expect(None, true));
+    assert_eq!(at(OpKind::Put, ttl | keep, 5), expect(Some(5), true));
+    // A lifetime without its flag, the flag without a lifetime, or either
+    // on a delete: malformed.
+    for (kind, flags, ms) in [
+        (OpKind::Put, 0, 1),
+        (OpKind::Put, keep, 1),
+        (OpKind::Put, ttl, 0),
+        (OpKind::Del, ttl, 1),
+        (OpKind::Del, keep, 0),
+        (OpKind::Del, 0, 1),
+    ] {
+        assert_eq!(
+            at(kind, flags, ms),
+            Err(Reject::Invalid),
+            "{kind:?} {flags:#x} {ms}"
         );
     }
 }
@@ -181,12 +222,26 @@ fn arb_cond() -> impl Strategy<Value = Condition> {
     ]
 }
 
+/// A put's conditions with any valid expiry.
+fn arb_put_cond() -> impl Strategy<Value = Condition> {
+    let ms = prop_oneof![
+        Just(None),
+        Just(Some(1)),
+        Just(Some(MAX_TTL_MS)),
+        (1..=MAX_TTL_MS).prop_map(Some)
+    ];
+    (arb_cond(), ms, any::<bool>()).prop_map(|(cond, ms, keep)| Condition {
+        ttl: Ttl { ms, keep },
+        ..cond
+    })
+}
+
 type OwnedOp = (bool, Condition, Vec<u8>, Vec<u8>);
 
 fn arb_op() -> impl Strategy<Value = OwnedOp> {
     (
         any::<bool>(),
-        arb_cond(),
+        arb_put_cond(),
         prop::collection::vec(any::<u8>(), 1..=255),
         prop::collection::vec(any::<u8>(), 0..300),
     )
@@ -238,7 +293,7 @@ fn arb_mutation() -> impl Strategy<Value = Mutation> {
         (offset_of!(uapi::nfkv_op, key_len), 2),
         (offset_of!(uapi::nfkv_op, flags), 4),
         (offset_of!(uapi::nfkv_op, value_len), 4),
-        (offset_of!(uapi::nfkv_op, reserved), 4),
+        (offset_of!(uapi::nfkv_op, ttl_ms), 4),
         (offset_of!(uapi::nfkv_op, version), 8),
     ]);
     prop_oneof![
@@ -279,8 +334,10 @@ fn check_accepted(op: &Op<'_>) -> Result<(), TestCaseError> {
     let c = op.cond;
     prop_assert!(!(c.create_only && (c.replace_only || c.if_version.is_some())));
     prop_assert!(c.if_version != Some(0));
+    prop_assert!(c.ttl.ms != Some(0));
     if op.kind == OpKind::Del {
         prop_assert!(!c.create_only && !c.replace_only && op.value.is_empty());
+        prop_assert_eq!(c.ttl, Ttl::default());
     }
     Ok(())
 }
@@ -411,31 +468,33 @@ proptest! {
     }
 
     #[test]
-    fn list_pages_round_trip(entries in prop::collection::vec((any::<u64>(), prop::collection::vec(any::<u8>(), 1..40), prop::collection::vec(any::<u8>(), 0..100)), 0..30), room in 24usize..4096, generation in any::<u64>()) {
+    fn list_pages_round_trip(entries in prop::collection::vec((any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 1..40), prop::collection::vec(any::<u8>(), 0..100)), 0..30), room in 24usize..4096, generation in any::<u64>()) {
         // Not zeroed: the writer must write every byte it returns.
         let mut page = vec![0xa5u8; room];
         let mut w = ListPageWriter::new(&mut page).unwrap();
         let mut written = 0;
-        for (v, k, val) in &entries {
-            if !w.push(*v, k.len(), &[&k[..], &val[..]].concat()) { break; }
+        for (v, ttl, k, val) in &entries {
+            if !w.push(*v, *ttl, k.len(), &[&k[..], &val[..]].concat()) { break; }
             written += 1;
         }
         let more = written < entries.len();
         let used = w.finish(generation, more);
         prop_assert!(used <= room);
         let mut back = Vec::new();
-        let h = decode_list_page(&page[..used], |e| -> Result<(), Reject> { back.push((e.version, e.key.to_vec(), e.value.to_vec())); Ok(()) }).unwrap();
+        let h = decode_list_page(&page[..used], |e| -> Result<(), Reject> { back.push((e.version, e.ttl_ms, e.key.to_vec(), e.value.to_vec())); Ok(()) }).unwrap();
         prop_assert_eq!(h.generation, generation);
         prop_assert_eq!(h.more, more);
         prop_assert_eq!(h.count as usize, written);
         prop_assert_eq!(&back[..], &entries[..written]);
         // Byte for byte as the header describes them: reserved and padding zero.
         let mut want = Vec::new();
-        for (v, k, val) in &entries[..written] {
+        for (v, ttl, k, val) in &entries[..written] {
             want.extend_from_slice(&v.to_ne_bytes());
             want.extend_from_slice(&(k.len() as u16).to_ne_bytes());
             want.extend_from_slice(&[0, 0]);
             want.extend_from_slice(&(val.len() as u32).to_ne_bytes());
+            want.extend_from_slice(&ttl.to_ne_bytes());
+            want.extend_from_slice(&[0; 4]);
             want.extend_from_slice(k);
             want.extend_from_slice(val);
             want.resize(want.len().next_multiple_of(8), 0);
@@ -553,4 +612,19 @@ proptest! {
         prop_assert_eq!(key_order(&a, &b), a.cmp(&b));
         prop_assert_eq!(key_order(&a, &a), std::cmp::Ordering::Equal);
     }
+}
+
+#[test]
+fn value_headers_carry_the_time_left() {
+    let h = ValueHeader {
+        version: 7,
+        value_len: 3,
+        ttl_ms: 1500,
+    };
+    let bytes = h.encode();
+    assert_eq!(
+        bytes[offset_of!(uapi::nfkv_value, ttl_ms)..][..4],
+        1500u32.to_ne_bytes()
+    );
+    assert_eq!(ValueHeader::decode(&bytes), Ok(h));
 }

@@ -16,6 +16,7 @@
 #include <linux/timekeeping.h>
 #include <linux/uaccess.h>
 #include <linux/user_namespace.h>
+#include <linux/workqueue.h>
 #include <net/ipv6.h>
 #include <net/netns/generic.h>
 #include <net/sock.h>
@@ -47,6 +48,23 @@ bool kext_net_owned_by_init_user_ns(const struct net *net)
 u64 kext_clock_real_ns(void)
 {
 	return ktime_get_real_ns();
+}
+
+void kext_init_delayed_work(struct delayed_work *dwork, work_func_t fn)
+{
+	INIT_DELAYED_WORK(dwork, fn);
+}
+
+/* Runs `dwork` `delay` jiffies from now, on the unbound system workqueue
+ * (its runs need no particular CPU), or moves a pending run there. */
+void kext_mod_delayed_work(struct delayed_work *dwork, unsigned long delay)
+{
+	mod_delayed_work(system_unbound_wq, dwork, delay);
+}
+
+void kext_cond_resched(void)
+{
+	cond_resched();
 }
 
 /*

@@ -6,6 +6,7 @@
  */
 #include <linux/netfilter.h>
 #include <linux/sockptr.h>
+#include <linux/workqueue.h>
 #include <net/net_namespace.h>
 
 /* What a packet gives to be keyed by (kext_skb_flow): addresses and, for a
@@ -26,6 +27,9 @@ void *kext_net_generic(const struct net *net, unsigned int id);
 bool kext_net_ns_capable(const struct net *net, int cap);
 bool kext_net_owned_by_init_user_ns(const struct net *net);
 u64 kext_clock_real_ns(void);
+void kext_init_delayed_work(struct delayed_work *dwork, work_func_t fn);
+void kext_mod_delayed_work(struct delayed_work *dwork, unsigned long delay);
+void kext_cond_resched(void);
 void *kext_kvmalloc_account(size_t size);
 size_t kext_kvmalloc_account_size(size_t size);
 void kext_rcu_read_lock(void);

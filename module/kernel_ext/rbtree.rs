@@ -337,6 +337,11 @@ impl<K: EntryKind> NewEntry<K> {
         unsafe { (*self.ptr.as_ptr()).meta = meta };
     }
 
+    /// The meta field the entry will carry once linked.
+    pub(crate) fn meta(&self) -> K::Meta {
+        self.live().meta()
+    }
+
     fn live(&self) -> Live<'_, K> {
         // SAFETY: our reference keeps the entry alive as long as `self`, and
         // only `&mut self` writes its meta field.
@@ -468,11 +473,6 @@ impl<K: EntryKind> EntryRef<K> {
     /// The value.
     pub(crate) fn value(&self) -> &[u8] {
         self.live().data().1
-    }
-
-    /// The meta field.
-    pub(crate) fn meta(&self) -> K::Meta {
-        self.live().meta()
     }
 }
 
@@ -1216,12 +1216,14 @@ impl<K: EntryKind> Vacant<'_, '_, K> {
 impl<K: EntryKind> Tree<K> {
     /// Links `new` under its own key with one descent and no second key
     /// comparison. `check` first sees the entry that has that key, if any,
-    /// and may refuse: then the tree is unchanged and `new` comes back with
-    /// the error. Returns the entry `new` displaced.
+    /// and `new`'s meta field, which it may change (to carry something of
+    /// the entry `new` replaces); it may refuse: then the tree is unchanged
+    /// and `new` comes back with the error. Returns the entry `new`
+    /// displaced.
     pub(crate) fn upsert<E>(
         &mut self,
-        new: NewEntry<K>,
-        check: impl FnOnce(Option<EntryView<'_, K>>) -> core::result::Result<(), E>,
+        mut new: NewEntry<K>,
+        check: impl FnOnce(Option<EntryView<'_, K>>, &mut K::Meta) -> core::result::Result<(), E>,
     ) -> core::result::Result<Option<Detached<K>>, (NewEntry<K>, E)> {
         let found = self.descend_in(WRITERS, new.link_key());
         let present = match found {
@@ -1231,9 +1233,11 @@ impl<K: EntryKind> Tree<K> {
             Ok(h) => Some(unsafe { EntryView::of(node_of(h, WRITERS)) }),
             Err(_) => None,
         };
-        if let Err(e) = check(present) {
+        let mut meta = new.meta();
+        if let Err(e) = check(present, &mut meta) {
             return Err((new, e));
         }
+        new.set_meta(meta);
         match found {
             // SAFETY: `h` is linked into tree 0 (unchanged since the descent) and holds the
             // key `new` was looked up with: its own.

@@ -157,7 +157,7 @@ const OP_OP: usize = offset_of!(uapi::nfkv_op, op);
 const OP_KEY_LEN: usize = offset_of!(uapi::nfkv_op, key_len);
 const OP_FLAGS: usize = offset_of!(uapi::nfkv_op, flags);
 const OP_VALUE_LEN: usize = offset_of!(uapi::nfkv_op, value_len);
-const OP_RESERVED: usize = offset_of!(uapi::nfkv_op, reserved);
+const OP_TTL: usize = offset_of!(uapi::nfkv_op, ttl_ms);
 const OP_VERSION: usize = offset_of!(uapi::nfkv_op, version);
 
 /// The matrix, for a table whose limits are `max_value`.
@@ -362,16 +362,25 @@ fn cases(max_value: usize) -> Vec<Case> {
     // 4. Fields of struct nfkv_op: reserved, flags, op codes, versions, lengths.
     let field_cases: Vec<FieldCase> = vec![
         (
-            "reserved 1",
-            Box::new(|b| put_u32(b, OP_RESERVED, 1)),
+            "ttl_ms without NFKV_F_TTL",
+            Box::new(|b| put_u32(b, OP_TTL, 1)),
             EINVAL,
         ),
         (
-            "reserved high bit",
-            Box::new(|b| put_u32(b, OP_RESERVED, 1 << 31)),
+            "ttl_ms high bit without NFKV_F_TTL",
+            Box::new(|b| put_u32(b, OP_TTL, 1 << 31)),
             EINVAL,
         ),
-        ("flag 0x8", Box::new(|b| put_u32(b, OP_FLAGS, 8)), EINVAL),
+        (
+            "NFKV_F_TTL with ttl_ms 0",
+            Box::new(|b| put_u32(b, OP_FLAGS, uapi::NFKV_F_TTL)),
+            EINVAL,
+        ),
+        (
+            "flag 0x20",
+            Box::new(|b| put_u32(b, OP_FLAGS, 0x20)),
+            EINVAL,
+        ),
         (
             "flag 0x80000000",
             Box::new(|b| put_u32(b, OP_FLAGS, 1 << 31)),
@@ -458,10 +467,20 @@ fn cases(max_value: usize) -> Vec<Case> {
         EINVAL,
     ));
     cases.push(case(
-        "del reserved",
+        "del ttl_ms",
         true,
         cmd::SET_DEL,
-        patched(del.clone(), |b| put_u32(b, OP_RESERVED, 7)),
+        patched(del.clone(), |b| put_u32(b, OP_TTL, 7)),
+        EINVAL,
+    ));
+    cases.push(case(
+        "del with NFKV_F_TTL",
+        true,
+        cmd::SET_DEL,
+        patched(del.clone(), |b| {
+            put_u32(b, OP_FLAGS, uapi::NFKV_F_TTL);
+            put_u32(b, OP_TTL, 7)
+        }),
         EINVAL,
     ));
     cases.push(case(
@@ -694,13 +713,13 @@ fn cases(max_value: usize) -> Vec<Case> {
                 EINVAL,
             ),
             (
-                "reserved",
-                Box::new(move |b| put_u32(b, rec + OP_RESERVED, 1)),
+                "ttl_ms without NFKV_F_TTL",
+                Box::new(move |b| put_u32(b, rec + OP_TTL, 1)),
                 EINVAL,
             ),
             (
                 "unknown flag",
-                Box::new(move |b| put_u32(b, rec + OP_FLAGS, 0x10)),
+                Box::new(move |b| put_u32(b, rec + OP_FLAGS, 0x20)),
                 EINVAL,
             ),
             (
