@@ -103,8 +103,114 @@ v1_file() {
     [ "$(status nfkv restore --flush "$tmp/v1")" = 2 ] && nfkv restore --flush "$tmp/v1" 2>&1 | grep -q 'first save format'
 }
 t first_format_save_files_restore_as_written v1_file
-t version_shows_module bash -c 'nfkv --version | grep -q "^module 0" && nfkv --version | grep -q "ABI 2"'
-t c_example_uses_only_the_header bash -c 'nfkv flush && out=$(nfkv-example) && echo "$out" | grep -q "get c-example/07 = value 7, from C" && echo "$out" | grep -q "too small, value needs" && echo "$out" | grep -Eq "listed 10 entries in [3-9] pages"'
+
+# Entry expiry (TTL): put --ttl, --keep-ttl, the time left in get/list/
+# --json, bad durations, and save/restore of entries that expire.
+ttl_shown() { # ttl_shown KEY: the ttl_ms of KEY, or null
+    nfkv --json get "$1" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["ttl_ms"]))'
+}
+export -f ttl_shown
+ttl_put_get_list() {
+    nfkv flush && nfkv put short v --ttl 30s && nfkv put forever w || return 1
+    # get --ttl: "expires 29.9s" (a little under 30 s; under TCG and a
+    # debug kernel whole seconds may pass between steps), then the value.
+    nfkv get --ttl short | head -n 1 | grep -Eqx 'expires ([12]?[0-9](\.[0-9]+)?s|30s)' &&
+    [ "$(nfkv get --ttl short | tail -n 1)" = v ] &&
+    [ "$(nfkv get --ttl forever)" = "$(printf 'expires never\nw')" ] &&
+    [ "$(nfkv get --version --ttl forever | head -n 2 | tail -n 1)" = 'expires never' ] &&
+    ms=$(ttl_shown short) && [ "$ms" -gt 0 ] && [ "$ms" -le 30000 ] &&
+    [ "$(ttl_shown forever)" = null ] &&
+    listed=$(nfkv list) && { printf '%s\n' "$listed" | grep -Eqx 'short v expires ([12]?[0-9](\.[0-9]+)?s|30s)' ||
+        { echo "nfkv list printed: $listed"; false; }; } && printf '%s\n' "$listed" | grep -qx 'forever w' &&
+    [ "$(nfkv list --keys)" = "$(printf 'forever\nshort')" ] &&
+    nfkv --json list | python3 -c '
+import json, sys
+e = {x["key"]: x for x in json.load(sys.stdin)["entries"]}
+assert e["forever"]["ttl_ms"] is None, e
+assert 0 < e["short"]["ttl_ms"] <= 30000, e
+assert sorted(e["short"]) == ["key", "ttl_ms", "value", "version"], e
+' &&
+    # The forms nft and ipset users type; a bare number is seconds.
+    nfkv put a x --ttl 1h30m && ms=$(ttl_shown a) && [ "$ms" -gt 5380000 ] && [ "$ms" -le 5400000 ] &&
+    nfkv put a x --ttl 90 && ms=$(ttl_shown a) && [ "$ms" -gt 80000 ] && [ "$ms" -le 90000 ] &&
+    nfkv put a x --ttl 1d && ms=$(ttl_shown a) && [ "$ms" -gt 86390000 ] &&
+    nfkv put a x --ttl 49d17h2m47.295s && [ "$(ttl_shown a)" -gt 4294960000 ] &&
+    # A put without --ttl makes the entry permanent again.
+    nfkv put a y && [ "$(ttl_shown a)" = null ]
+}
+t ttl_put_get_list ttl_put_get_list
+ttl_expires() {
+    nfkv flush && nfkv put gone v --ttl 1s && [ "$(nfkv get gone)" = v ] || return 1
+    sleep 1.5
+    [ "$(status nfkv get gone)" = 3 ] && [ -z "$(nfkv list)" ] &&
+    # Absent at once: --create succeeds over it.
+    nfkv put --create gone again && [ "$(nfkv get gone)" = again ] && [ "$(ttl_shown gone)" = null ] &&
+    # Reaped within ~1-2 s: nfkv info stops counting it.
+    nfkv put reaped v --ttl 100ms && sleep 3 &&
+    [ "$(nfkv --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["entries"])')" = 1 ]
+}
+t ttl_entry_is_gone_after_expiry ttl_expires
+ttl_keep() {
+    nfkv flush && nfkv put k 1 --ttl 4s && nfkv put k 2 --keep-ttl &&
+    ms=$(ttl_shown k) && [ "$ms" -le 4000 ] &&
+    # --keep-ttl with --ttl: the ttl only where the key is absent.
+    nfkv put k 3 --keep-ttl --ttl 1h && ms=$(ttl_shown k) && [ "$ms" -le 4000 ] &&
+    nfkv put new 1 --keep-ttl --ttl 1h && [ "$(ttl_shown new)" -gt 3500000 ] &&
+    nfkv put perm 1 && nfkv put perm 2 --keep-ttl --ttl 5s && [ "$(ttl_shown perm)" = null ] || return 1
+    sleep 4
+    [ "$(status nfkv get k)" = 3 ] && [ "$(nfkv get new)" = 1 ] && [ "$(nfkv get perm)" = 2 ]
+}
+t ttl_keep_ttl_keeps_the_deadline ttl_keep
+ttl_bad_durations() {
+    for bad in 0 0s 5x 5sec 1h30 30m1h -5s '' 50d 1.2.3s abc; do
+        [ "$(status nfkv put k v --ttl "$bad")" = 2 ] || { echo "--ttl '$bad' did not exit 2"; return 1; }
+    done
+    nfkv put k v --ttl 5x 2>&1 | grep -qF "invalid value '5x' for '--ttl <DURATION>': bad duration \"5x\": unknown unit \"x\" (write e.g. 500ms, 30s, 5m, 2h, 1d, 1h30m; a bare number is seconds)" &&
+    nfkv put k v --ttl 0 2>&1 | grep -qF 'a TTL must be at least 1ms' &&
+    nfkv put k v --ttl 50d 2>&1 | grep -qF 'is over the longest, 49d17h2m47.295s' &&
+    nfkv put k v --ttl 30m1h 2>&1 | grep -qF 'out of order' &&
+    [ "$(status nfkv del k --ttl 5s)" = 2 ] &&
+    printf 'put k v\nput --ttl=5x j v\n' > "$tmp/badttl" && [ "$(status nfkv batch "$tmp/badttl")" = 2 ] &&
+    nfkv batch "$tmp/badttl" 2>&1 | grep -qF 'line 2: bad duration "5x"' &&
+    printf 'del --ttl=5s k\n' > "$tmp/badttl" && nfkv batch "$tmp/badttl" 2>&1 | grep -qF 'del takes only --if-version' &&
+    [ "$(status nfkv get j)" = 3 ]
+}
+t ttl_bad_durations_fail_clearly ttl_bad_durations
+ttl_batch() {
+    nfkv flush && nfkv put kept old --ttl 50s &&
+    printf 'put --ttl=30s a 1\nput b 2\nput --keep-ttl kept new\nput --ttl=1h --create c 3\n' | nfkv batch &&
+    [ "$(ttl_shown b)" = null ] && ms=$(ttl_shown a) && [ "$ms" -gt 0 ] && [ "$ms" -le 30000 ] &&
+    ms=$(ttl_shown kept) && [ "$ms" -le 50000 ] && [ "$ms" -gt 30000 ] && [ "$(nfkv get kept)" = new ] &&
+    [ "$(ttl_shown c)" -gt 3580000 ]
+}
+t ttl_batch_records_carry_their_ttl ttl_batch
+ttl_save_restore() {
+    # "short" outlives the save (a command takes up to ~0.5 s in the
+    # debug VM, more on a busy host) but not the 8 s before the restore.
+    nfkv flush && nfkv put short 1 --ttl 6s && nfkv put long 2 --ttl 60s && nfkv put forever 3 &&
+    nfkv save > "$tmp/ttlsave" || return 1
+    cat "$tmp/ttlsave"
+    head -n 1 "$tmp/ttlsave" | grep -Eq '^# nfkv save v3 encoding=text prefix= entries=3 generation=[0-9]+ time_ms=[0-9]{13}$' &&
+    grep -qx 'put forever 3' "$tmp/ttlsave" && grep -Eqx 'put --ttl=[0-9]+ms long 2' "$tmp/ttlsave" &&
+    grep -Eqx 'put --ttl=[0-9]+ms short 1' "$tmp/ttlsave" || return 1
+    sleep 8
+    nfkv flush && nfkv restore "$tmp/ttlsave" 2> "$tmp/err" || { cat "$tmp/err"; return 1; }
+    cat "$tmp/err"
+    grep -qx 'nfkv: 1 entry of the save expired since it was taken: not restored' "$tmp/err" &&
+    [ "$(status nfkv get short)" = 3 ] && [ "$(ttl_shown forever)" = null ] &&
+    ms=$(ttl_shown long) && [ "$ms" -le 52000 ] && [ "$ms" -gt 20000 ] || return 1
+    # An older save (v2, no TTLs) restores as it did.
+    printf '# nfkv save v2 encoding=text prefix= entries=1 generation=3\nput old v\n' > "$tmp/v2" &&
+    nfkv restore --flush "$tmp/v2" 2> "$tmp/err" && [ ! -s "$tmp/err" ] && [ "$(nfkv list)" = 'old v' ] &&
+    # A save of a prefix, restored with --flush: the key whose saved entry
+    # expired in between is deleted, not left as written since.
+    nfkv flush && nfkv put p/short saved --ttl 3s && nfkv put p/other x && nfkv save --prefix p/ > "$tmp/psave" &&
+    grep -q 'p/short' "$tmp/psave" && sleep 4 && nfkv put p/short 'written since' && nfkv restore --flush "$tmp/psave" 2>/dev/null &&
+    [ "$(nfkv list --prefix p/)" = 'p/other x' ]
+}
+t ttl_save_restore_counts_the_time_since ttl_save_restore
+t version_shows_module bash -c 'nfkv --version | grep -q "^module 0" && nfkv --version | grep -q "ABI 3"'
+t c_example_uses_only_the_header bash -c 'nfkv flush && out=$(nfkv-example) && echo "$out" | grep -q "get c-example/07 = value 7, from C" && echo "$out" | grep -q "too small, value needs" && echo "$out" | grep -Eq "listed 10 entries in ([3-9]|10) pages"'
 
 # Each limit's refusal names it, and `nfkv info` shows its use: an
 # unprivileged user (unshare -r -n) filling its table with 4 KiB values meets
@@ -247,8 +353,8 @@ classifier_elements() {
 import json, sys
 got = json.load(sys.stdin)
 assert got == {"elements": [
-    {"target": "10.1.2.0/24", "action": "mark", "mark": 16, "mask": 4294967295},
-    {"target": "10.9.0.0/24", "action": "mark", "mark": 16, "mask": 255}]}, got
+    {"target": "10.1.2.0/24", "action": "mark", "mark": 16, "mask": 4294967295, "ttl_ms": None},
+    {"target": "10.9.0.0/24", "action": "mark", "mark": 16, "mask": 255, "ttl_ms": None}]}, got
 ' || return 1
     nfkv element add bl 192.0.2.7 accept && nfkv element list bl | grep -qx '192.0.2.7 accept' &&
     nfkv element delete bl 192.0.2.7 && [ "$(nfkv element list bl)" = '2001:db8::1 accept' ] &&
@@ -259,6 +365,23 @@ assert got == {"elements": [
     [ "$(status nfkv element list nosuch)" = 3 ]
 }
 t classifier_elements classifier_elements
+# Elements that expire, as ipset elements with a timeout.
+classifier_element_ttl() {
+    nfkv element add bl 198.51.100.9 drop --ttl 10m && nfkv element add bl 198.51.100.10 drop --ttl 300ms &&
+    nfkv element list bl | grep -Eqx '198\.51\.100\.9 drop expires 9m5[0-9](\.[0-9]+)?s|198\.51\.100\.9 drop expires 10m' &&
+    nfkv element list bl --json | python3 -c '
+import json, sys
+e = {x["target"]: x for x in json.load(sys.stdin)["elements"]}
+assert 590000 < e["198.51.100.9"]["ttl_ms"] <= 600000, e
+assert e["2001:db8::1"]["ttl_ms"] is None, e
+' || return 1
+    nfkv element add bl 198.51.100.9 accept --keep-ttl && nfkv element list bl | grep -q '^198\.51\.100\.9 accept expires 9m' &&
+    [ "$(status nfkv element add bl 198.51.100.9 drop --ttl 5x)" = 2 ] || return 1
+    sleep 1.5
+    ! nfkv element list bl | grep -q '198\.51\.100\.10' &&
+    nfkv element delete bl 198.51.100.9
+}
+t classifier_element_ttl classifier_element_ttl
 # A value under a classifier's prefix must be an action: put and batch fail
 # with EBADMSG's message, and nothing is written.
 classifier_values_must_be_actions() {

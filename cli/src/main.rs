@@ -7,7 +7,8 @@
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use nfkv::{batchfile, Restore, RestoreError, SNAPSHOT_RETRIES};
 use nfkv::{classifier as cls, Action, Classifier, Counters, Hook, Target};
-use nfkv::{decode_escaped, decode_text, encode_text, Condition, Encoding, Error, Nfkv};
+use nfkv::{decode_escaped, decode_text, encode_text, Condition, Encoding, Error, Nfkv, Ttl};
+use nfkv::{format_duration, parse_duration};
 use nfkv::{GET_COMMAND_NAMES, MAX_BATCH_OPS, MAX_REQUEST_LEN, SET_COMMAND_NAMES};
 use serde_json::{json, Value as Json};
 use std::ffi::OsString;
@@ -15,6 +16,7 @@ use std::io::{self, BufRead, Read, Write};
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
 
 /// The man page's and `--help`'s closing sections.
 const LONG_HELP: &str = "\
@@ -23,6 +25,9 @@ KEYS AND VALUES
 
 CLASSIFIERS
   A classifier puts the table in the packet path. Attached to a netfilter hook, it builds a key for each packet: its --prefix, then the packet's source or destination address (4 or 16 bytes; with --ipv4-bits/--ipv6-bits only its first bits, the rest zero, so that one element covers a subnet) or its transport protocol and destination port (tcp, udp, udplite, sctp, dccp). The entry under that key says what to do: drop, accept, or mark MARK[/MASK] (the packet's mark becomes (mark & ~MASK) ^ MARK, and the next classifier runs). A packet without an entry passes. A hook's classifiers run by ascending --priority, then by name. Elements are entries of the table: `nfkv element add blocklist 192.0.2.7 drop` puts the action under the key made of the prefix and 192.0.2.7, and any write of a value that is no action under a classifier's prefix fails. Targets: 192.0.2.7, 2001:db8::1, 10.1.2.0/24 (the length must be the classifier's bits), tcp/80, udp/53, 6/80. The layout in full: docs/ABI.md of nfkv, section \"Classifiers\".
+
+EXPIRY (TTL)
+  put --ttl DURATION makes an entry that expires DURATION after the write: from then on it is absent to every command and to the classifiers, and the module frees it within a second or so (until then nfkv info still counts it). DURATION is 500ms, 30s, 5m, 2h, 1d, or units combined largest first (1h30m, 1m30.5s); a bare number is seconds (30 = 30s, as ipset's timeout); from 1ms to 49d17h2m47.295s. A put without --ttl makes an entry that never expires, also where it replaces one that would have; put --keep-ttl keeps the replaced entry's expiry (or its lack of one), --ttl then applying only where the key is absent. get --ttl and list show the time left (expires 29.5s); --json gives ttl_ms (null: never). save records each entry's time left and the time of the save; restore gives each entry that time less the time since, and leaves out (and counts) those that expired in between.
 
 BATCH AND SAVE FILES
   batch, save and restore share one file format: one record per line (put, del, or a first flush), keys and values as single tokens in the encoding above. batch applies a file all or nothing; restore too when it fits one request, else in several. The format in full, and which restores are atomic: README.md of nfkv, section \"Batch and save files\".";
@@ -69,6 +74,9 @@ enum Command {
         /// Also print the version (text output)
         #[arg(long)]
         version: bool,
+        /// Also print the time left, "expires 29.5s" or "expires never" (text output)
+        #[arg(long)]
+        ttl: bool,
     },
     /// Remove KEY
     #[command(alias = "delete")]
@@ -80,7 +88,7 @@ enum Command {
     },
     /// Remove every entry
     Flush,
-    /// List entries in key order
+    /// List entries in key order ("KEY VALUE", then "expires 29.5s" if it expires)
     List {
         /// Only keys starting with this
         #[arg(long, short = 'p')]
@@ -174,6 +182,12 @@ enum ElementCommand {
         /// drop, accept, or mark MARK[/MASK]
         #[arg(required = true, num_args = 1..)]
         action: Vec<String>,
+        /// The element expires DURATION after the write (as put --ttl)
+        #[arg(long, value_name = "DURATION", value_parser = parse_ttl, allow_hyphen_values = true)]
+        ttl: Option<u32>,
+        /// Where the element exists, keep its expiry (as put --keep-ttl)
+        #[arg(long)]
+        keep_ttl: bool,
     },
     /// Remove TARGET's entry under classifier NAME
     #[command(alias = "del")]
@@ -226,6 +240,27 @@ struct PutArgs {
     /// Fail unless the entry has this version
     #[arg(long)]
     if_version: Option<u64>,
+    /// Expire DURATION after the write: 500ms, 30s, 5m, 2h, 1d, 1h30m; a bare number is seconds
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl, allow_hyphen_values = true)]
+    ttl: Option<u32>,
+    /// Where the key is present, keep its entry's expiry (or lack of one)
+    #[arg(long)]
+    keep_ttl: bool,
+}
+
+/// A `--ttl` argument: a duration of 1 ms..=49.7 days, in whole ms (rounded up).
+fn parse_ttl(s: &str) -> Result<u32, String> {
+    let d = parse_duration(s).map_err(|e| e.to_string())?;
+    nfkv::duration::ttl_ms(d).map_err(|e| invalid_message(&e))
+}
+
+/// The time left of an entry as text and in `--json` output.
+fn expires_text(ttl: Option<Duration>) -> String {
+    ttl.map_or_else(|| "never".into(), format_duration)
+}
+
+fn ttl_json(ttl: Option<Duration>) -> Json {
+    json!(ttl.map(|d| d.as_millis() as u64))
 }
 
 /// A failure with its exit code.
@@ -344,7 +379,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match command {
         Command::Info => info(&ctx, &mut out),
         Command::Put(args) => put(&ctx, args),
-        Command::Get { key, version } => get(&ctx, &mut out, key, version),
+        Command::Get { key, version, ttl } => get(&ctx, &mut out, key, version, ttl),
         Command::Del { key, if_version } => {
             let key = ctx.arg_bytes("KEY", key)?;
             Ok(ctx.open()?.delete(&key, if_version)?)
@@ -357,7 +392,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
         } => list(&ctx, &mut out, prefix, consistent, keys),
         Command::Stats => stats(&ctx, &mut out),
         Command::Batch { file } => {
-            let batch = read_file(&ctx, file.as_deref())?.to_batch(false);
+            let mut file = read_file(&ctx, file.as_deref())?;
+            report_expired(file.expire(SystemTime::now()));
+            let batch = file.to_batch(false);
             let kv = ctx.open()?;
             if batch.len() > MAX_BATCH_OPS || batch.encoded_len() > MAX_REQUEST_LEN {
                 return Err(Failure {
@@ -461,6 +498,7 @@ fn info(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
 }
 
 fn put(ctx: &Ctx, args: PutArgs) -> Result<(), Failure> {
+    let cond = put_condition(&args);
     let key = ctx.arg_bytes("KEY", args.key)?;
     let value = match (args.value, args.file) {
         (Some(v), _) => ctx.arg_bytes("VALUE", v)?,
@@ -473,15 +511,29 @@ fn put(ctx: &Ctx, args: PutArgs) -> Result<(), Failure> {
             v
         }
     };
-    let cond = Condition {
-        create_only: args.create,
-        replace_only: args.replace,
-        if_version: args.if_version,
-    };
     Ok(ctx.open()?.put(&key, &value, cond)?)
 }
 
-fn get(ctx: &Ctx, out: &mut impl Write, key: OsString, show_version: bool) -> Result<(), Failure> {
+/// What `put`'s flags ask of the write.
+fn put_condition(args: &PutArgs) -> Condition {
+    Condition {
+        create_only: args.create,
+        replace_only: args.replace,
+        if_version: args.if_version,
+        ttl: Ttl {
+            ms: args.ttl,
+            keep: args.keep_ttl,
+        },
+    }
+}
+
+fn get(
+    ctx: &Ctx,
+    out: &mut impl Write,
+    key: OsString,
+    show_version: bool,
+    show_ttl: bool,
+) -> Result<(), Failure> {
     let key = ctx.arg_bytes("KEY", key)?;
     let v = ctx.open()?.get(&key)?;
     if ctx.json {
@@ -489,12 +541,16 @@ fn get(ctx: &Ctx, out: &mut impl Write, key: OsString, show_version: bool) -> Re
             "key": ctx.text(&key),
             "value": ctx.text(&v.value),
             "version": v.version,
+            "ttl_ms": ttl_json(v.ttl),
             "encoding": ctx.enc.name(),
         });
         writeln!(out, "{j}")?;
     } else {
         if show_version {
             writeln!(out, "version {}", v.version)?;
+        }
+        if show_ttl {
+            writeln!(out, "expires {}", expires_text(v.ttl))?;
         }
         match ctx.enc {
             // Raw bytes, exactly as stored, like cat.
@@ -507,7 +563,20 @@ fn get(ctx: &Ctx, out: &mut impl Write, key: OsString, show_version: bool) -> Re
 }
 
 fn entry_json(ctx: &Ctx, e: &nfkv::Entry) -> Json {
-    json!({"key": ctx.text(&e.key), "value": ctx.text(&e.value), "version": e.version})
+    json!({"key": ctx.text(&e.key), "value": ctx.text(&e.value), "version": e.version, "ttl_ms": ttl_json(e.ttl)})
+}
+
+/// A line of `list`: the key, the value, and the time left of an entry
+/// that expires (`KEY VALUE expires 29.5s`); with `keys_only`, the key.
+fn entry_line(ctx: &Ctx, e: &nfkv::Entry, keys_only: bool) -> String {
+    if keys_only {
+        return ctx.text(&e.key);
+    }
+    let mut line = format!("{} {}", ctx.text(&e.key), ctx.text(&e.value));
+    if let Some(left) = e.ttl {
+        line += &format!(" expires {}", format_duration(left));
+    }
+    line
 }
 
 fn list(
@@ -523,11 +592,7 @@ fn list(
         .unwrap_or_default();
     let kv = ctx.open()?;
     let print = |out: &mut dyn Write, e: &nfkv::Entry| -> io::Result<()> {
-        if keys_only {
-            writeln!(out, "{}", ctx.text(&e.key))
-        } else {
-            writeln!(out, "{} {}", ctx.text(&e.key), ctx.text(&e.value))
-        }
+        writeln!(out, "{}", entry_line(ctx, e, keys_only))
     };
     if consistent || ctx.json {
         let (generation, entries) = kv.snapshot(&prefix, SNAPSHOT_RETRIES)?;
@@ -590,9 +655,16 @@ fn save(ctx: &Ctx, out: &mut impl Write, prefix: Option<OsString>) -> Result<(),
         .map(|p| ctx.arg_bytes("PREFIX", p))
         .transpose()?
         .unwrap_or_default();
-    let (generation, entries) = ctx.open()?.snapshot(&prefix, SNAPSHOT_RETRIES)?;
-    batchfile::write_save(out, ctx.enc, &prefix, generation, &entries)?;
-    Ok(())
+    Ok(batchfile::save(&ctx.open()?, out, ctx.enc, &prefix)?)
+}
+
+/// Says on standard error how many puts of a save were left out because
+/// their entries expired since the save.
+fn report_expired(expired: usize) {
+    if expired > 0 {
+        let s = if expired == 1 { "y" } else { "ies" };
+        eprintln!("nfkv: {expired} entr{s} of the save expired since it was taken: not restored");
+    }
 }
 
 /// Reads and parses a batch or save file (`-` or none: standard input).
@@ -618,7 +690,9 @@ fn restore(ctx: &Ctx, file: Option<&std::path::Path>, flush: bool) -> Result<(),
     let restore = Restore::new(&file, flush).map_err(|_| {
         usage("restore --flush: this file is in the first save format, which does not record the --prefix it was saved with; restore it without --flush (after `nfkv flush`, if it holds the whole table)")
     })?;
-    restore.run(&ctx.open()?, ctx.enc).map_err(Failure::from)
+    let done = restore.run(&ctx.open()?, ctx.enc).map_err(Failure::from)?;
+    report_expired(done.expired);
+    Ok(())
 }
 
 /// The failure of a command on classifier `name`: the message names it.
@@ -727,6 +801,8 @@ fn element(ctx: &Ctx, out: &mut impl Write, command: ElementCommand) -> Result<(
             name,
             target,
             action,
+            ttl,
+            keep_ttl,
         } => {
             let words: Vec<&str> = action.iter().map(String::as_str).collect();
             let action = cls::parse_action(&words).map_err(cls_usage)?;
@@ -734,7 +810,11 @@ fn element(ctx: &Ctx, out: &mut impl Write, command: ElementCommand) -> Result<(
             let kv = ctx.open()?;
             let (c, _) = kv.classifier(&name).map_err(|e| cls_failure(e, &name))?;
             let t = Target::parse_for(&target, &c).map_err(cls_usage)?;
-            kv.add_element(&name, &t, action)
+            let ttl = Ttl {
+                ms: ttl,
+                keep: keep_ttl,
+            };
+            kv.add_element_with_ttl(&name, &t, action, ttl)
                 .map_err(|e| cls_failure(e, &name))
         }
         ElementCommand::Delete { name, target } => {
@@ -754,16 +834,15 @@ fn element(ctx: &Ctx, out: &mut impl Write, command: ElementCommand) -> Result<(
         ElementCommand::List { name } => {
             let kv = ctx.open()?;
             let (c, _) = kv.classifier(&name).map_err(|e| cls_failure(e, &name))?;
-            let elements = kv.elements(&name).map_err(|e| cls_failure(e, &name))?;
+            let elements = kv
+                .elements_with_ttl(&name)
+                .map_err(|e| cls_failure(e, &name))?;
             if ctx.json {
-                let list: Vec<Json> = elements
-                    .iter()
-                    .map(|(t, a)| element_json(&c, t, a))
-                    .collect();
+                let list: Vec<Json> = elements.iter().map(|e| element_json(&c, e)).collect();
                 writeln!(out, "{}", json!({"elements": list}))?;
             } else {
-                for (t, a) in &elements {
-                    writeln!(out, "{} {}", t.display_with(&c), cls::action_text(a))?;
+                for e in &elements {
+                    writeln!(out, "{}", element_line(&c, e))?;
                 }
             }
             Ok(())
@@ -771,13 +850,27 @@ fn element(ctx: &Ctx, out: &mut impl Write, command: ElementCommand) -> Result<(
     }
 }
 
-fn element_json(c: &Classifier, t: &Target, a: &Action) -> Json {
-    let target = t.display_with(c);
-    match *a {
-        Action::Drop => json!({"target": target, "action": "drop"}),
-        Action::Accept => json!({"target": target, "action": "accept"}),
+/// An element as `element list` prints it: `TARGET ACTION [expires 29.5s]`.
+fn element_line(c: &Classifier, e: &nfkv::Element) -> String {
+    let mut line = format!(
+        "{} {}",
+        e.target.display_with(c),
+        cls::action_text(&e.action)
+    );
+    if let Some(left) = e.ttl {
+        line += &format!(" expires {}", format_duration(left));
+    }
+    line
+}
+
+fn element_json(c: &Classifier, e: &nfkv::Element) -> Json {
+    let target = e.target.display_with(c);
+    let ttl_ms = ttl_json(e.ttl);
+    match e.action {
+        Action::Drop => json!({"target": target, "action": "drop", "ttl_ms": ttl_ms}),
+        Action::Accept => json!({"target": target, "action": "accept", "ttl_ms": ttl_ms}),
         Action::Mark { mark, mask } => {
-            json!({"target": target, "action": "mark", "mark": mark, "mask": mask})
+            json!({"target": target, "action": "mark", "mark": mark, "mask": mask, "ttl_ms": ttl_ms})
         }
     }
 }
@@ -811,6 +904,96 @@ mod tests {
         assert!(Cli::try_parse_from(["nfkv", "put", "k", "v", "--create", "--replace"]).is_err());
         assert!(Cli::try_parse_from(["nfkv", "put", "k", "v", "--file", "x"]).is_err());
         assert!(Cli::try_parse_from(["nfkv", "--hex", "--base64", "info"]).is_err());
+    }
+
+    #[test]
+    fn ttl_flags_take_durations_and_bad_ones_are_usage_errors() {
+        let put = |args: &[&str]| {
+            let mut all = vec!["nfkv", "put", "k", "v"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| match cli.command {
+                Some(Command::Put(a)) => {
+                    let ttl = put_condition(&a).ttl;
+                    assert_eq!((ttl.ms, ttl.keep), (a.ttl, a.keep_ttl));
+                    (ttl.ms, ttl.keep)
+                }
+                _ => panic!("not a put"),
+            })
+        };
+        for (ttl, ms) in [
+            ("500ms", 500),
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("2h", 7_200_000),
+            ("1d", 86_400_000),
+            ("1h30m", 5_400_000),
+            ("1.5s", 1500),
+            ("30", 30_000),
+            ("49d17h2m47.295s", u32::MAX),
+        ] {
+            assert_eq!(put(&["--ttl", ttl]).ok(), Some((Some(ms), false)), "{ttl}");
+        }
+        assert_eq!(put(&["--keep-ttl"]).ok(), Some((None, true)));
+        assert_eq!(
+            put(&["--ttl=5s", "--keep-ttl"]).ok(),
+            Some((Some(5000), true))
+        );
+        assert_eq!(put(&[]).ok(), Some((None, false)));
+        for (ttl, says) in [
+            ("0", "at least 1ms"),
+            ("0ms", "at least 1ms"),
+            ("50d", "over the longest, 49d17h2m47.295s"),
+            ("5x", "bad duration \"5x\": unknown unit \"x\""),
+            ("5 s", "unknown unit"),
+            ("-5s", "expected a number"),
+            ("30m1h", "out of order"),
+            ("abc", "expected a number"),
+            ("", "it is empty"),
+        ] {
+            let e = put(&["--ttl", ttl]).err().unwrap();
+            let m = e.to_string();
+            assert!(e.exit_code() == 2 && m.contains(says), "{ttl:?}: {m}");
+        }
+        let e = Cli::try_parse_from(["nfkv", "del", "k", "--ttl", "5s"])
+            .err()
+            .unwrap();
+        assert_eq!(e.exit_code(), 2, "del takes no --ttl: {e}");
+    }
+
+    #[test]
+    fn time_left_shows_in_list_lines_and_json() {
+        let ctx = Ctx {
+            enc: Encoding::Text,
+            explicit: false,
+            json: false,
+            optbase: None,
+        };
+        let entry = |value: &[u8], ttl: Option<u64>| nfkv::Entry {
+            key: b"k".to_vec(),
+            value: value.to_vec(),
+            version: 7,
+            ttl: ttl.map(Duration::from_millis),
+        };
+        assert_eq!(entry_line(&ctx, &entry(b"v", None), false), "k v");
+        assert_eq!(
+            entry_line(&ctx, &entry(b"v", Some(29_500)), false),
+            "k v expires 29.5s"
+        );
+        assert_eq!(
+            entry_line(&ctx, &entry(b"", Some(5_400_000)), false),
+            "k  expires 1h30m"
+        );
+        assert_eq!(entry_line(&ctx, &entry(b"v", Some(1)), true), "k");
+        assert_eq!(
+            entry_json(&ctx, &entry(b"v", Some(1500))),
+            json!({"key": "k", "value": "v", "version": 7, "ttl_ms": 1500})
+        );
+        assert_eq!(
+            entry_json(&ctx, &entry(b"v", None)),
+            json!({"key": "k", "value": "v", "version": 7, "ttl_ms": null})
+        );
+        assert_eq!(expires_text(None), "never");
+        assert_eq!(expires_text(Some(Duration::from_millis(300))), "300ms");
     }
 
     #[test]
@@ -857,9 +1040,10 @@ mod tests {
             .split_once(&format!("\n### {section}\n"))
             .expect("README.md has the section --help names");
         for needle in [
-            "put [--create | --replace | --if-version=N]...",
+            "put [--create | --replace | --if-version=N] [--ttl=DURATION] [--keep-ttl]",
             "del [--if-version=N]",
-            "# nfkv save v2 encoding=",
+            "# nfkv save v3 encoding=",
+            "time_ms=",
             "Which restores are atomic",
         ] {
             assert!(text.contains(needle), "README section lacks {needle:?}");
@@ -927,11 +1111,47 @@ mod tests {
         ])
         .unwrap();
         match cli.command {
-            Some(Command::Element(ElementCommand::Add { action, .. })) => {
-                assert_eq!(action, ["mark", "0x10/0xff"])
+            Some(Command::Element(ElementCommand::Add { action, ttl, .. })) => {
+                assert_eq!(
+                    (action, ttl),
+                    (vec!["mark".to_string(), "0x10/0xff".into()], None)
+                )
             }
             _ => panic!("not an element add"),
         }
+        let cli = Cli::try_parse_from([
+            "nfkv",
+            "element",
+            "add",
+            "bl",
+            "192.0.2.7",
+            "drop",
+            "--ttl",
+            "10m",
+        ])
+        .unwrap();
+        match cli.command {
+            Some(Command::Element(ElementCommand::Add { action, ttl, .. })) => {
+                assert_eq!((action, ttl), (vec!["drop".to_string()], Some(600_000)))
+            }
+            _ => panic!("not an element add"),
+        }
+        let e = Cli::try_parse_from([
+            "nfkv",
+            "element",
+            "add",
+            "bl",
+            "192.0.2.7",
+            "drop",
+            "--ttl",
+            "10x",
+        ])
+        .err()
+        .unwrap();
+        assert!(
+            e.exit_code() == 2 && e.to_string().contains("unknown unit"),
+            "{e}"
+        );
         assert!(Cli::try_parse_from(["nfkv", "element", "add", "steer", "10.1.2.0/24"]).is_err());
     }
 
@@ -952,6 +1172,8 @@ mod tests {
                     name: "bl".into(),
                     target: target.into(),
                     action: action.iter().map(|s| s.to_string()).collect(),
+                    ttl: None,
+                    keep_ttl: false,
                 },
             )
             .err()
@@ -1041,20 +1263,30 @@ mod tests {
                    "counters": {"packets": 9, "unkeyed": 1, "drop": 2, "accept": 3, "mark": 4}})
         );
         let subnet: Target = "10.1.2.0".parse().unwrap();
+        let element = |action, ttl: Option<u64>| nfkv::Element {
+            target: subnet,
+            action,
+            ttl: ttl.map(Duration::from_millis),
+        };
+        let mark = Action::Mark {
+            mark: 16,
+            mask: u32::MAX,
+        };
         assert_eq!(
-            element_json(
-                &c,
-                &subnet,
-                &Action::Mark {
-                    mark: 16,
-                    mask: u32::MAX
-                }
-            ),
-            json!({"target": "10.1.2.0/24", "action": "mark", "mark": 16, "mask": 4294967295u32})
+            element_json(&c, &element(mark, None)),
+            json!({"target": "10.1.2.0/24", "action": "mark", "mark": 16, "mask": 4294967295u32, "ttl_ms": null})
         );
         assert_eq!(
-            element_json(&c, &subnet, &Action::Drop),
-            json!({"target": "10.1.2.0/24", "action": "drop"})
+            element_json(&c, &element(Action::Drop, Some(600_000))),
+            json!({"target": "10.1.2.0/24", "action": "drop", "ttl_ms": 600_000})
+        );
+        assert_eq!(
+            element_line(&c, &element(Action::Drop, Some(599_500))),
+            "10.1.2.0/24 drop expires 9m59.5s"
+        );
+        assert_eq!(
+            element_line(&c, &element(mark, None)),
+            "10.1.2.0/24 mark 0x10"
         );
     }
 

@@ -5,45 +5,80 @@
 //! README (section "Batch and save files"); this module is its one
 //! implementation.
 
+use crate::duration::{parse_duration, ttl_ms};
 use crate::text::{decode_text, encode_text, Encoding};
-use crate::{Batch, Condition, Entry, MAX_KEY_LEN};
+use crate::{Batch, Condition, Entry, Error, Nfkv, Ttl, MAX_KEY_LEN, SNAPSHOT_RETRIES};
 use std::io::{self, BufRead, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Version of the format `save` writes.
-pub const FORMAT_VERSION: u32 = 2;
+/// Version of the format `save` writes: 3 records each entry's time left
+/// (`put --ttl=...`) and the header the wall-clock time of the save.
+pub const FORMAT_VERSION: u32 = 3;
 
-/// The header line `save` writes.
-pub fn header(enc: Encoding, prefix: &[u8], entries: usize, generation: u64) -> String {
+/// The header line `save` writes; `time`: when the table was read.
+pub fn header(
+    enc: Encoding,
+    prefix: &[u8],
+    entries: usize,
+    generation: u64,
+    time: SystemTime,
+) -> String {
+    let time_ms = time
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
     format!(
-        "# nfkv save v{FORMAT_VERSION} encoding={} prefix={} entries={entries} generation={generation}",
+        "# nfkv save v{FORMAT_VERSION} encoding={} prefix={} entries={entries} generation={generation} time_ms={time_ms}",
         enc.name(),
         encode_text(prefix, enc)
     )
 }
 
-/// One record line of `save`: a plain put.
-pub fn put_line(key: &[u8], value: &[u8], enc: Encoding) -> String {
-    if value.is_empty() {
-        format!("put {}", encode_text(key, enc))
-    } else {
-        format!("put {} {}", encode_text(key, enc), encode_text(value, enc))
+/// One record line of `save`: a put, with the entry's time left if it
+/// expires (`put --ttl=29500ms KEY VALUE`).
+pub fn put_line(key: &[u8], value: &[u8], ttl: Option<Duration>, enc: Encoding) -> String {
+    let mut line = String::from("put ");
+    if let Some(ttl) = ttl {
+        line += &format!("--ttl={}ms ", ttl.as_millis().max(1));
     }
+    line += &encode_text(key, enc);
+    if !value.is_empty() {
+        line.push(' ');
+        line += &encode_text(value, enc);
+    }
+    line
 }
 
 /// Writes a save file: the header, then a put line per entry, in order.
-/// `entries` are what a snapshot of `prefix` at `generation` returned.
+/// `entries` are what a snapshot of `prefix` at `generation` returned,
+/// read from `time` on (take it before the snapshot: a restore then counts
+/// the time since the save generously, and no entry outlives its expiry).
 pub fn write_save(
     out: &mut impl Write,
     enc: Encoding,
     prefix: &[u8],
     generation: u64,
+    time: SystemTime,
     entries: &[Entry],
 ) -> io::Result<()> {
-    writeln!(out, "{}", header(enc, prefix, entries.len(), generation))?;
+    writeln!(
+        out,
+        "{}",
+        header(enc, prefix, entries.len(), generation, time)
+    )?;
     for e in entries {
-        writeln!(out, "{}", put_line(&e.key, &e.value, enc))?;
+        writeln!(out, "{}", put_line(&e.key, &e.value, e.ttl, enc))?;
     }
     Ok(())
+}
+
+/// Saves the entries under `prefix` (one consistent snapshot) to `out`:
+/// what `nfkv save` prints.
+pub fn save(kv: &Nfkv, out: &mut impl Write, enc: Encoding, prefix: &[u8]) -> Result<(), Error> {
+    let time = SystemTime::now();
+    let (generation, entries) = kv.snapshot(prefix, SNAPSHOT_RETRIES)?;
+    write_save(out, enc, prefix, generation, time, &entries)
+        .map_err(|source| Error::Os { op: "save", source })
 }
 
 /// What a save header says.
@@ -56,6 +91,9 @@ pub struct Header {
     pub prefix: Option<Vec<u8>>,
     /// Entries announced, when recorded.
     pub entries: Option<u64>,
+    /// When the table was read (format 3 on): the TTLs of the records are
+    /// the time the entries had left then.
+    pub time: Option<SystemTime>,
 }
 
 /// What kind of write a record is.
@@ -109,6 +147,7 @@ fn parse_header(line: &str) -> Result<Header, String> {
             encoding: enc,
             prefix: None,
             entries,
+            time: None,
         });
     }
     let mut words = line
@@ -120,14 +159,15 @@ fn parse_header(line: &str) -> Result<Header, String> {
         .and_then(|v| v.strip_prefix('v'))
         .and_then(|v| v.parse::<u32>().ok())
         .ok_or_else(unreadable)?;
-    if version != FORMAT_VERSION {
+    if !(2..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "the file is in save format v{version}; this nfkv reads v1 and v{FORMAT_VERSION}"
+            "the file is in save format v{version}; this nfkv reads v1 to v{FORMAT_VERSION}"
         ));
     }
     let mut encoding = None;
     let mut prefix = None;
     let mut entries = None;
+    let mut time = None;
     for w in words {
         match w.split_once('=') {
             Some(("encoding", e)) => {
@@ -136,6 +176,12 @@ fn parse_header(line: &str) -> Result<Header, String> {
             }
             Some(("prefix", p)) => prefix = Some(p),
             Some(("entries", n)) => entries = n.parse().ok(),
+            Some(("time_ms", t)) => {
+                let ms = t
+                    .parse::<u64>()
+                    .map_err(|_| format!("bad time_ms {t:?} in the save header"))?;
+                time = UNIX_EPOCH.checked_add(Duration::from_millis(ms));
+            }
             // Unknown fields (generation, later additions) are informative.
             _ => {}
         }
@@ -148,6 +194,7 @@ fn parse_header(line: &str) -> Result<Header, String> {
         encoding,
         prefix: Some(prefix),
         entries,
+        time,
     })
 }
 
@@ -212,21 +259,28 @@ fn parse_line(
             "--" => options_done = true,
             "--create" => cond.create_only = true,
             "--replace" => cond.replace_only = true,
-            _ => match t.strip_prefix("--if-version=") {
-                Some(v) => {
+            "--keep-ttl" => cond.ttl.keep = true,
+            _ => {
+                if let Some(v) = t.strip_prefix("--if-version=") {
                     let v = v
                         .parse::<u64>()
                         .ok()
                         .filter(|&v| v > 0)
                         .ok_or_else(|| format!("bad version in {t}"))?;
                     cond.if_version = Some(v);
-                }
-                None => {
+                } else if let Some(d) = t.strip_prefix("--ttl=") {
+                    let d = parse_duration(d).map_err(|e| e.to_string())?;
+                    let ms = ttl_ms(d).map_err(|e| match e {
+                        Error::Invalid(m) => m,
+                        e => e.to_string(),
+                    })?;
+                    cond.ttl.ms = Some(ms);
+                } else {
                     return Err(format!(
                         "unknown option {t:?} (a key starting with '-' is written \\x2d..., or after --)"
-                    ))
+                    ));
                 }
-            },
+            }
         }
     }
     let bytes = |t: &str| decode_text(t, enc).map_err(|e| e.to_string());
@@ -252,7 +306,7 @@ fn parse_line(
     if cond.create_only && (cond.replace_only || cond.if_version.is_some()) {
         return Err("--create excludes --replace and --if-version".into());
     }
-    if kind == Kind::Del && (cond.create_only || cond.replace_only) {
+    if kind == Kind::Del && (cond.create_only || cond.replace_only || cond.ttl != Ttl::default()) {
         return Err("del takes only --if-version".into());
     }
     let (key, value) = match (kind, args.as_slice()) {
@@ -283,6 +337,34 @@ fn parse_line(
 }
 
 impl File {
+    /// Counts the time since the save (the header's `time_ms`) against
+    /// the records' TTLs, at `now`: each TTL is what the entry had left at
+    /// the save, so it loses the time elapsed since (rounded up to the
+    /// millisecond), and a put whose TTL ran out in between is dropped (the
+    /// entry would have expired by now). Returns how many were dropped.
+    /// Files without a save time (batch files, older saves) are left as
+    /// they are: their TTLs count from the write.
+    pub fn expire(&mut self, now: SystemTime) -> usize {
+        let Some(saved) = self.header.as_ref().and_then(|h| h.time) else {
+            return 0;
+        };
+        // A save "from the future" (the clock went back): nothing elapsed.
+        let elapsed = now.duration_since(saved).unwrap_or_default();
+        let elapsed = u32::try_from(elapsed.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX);
+        let before = self.records.len();
+        self.records.retain_mut(|r| match r.cond.ttl.ms {
+            Some(ms) if r.kind == Kind::Put => match ms.checked_sub(elapsed) {
+                Some(left) if left > 0 => {
+                    r.cond.ttl.ms = Some(left);
+                    true
+                }
+                _ => false,
+            },
+            _ => true,
+        });
+        before - self.records.len()
+    }
+
     /// The file as one batch (`flush`: empty the table first), for `batch`.
     pub fn to_batch(&self, flush: bool) -> Batch {
         let mut b = Batch::new();
@@ -322,10 +404,11 @@ pub(crate) mod tests {
                 key: key.clone(),
                 value: value.clone(),
                 version: 1,
+                ttl: None,
             })
             .collect();
         let mut out = Vec::new();
-        write_save(&mut out, enc, prefix, 7, &entries).unwrap();
+        write_save(&mut out, enc, prefix, 7, SystemTime::now(), &entries).unwrap();
         String::from_utf8(out).unwrap()
     }
 
@@ -406,10 +489,19 @@ pub(crate) mod tests {
         let e = read(text.as_bytes(), Some(Encoding::Base64)).unwrap_err();
         assert!(e.message.contains("encoding hex"), "{e:?}");
         assert!(read(text.as_bytes(), Some(Encoding::Hex)).is_ok());
-        assert!(parse("# nfkv save v3 encoding=text\n")
+        assert!(parse("# nfkv save v4 encoding=text\n")
             .unwrap_err()
             .message
-            .contains("v3"));
+            .contains("v4"));
+        // Saves of format 2 (before TTLs) still read.
+        let v2 = parse("# nfkv save v2 encoding=text prefix=a entries=1 generation=3\nput a1 x\n")
+            .unwrap();
+        let h = v2.header.clone().unwrap();
+        assert_eq!(
+            (h.version, h.prefix, h.time),
+            (2, Some(b"a".to_vec()), None)
+        );
+        assert_eq!(puts(&v2), vec![(b"a1".to_vec(), b"x".to_vec())]);
     }
 
     #[test]
@@ -462,6 +554,102 @@ pub(crate) mod tests {
         assert!(parse(&long).unwrap_err().message.contains("key must be"));
     }
 
+    fn ttl_of(ms: Option<u32>, keep: bool) -> Condition {
+        Condition {
+            ttl: Ttl { ms, keep },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn records_take_a_ttl_and_keep_ttl() {
+        let f = parse("put --ttl=30s a 1\nput --keep-ttl b 2\nput --ttl=1h30m --keep-ttl --create c\nput --ttl=1.5 d\nput --ttl=500ms -- \\x2de\n").unwrap();
+        let conds: Vec<Condition> = f.records.iter().map(|r| r.cond).collect();
+        assert_eq!(conds[0], ttl_of(Some(30_000), false));
+        assert_eq!(conds[1], ttl_of(None, true));
+        assert_eq!(
+            conds[2],
+            Condition {
+                create_only: true,
+                ..ttl_of(Some(5_400_000), true)
+            }
+        );
+        assert_eq!(conds[3], ttl_of(Some(1500), false));
+        assert_eq!(
+            (conds[4], &f.records[4].key[..]),
+            (ttl_of(Some(500), false), &b"-e"[..])
+        );
+        for (text, says) in [
+            ("put --ttl=0 k\n", "at least 1ms"),
+            ("put --ttl=0s k\n", "at least 1ms"),
+            ("put --ttl=50d k\n", "over the longest, 49d17h2m47.295s"),
+            ("put --ttl=5x k\n", "bad duration \"5x\": unknown unit"),
+            ("put --ttl= k\n", "bad duration \"\": it is empty"),
+            ("put --ttl 5s k\n", "unknown option \"--ttl\""),
+            ("del --ttl=5s k\n", "del takes only --if-version"),
+            ("del --keep-ttl k\n", "del takes only --if-version"),
+        ] {
+            let e = parse(text).unwrap_err();
+            assert!(e.line == 1 && e.message.contains(says), "{text:?}: {e}");
+        }
+    }
+
+    fn entry(key: &str, ttl_ms: Option<u64>) -> Entry {
+        Entry {
+            key: key.as_bytes().to_vec(),
+            value: b"v".to_vec(),
+            version: 1,
+            ttl: ttl_ms.map(Duration::from_millis),
+        }
+    }
+
+    #[test]
+    fn a_save_records_time_left_and_its_time_and_a_restore_counts_the_time_since() {
+        let saved = UNIX_EPOCH + Duration::from_millis(1_796_000_000_123);
+        let entries = [
+            entry("forever", None),
+            entry("short", Some(300)),
+            entry("long", Some(60_000)),
+        ];
+        let mut out = Vec::new();
+        write_save(&mut out, Encoding::Text, b"", 9, saved, &entries).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(
+            text,
+            "# nfkv save v3 encoding=text prefix= entries=3 generation=9 time_ms=1796000000123\n\
+             put forever v\nput --ttl=300ms short v\nput --ttl=60000ms long v\n"
+        );
+        let file = parse(&text).unwrap();
+        assert_eq!(file.header.as_ref().unwrap().time, Some(saved));
+        // Restored at once: as saved.
+        let mut now = file.clone();
+        assert_eq!(now.expire(saved), 0);
+        assert_eq!(now, file);
+        // 1.5 s later: "short" expired in between, "long" has 58.5 s left.
+        let mut later = file.clone();
+        assert_eq!(later.expire(saved + Duration::from_millis(1500)), 1);
+        let left: Vec<(&[u8], Option<u32>)> = later
+            .records
+            .iter()
+            .map(|r| (&r.key[..], r.cond.ttl.ms))
+            .collect();
+        assert_eq!(left, [(&b"forever"[..], None), (b"long", Some(58_500))]);
+        assert_eq!(later.records[1].line, 4, "records keep their lines");
+        // Exactly at the deadline: expired; a clock gone back: no time passed.
+        assert_eq!(file.clone().expire(saved + Duration::from_millis(300)), 1);
+        let mut back = file.clone();
+        assert_eq!(back.expire(saved - Duration::from_secs(5)), 0);
+        assert_eq!(back, file);
+        // Batch files and older saves have no save time: TTLs count from the write.
+        let mut batch = parse("put --ttl=300ms k v\n").unwrap();
+        assert_eq!(batch.expire(SystemTime::now() + Duration::from_secs(99)), 0);
+        assert_eq!(batch.records[0].cond.ttl.ms, Some(300));
+        assert!(parse("# nfkv save v3 encoding=text time_ms=x\n")
+            .unwrap_err()
+            .message
+            .contains("bad time_ms"));
+    }
+
     proptest! {
         #[test]
         fn every_save_reads_back_exactly(
@@ -487,7 +675,7 @@ pub(crate) mod tests {
             header in "(# nfkv save( v[0-9]| ?:)?( [a-z]+=[a-z0-9]*| encoding [a-z]*)*\n)?",
             lines in prop::collection::vec((
                 "put|del|flush|frob|#",
-                prop::collection::vec("--|--create|--replace|--if-version=[0-9]{0,2}|-x", 0..3),
+                prop::collection::vec("--|--create|--replace|--if-version=[0-9]{0,2}|-x|--keep-ttl|--ttl=[0-9.dhms]{0,4}", 0..3),
                 prop::collection::vec("[a-f]{0,2}(\\\\(x[0-9a-g]{0,2}|\\\\)?[a-z]?)?", 0..4),
             ), 0..6),
         ) {

@@ -18,7 +18,7 @@
 //! # Ok::<(), nfkv::Error>(())
 //! ```
 
-use crate::{Condition, Entry, Error, Limit, Nfkv, Result, SNAPSHOT_RETRIES};
+use crate::{Condition, Entry, Error, Limit, Nfkv, Result, Ttl, SNAPSHOT_RETRIES};
 use nfkv_abi::classifier::{self as cls, Action, Classifier, Counters, Family, Match, PacketKey};
 use nfkv_abi::codec::cmd;
 use nfkv_abi::uapi;
@@ -26,6 +26,7 @@ use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+use std::time::Duration;
 
 pub use nfkv_abi::classifier::{MAX_CLASSIFIERS, NAME_LEN, PREFIX_MAX};
 
@@ -590,8 +591,26 @@ impl Nfkv {
     /// its prefix, match and bits; `Error::NotFound` if there is none),
     /// replacing the target's action if it had one.
     pub fn add_element(&self, name: &str, target: &Target, action: Action) -> Result<()> {
+        self.add_element_with_ttl(name, target, action, Ttl::default())
+    }
+
+    /// [`Nfkv::add_element`] with an expiry, as an ipset element with a
+    /// timeout: `ttl` as in [`Condition::ttl`] (e.g.
+    /// [`expires_after`](crate::expires_after)`(Duration::from_secs(600))?`
+    /// blocks an address for ten minutes; `Ttl::default()`: for ever).
+    pub fn add_element_with_ttl(
+        &self,
+        name: &str,
+        target: &Target,
+        action: Action,
+        ttl: Ttl,
+    ) -> Result<()> {
         let (c, _) = self.classifier(name)?;
-        self.put(&key_of(&c, target)?, &action.encode(), Condition::default())
+        let cond = Condition {
+            ttl,
+            ..Default::default()
+        };
+        self.put(&key_of(&c, target)?, &action.encode(), cond)
     }
 
     /// Removes `target`'s entry under classifier `name`; `Error::NotFound`
@@ -607,10 +626,29 @@ impl Nfkv {
     /// prefix, or written by hand) are left out; a value that is no valid
     /// action, which the module refuses to store, is `Error::BadAction`.
     pub fn elements(&self, name: &str) -> Result<Vec<(Target, Action)>> {
+        Ok(self
+            .elements_with_ttl(name)?
+            .into_iter()
+            .map(|e| (e.target, e.action))
+            .collect())
+    }
+
+    /// [`Nfkv::elements`] with the time each has left.
+    pub fn elements_with_ttl(&self, name: &str) -> Result<Vec<Element>> {
         let (c, _) = self.classifier(name)?;
         let (_, entries) = self.snapshot(c.prefix(), SNAPSHOT_RETRIES)?;
-        decode_elements(&c, &entries)
+        decode_elements_with_ttl(&c, &entries)
     }
+}
+
+/// An element of a classifier: its target, its action, and the time its
+/// entry has left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Element {
+    pub target: Target,
+    pub action: Action,
+    /// As [`Entry::ttl`]; `None`: it never expires.
+    pub ttl: Option<Duration>,
 }
 
 /// The classifiers of a `NFKV_SO_GET_CLS_LIST` reply of exactly the
@@ -630,10 +668,24 @@ pub fn decode_list(reply: &[u8]) -> Result<Vec<(Classifier, Counters)>> {
 
 /// The elements of `c` among `entries` (see [`Nfkv::elements`]).
 pub fn decode_elements(c: &Classifier, entries: &[Entry]) -> Result<Vec<(Target, Action)>> {
+    Ok(decode_elements_with_ttl(c, entries)?
+        .into_iter()
+        .map(|e| (e.target, e.action))
+        .collect())
+}
+
+/// The elements of `c` among `entries`, with their time left.
+pub fn decode_elements_with_ttl(c: &Classifier, entries: &[Entry]) -> Result<Vec<Element>> {
     entries
         .iter()
-        .filter_map(|e| target_of(c, &e.key).map(|t| (t, &e.value)))
-        .map(|(t, v)| Ok((t, Action::parse(v).ok_or(Error::BadAction)?)))
+        .filter_map(|e| target_of(c, &e.key).map(|t| (t, e)))
+        .map(|(target, e)| {
+            Ok(Element {
+                target,
+                action: Action::parse(&e.value).ok_or(Error::BadAction)?,
+                ttl: e.ttl,
+            })
+        })
         .collect()
 }
 
@@ -911,6 +963,7 @@ mod tests {
             key: key.to_vec(),
             value: value.to_vec(),
             version: 1,
+            ttl: None,
         };
         let drop = Action::Drop.encode();
         let entries = [
@@ -924,6 +977,18 @@ mod tests {
         );
         let bad = [entry(b"p/\x0a\x01\x02\x00", b"not an action")];
         assert!(matches!(decode_elements(&c, &bad), Err(Error::BadAction)));
+        let expiring = [Entry {
+            ttl: Some(Duration::from_millis(1500)),
+            ..entry(b"p/\x0a\x01\x02\x00", &drop)
+        }];
+        assert_eq!(
+            decode_elements_with_ttl(&c, &expiring).unwrap(),
+            [Element {
+                target: Target::Addr("10.1.2.0".parse().unwrap()),
+                action: Action::Drop,
+                ttl: Some(Duration::from_millis(1500)),
+            }]
+        );
     }
 
     #[test]

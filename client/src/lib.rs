@@ -6,27 +6,35 @@
 //! command-line tool is the `nfkv-cli` crate.
 //!
 //! ```no_run
+//! use std::time::Duration;
 //! let kv = nfkv::Nfkv::open()?;
 //! kv.put(b"answer", b"42", nfkv::Condition::default())?;
 //! assert_eq!(kv.get(b"answer")?.value, b"42");
+//! // An entry that expires (is absent) 30 seconds from now.
+//! kv.put_with_ttl(b"session", b"x", Duration::from_secs(30))?;
+//! assert!(kv.get(b"session")?.ttl.is_some_and(|left| left <= Duration::from_secs(30)));
 //! # Ok::<(), nfkv::Error>(())
 //! ```
 
 use nfkv_abi::codec::{self, cmd, ListRequest, Op, OpKind, Reject, ValueHeader};
 use std::io;
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 pub use nfkv_abi::codec::{
-    Condition, Counter, Info, Stats, MAX_BATCH_OPS, MAX_KEY_LEN, MAX_REQUEST_LEN, VALUE_LEN_CAP,
+    Condition, Counter, Info, Stats, Ttl, MAX_BATCH_OPS, MAX_KEY_LEN, MAX_REQUEST_LEN, MAX_TTL_MS,
+    VALUE_LEN_CAP,
 };
 pub use nfkv_abi::uapi::{NFKV_ABI_VERSION as ABI_VERSION, NFKV_BASE_CTL as DEFAULT_OPTBASE};
 
 pub mod batchfile;
 pub mod classifier;
+pub mod duration;
 pub mod raw;
 pub mod restore;
 mod text;
-pub use classifier::{Hook, Target};
+pub use classifier::{Element, Hook, Target};
+pub use duration::{expires_after, format_duration, parse_duration, DurationError, MAX_TTL};
 pub use nfkv_abi::classifier::{Action, Classifier, Counters, Family, Match, PacketKey};
 pub use restore::{Restore, RestoreError};
 pub use text::{decode_escaped, decode_text, encode_text, Encoding, TextError};
@@ -205,11 +213,14 @@ impl From<Reject> for Error {
     }
 }
 
-/// A stored value with its version.
+/// A stored value with its version and the time it has left.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Value {
     pub version: u64,
     pub value: Vec<u8>,
+    /// Time left before the entry expires, to the millisecond (rounded up,
+    /// so at least 1 ms while it lives); `None`: it never expires.
+    pub ttl: Option<Duration>,
 }
 
 /// One entry of a listing.
@@ -218,6 +229,8 @@ pub struct Entry {
     pub key: Vec<u8>,
     pub value: Vec<u8>,
     pub version: u64,
+    /// Time left, as in [`Value::ttl`]; `None`: it never expires.
+    pub ttl: Option<Duration>,
 }
 
 /// One page of a listing.
@@ -378,9 +391,21 @@ impl Nfkv {
         Ok(())
     }
 
-    /// Stores `value` under `key` if `cond` holds.
+    /// Stores `value` under `key` if `cond` holds; `cond.ttl` says when the
+    /// entry expires (default: never, also where it replaces one that would
+    /// have; see [`Ttl`] and [`expires_after`]).
     pub fn put(&self, key: &[u8], value: &[u8], cond: Condition) -> Result<()> {
         self.set("put", cmd::SET_PUT, &put_request(key, value, cond)?)
+    }
+
+    /// Stores `value` under `key`, unconditionally, as an entry that expires
+    /// `ttl` from now (rounded up to whole milliseconds; 1 ms..=[`MAX_TTL`]).
+    pub fn put_with_ttl(&self, key: &[u8], value: &[u8], ttl: Duration) -> Result<()> {
+        let cond = Condition {
+            ttl: expires_after(ttl)?,
+            ..Default::default()
+        };
+        self.put(key, value, cond)
     }
 
     /// Removes `key`, if its version is `if_version` when given.
@@ -428,6 +453,7 @@ impl Nfkv {
                     return Ok(Value {
                         version: h.version,
                         value: buf,
+                        ttl: duration::time_left(h.ttl_ms),
                     });
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
@@ -465,6 +491,7 @@ impl Nfkv {
                             key: e.key.to_vec(),
                             value: e.value.to_vec(),
                             version: e.version,
+                            ttl: duration::time_left(e.ttl_ms),
                         });
                         Ok(())
                     })
@@ -603,12 +630,24 @@ fn list_buffer_len(page_bytes: usize, req: &ListRequest<'_>) -> usize {
 pub fn put_request(key: &[u8], value: &[u8], cond: Condition) -> Result<Vec<u8>> {
     Nfkv::check_key(key)?;
     check_value(value)?;
+    check_ttl(&cond.ttl)?;
     Ok(raw::encode_op(&Op {
         kind: OpKind::Put,
         cond,
         key,
         value,
     }))
+}
+
+/// Refuses `Ttl { ms: Some(0) }`, which the wire cannot carry (0 there
+/// means "no TTL"). Longer than [`MAX_TTL_MS`] does not fit the `u32`.
+fn check_ttl(ttl: &Ttl) -> Result<()> {
+    if ttl.ms == Some(0) {
+        return Err(Error::Invalid(
+            "a TTL must be at least 1 ms (Ttl { ms: Some(0) }); None means never".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn check_value(value: &[u8]) -> Result<()> {
@@ -642,7 +681,8 @@ impl Batch {
         self
     }
 
-    /// Adds a put.
+    /// Adds a put; `cond.ttl` as for [`Nfkv::put`]. Every record of a batch
+    /// counts its lifetime from the same moment.
     pub fn put(&mut self, key: &[u8], value: &[u8], cond: Condition) -> &mut Self {
         self.bytes = self.bytes.saturating_add(Self::record_len(key, value));
         self.ops
@@ -717,6 +757,7 @@ impl Batch {
         for (kind, cond, key, value) in &self.ops {
             Nfkv::check_key(key)?;
             check_value(value)?;
+            check_ttl(&cond.ttl)?;
             let op = Op {
                 kind: *kind,
                 cond: *cond,
@@ -876,6 +917,32 @@ mod tests {
                 assert_eq!(names[offset as usize], name);
             }
         }
+    }
+
+    #[test]
+    fn ttls_go_on_the_wire_and_zero_is_refused_before_it() {
+        let ttl = |ms, keep| Condition {
+            ttl: Ttl { ms, keep },
+            ..Default::default()
+        };
+        for cond in [
+            ttl(Some(1), false),
+            ttl(Some(u32::MAX), true),
+            ttl(None, true),
+        ] {
+            let req = put_request(b"k", b"v", cond).unwrap();
+            let h: &[u8; codec::OP_SIZE] = req[..codec::OP_SIZE].try_into().unwrap();
+            assert_eq!(codec::op_header(h, 10).unwrap().cond, cond);
+        }
+        let zero = ttl(Some(0), false);
+        match put_request(b"k", b"v", zero) {
+            Err(Error::Invalid(m)) => assert!(m.contains("at least 1 ms"), "{m}"),
+            other => panic!("ttl 0: {other:?}"),
+        }
+        let mut b = Batch::new();
+        b.put(b"k", b"v", ttl(Some(5), false)).put(b"j", b"", zero);
+        assert!(matches!(b.encode(), Err(Error::Invalid(_))));
+        assert_eq!(ABI_VERSION, 3, "the client speaks the ABI of entry expiry");
     }
 
     #[test]

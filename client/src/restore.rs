@@ -3,11 +3,15 @@
 //! the first failure with a report of what the table then holds. With
 //! `flush`, the table is emptied first — only the keys under the save's
 //! prefix, for a save of a prefix. README, "Batch and save files", says
-//! which restores are atomic.
+//! which restores are atomic. The entries of a save keep the time they had
+//! left at the save, less the time since; those that expired in between
+//! are not restored ([`File::expire`]).
 
 use crate::batchfile::{File, Kind};
 use crate::text::{encode_text, Encoding};
-use crate::{Batch, Condition, Error, Nfkv, MAX_BATCH_OPS, MAX_REQUEST_LEN, SNAPSHOT_RETRIES};
+use crate::{Batch, Error, Nfkv, MAX_BATCH_OPS, MAX_REQUEST_LEN, SNAPSHOT_RETRIES};
+use std::borrow::Cow;
+use std::time::SystemTime;
 
 /// Restarts of a prefix restore whose deletes raced another writer.
 pub const RESTORE_RETRIES: usize = 10;
@@ -56,6 +60,18 @@ pub struct Restore<'a> {
     flush: bool,
 }
 
+/// What a restore did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Restored {
+    /// Records of the file applied.
+    pub records: usize,
+    /// Puts of a save not applied because their entry's TTL ran out
+    /// between the save and the restore.
+    pub expired: usize,
+    /// BATCH requests it took.
+    pub batches: usize,
+}
+
 impl<'a> Restore<'a> {
     /// A restore of `file`; `flush`: empty the table first (for a save of a
     /// prefix: the keys under it). A file of the first save format cannot
@@ -68,9 +84,22 @@ impl<'a> Restore<'a> {
         Ok(Restore { file, flush })
     }
 
-    /// Applies the file through `kv`. A failure report writes keys in `enc`.
-    pub fn run(&self, kv: &Nfkv, enc: Encoding) -> Result<(), RestoreError> {
-        let file = self.file;
+    /// Applies the file through `kv`, with the time since the save counted
+    /// against its TTLs ([`File::expire`], at the time of the call). A
+    /// failure report writes keys in `enc`.
+    pub fn run(&self, kv: &Nfkv, enc: Encoding) -> Result<Restored, RestoreError> {
+        self.run_at(kv, enc, SystemTime::now())
+    }
+
+    /// [`Restore::run`] as if at `now`.
+    pub fn run_at(
+        &self,
+        kv: &Nfkv,
+        enc: Encoding,
+        now: SystemTime,
+    ) -> Result<Restored, RestoreError> {
+        let (file, expired) = self.at(now);
+        let file = &*file;
         let prefix = file.header.as_ref().and_then(|h| h.prefix.as_deref());
         let max_ops = match kv.limits().max_batch_ops as usize {
             0 => MAX_BATCH_OPS,
@@ -107,7 +136,13 @@ impl<'a> Restore<'a> {
                 if steps.len() == 1 {
                     return Err(RestoreError::Refused { error });
                 }
-                let report = partial_state(file, &mode, &steps, i, enc, &error.to_string());
+                let mut error_text = error.to_string();
+                if expired > 0 {
+                    error_text += &format!(
+                        " ({expired} puts of the file were left out: their entries expired since the save; record numbers count the others)"
+                    );
+                }
+                let report = partial_state(file, &mode, &steps, i, enc, &error_text);
                 return Err(RestoreError::Stopped {
                     error,
                     failed: i,
@@ -115,8 +150,26 @@ impl<'a> Restore<'a> {
                     report,
                 });
             }
-            return Ok(());
+            return Ok(Restored {
+                records: file.records.len(),
+                expired,
+                batches: steps.len(),
+            });
         }
+    }
+
+    /// The file as restored at `now`: the time since the save counted
+    /// against its TTLs (a copy only when there is a TTL to change), and
+    /// how many puts expired in between.
+    fn at(&self, now: SystemTime) -> (Cow<'a, File>, usize) {
+        let timed = self.file.header.as_ref().is_some_and(|h| h.time.is_some())
+            && self.file.records.iter().any(|r| r.cond.ttl.ms.is_some());
+        if !timed {
+            return (Cow::Borrowed(self.file), 0);
+        }
+        let mut file = self.file.clone();
+        let expired = file.expire(now);
+        (Cow::Owned(file), expired)
     }
 }
 
@@ -192,13 +245,18 @@ fn plan(file: &File, flush: &Flush, max_ops: usize, max_bytes: usize) -> Vec<Ste
 }
 
 /// The keys a prefix restore must delete: those of `current` that no plain
-/// put of the file writes first (a plain put overwrites them anyway).
+/// put of the file writes first (a plain put overwrites them anyway, with
+/// or without a TTL; one that keeps the present entry's TTL does not count).
 fn prefix_deletes(file: &File, current: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut first: std::collections::HashMap<&[u8], bool> = std::collections::HashMap::new();
     for r in &file.records {
-        first
-            .entry(&r.key)
-            .or_insert(r.kind == Kind::Put && r.cond == Condition::default());
+        let c = r.cond;
+        let plain = r.kind == Kind::Put
+            && !c.create_only
+            && !c.replace_only
+            && c.if_version.is_none()
+            && !c.ttl.keep;
+        first.entry(&r.key).or_insert(plain);
     }
     current
         .into_iter()
@@ -273,7 +331,7 @@ mod tests {
                 .map(|i| Record {
                     line: i + 2,
                     kind: Kind::Put,
-                    cond: Condition::default(),
+                    cond: crate::Condition::default(),
                     key: format!("k{i:06}").into_bytes(),
                     value: vec![b'v'; value_len],
                 })
@@ -337,12 +395,37 @@ mod tests {
 
     #[test]
     fn prefix_deletes_skip_keys_the_file_overwrites() {
-        let f = parse("put a 1\nput --create b 2\ndel c\n").unwrap();
-        let current = vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()];
+        let f =
+            parse("put a 1\nput --create b 2\ndel c\nput --ttl=5s e\nput --keep-ttl f\n").unwrap();
+        let current = [&b"a"[..], b"b", b"c", b"d", b"e", b"f"].map(|k| k.to_vec());
         assert_eq!(
-            prefix_deletes(&f, current),
-            vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+            prefix_deletes(&f, current.to_vec()),
+            [&b"b"[..], b"c", b"d", b"f"].map(|k| k.to_vec())
         );
+    }
+
+    #[test]
+    fn a_restore_leaves_out_what_expired_since_the_save() {
+        let text = "# nfkv save v3 encoding=text prefix= entries=2 generation=1 time_ms=1000000\nput --ttl=300ms a\nput --ttl=5s b\nput c\n";
+        let f = parse(text).unwrap();
+        let r = Restore::new(&f, true).unwrap();
+        let saved = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        let (file, expired) = r.at(saved + std::time::Duration::from_secs(1));
+        assert_eq!(expired, 1);
+        assert!(matches!(file, Cow::Owned(_)));
+        let keys: Vec<(&[u8], Option<u32>)> = file
+            .records
+            .iter()
+            .map(|r| (&r.key[..], r.cond.ttl.ms))
+            .collect();
+        assert_eq!(keys, [(&b"b"[..], Some(4000)), (b"c", None)]);
+        // The deletes of a prefix restore then include "a": its entry, if
+        // still there, is not the saved one.
+        assert_eq!(prefix_deletes(&file, vec![b"a".to_vec()]), [b"a".to_vec()]);
+        // Without a TTL, or a save time, nothing is copied.
+        let plain = parse("put --ttl=300ms a\n").unwrap();
+        let r = Restore::new(&plain, false).unwrap();
+        assert!(matches!(r.at(SystemTime::now()), (Cow::Borrowed(_), 0)));
     }
 
     #[test]

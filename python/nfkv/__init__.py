@@ -19,6 +19,11 @@ needs ``CAP_NET_ADMIN`` over the caller's network namespace.
 the packet path: classifiers drop, accept or mark packets by their address
 or port as the table's entries say.
 
+:meth:`Table.put` with ``ttl=`` makes an entry that expires: from then on
+it is absent, and the module frees it within about a second.
+:meth:`Table.ttl`, :meth:`Table.get_entry` and :meth:`Table.entries` show
+the time left.
+
 :meth:`Table.save` and :meth:`Table.restore` write and apply the batch and
 save files of the ``nfkv`` CLI (``nfkv save``, ``nfkv restore``), and
 :func:`read_batch_file` reads one without a module.
@@ -27,6 +32,8 @@ save files of the ``nfkv`` CLI (``nfkv save``, ``nfkv restore``), and
 from __future__ import annotations
 
 import builtins
+import datetime
+import math
 import os
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
@@ -51,17 +58,21 @@ __all__ = [
     "ABI_VERSION",
     "DEFAULT_OPTBASE",
     "MAX_KEY_LEN",
+    "MAX_TTL",
     "Batch",
     "BatchFile",
     "BatchRecord",
     "BytesLike",
     "ConditionError",
     "Counter",
+    "Entry",
     "FileLike",
     "Info",
     "NoSpaceError",
     "NotLoadedError",
+    "Restored",
     "Stats",
+    "TtlLike",
     "Table",
     "open",
     "read_batch_file",
@@ -74,6 +85,11 @@ MAX_KEY_LEN: int = _native.MAX_KEY_LEN
 DEFAULT_OPTBASE: int = _native.DEFAULT_OPTBASE
 #: The ABI version this package speaks.
 ABI_VERSION: int = _native.ABI_VERSION
+#: Longest lifetime of an entry, in seconds: 2**32-1 ms, about 49.7 days.
+MAX_TTL: float = _native.MAX_TTL_MS / 1000
+
+#: What a ``ttl`` may be given as: seconds (int or float) or a timedelta.
+TtlLike = Union[int, float, datetime.timedelta]
 
 #: What keys and values may be given as: bytes-like, or str (UTF-8 encoded).
 BytesLike = Union[bytes, bytearray, memoryview, str]
@@ -141,6 +157,42 @@ def _int_in(what: str, value: object, low: int, high: int) -> int:
     return value
 
 
+def _ttl_ms(ttl: Optional[TtlLike]) -> Optional[int]:
+    """A ``ttl`` argument in whole milliseconds, rounded up: None, seconds
+    (int or float) or a :class:`datetime.timedelta`, from 1 ms to
+    :data:`MAX_TTL` seconds."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, datetime.timedelta):
+        micros = (ttl.days * 86400 + ttl.seconds) * 1_000_000 + ttl.microseconds
+        ms = -(-micros // 1000)
+    elif isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise TypeError(
+            f"ttl must be seconds (int or float) or a datetime.timedelta, not {type(ttl).__name__}"
+        )
+    elif isinstance(ttl, int):
+        ms = ttl * 1000
+    else:
+        if not math.isfinite(ttl):
+            raise ValueError(f"ttl must be a finite number of seconds, not {ttl}")
+        # round(): 0.1 * 3 s is 300 ms, not 301; a positive ttl is >= 1 ms.
+        ms = math.ceil(round(ttl * 1000, 6))
+        if ttl > 0:
+            ms = max(ms, 1)
+    if ms <= 0:
+        raise ValueError(
+            f"ttl must be positive (at least 1 ms; None means never expires), not {ttl!r}"
+        )
+    if ms > _native.MAX_TTL_MS:
+        raise ValueError(f"ttl must be at most {MAX_TTL} s (2**32-1 ms), not {ttl!r}")
+    return ms
+
+
+def _seconds(ttl_ms: Optional[int]) -> Optional[float]:
+    """Time left as the module reports it (ms; None: never) in seconds."""
+    return None if ttl_ms is None else ttl_ms / 1000
+
+
 def _condition(create: bool, replace: bool, if_version: Optional[int]) -> Optional[int]:
     """Checks a put's condition; returns the checked ``if_version``."""
     version = _version(if_version)
@@ -188,6 +240,32 @@ class Info:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """An entry of the table, with the time it has left."""
+
+    key: bytes
+    value: bytes
+    #: Its version (changes with every write).
+    version: int
+    #: Seconds left before it expires (to the millisecond, rounded up), or
+    #: None if it never expires.
+    ttl: Optional[float]
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What :meth:`Table.restore` did."""
+
+    #: Records of the file applied.
+    records: int
+    #: Puts of a save left out because their entries expired between the
+    #: save and the restore.
+    expired: int
+    #: Batch requests it took.
+    batches: int
+
+
+@dataclass(frozen=True)
 class BatchRecord:
     """One line of a batch or save file: a put or a delete and its conditions."""
 
@@ -201,6 +279,11 @@ class BatchRecord:
     if_version: Optional[int]
     #: The line of the file it is on, from 1.
     line: int
+    #: ``--ttl``: seconds the entry lives after the write (in a save: the
+    #: time it had left then), or None.
+    ttl: Optional[float] = None
+    #: ``--keep-ttl``: a present entry's expiry is kept.
+    keep_ttl: bool = False
 
 
 @dataclass(frozen=True)
@@ -215,6 +298,10 @@ class BatchFile:
     #: The file starts with ``flush``.
     flush: bool
     records: Tuple[BatchRecord, ...]
+    #: When the save was taken (seconds since the Unix epoch, as
+    #: :func:`time.time`), if the header records it: the records' TTLs are
+    #: the time their entries had left then.
+    time: Optional[float] = None
 
 
 def read_batch_file(data: FileLike, *, encoding: Optional[str] = None) -> BatchFile:
@@ -226,15 +313,26 @@ def read_batch_file(data: FileLike, *, encoding: Optional[str] = None) -> BatchF
     None: the header's, else text. A malformed line raises
     :class:`ValueError` naming it.
     """
-    enc, prefix, flush, records = _native.read_batch_file(_file_bytes(data), encoding)
+    enc, prefix, flush, records, time_ms = _native.read_batch_file(_file_bytes(data), encoding)
     return BatchFile(
         encoding=enc,
         prefix=prefix,
         flush=flush,
         records=tuple(
-            BatchRecord("put" if is_put else "del", key, value, create, replace, version, line)
-            for (is_put, key, value, create, replace, version), line in records
+            BatchRecord(
+                "put" if is_put else "del",
+                key,
+                value,
+                create,
+                replace,
+                version,
+                line,
+                _seconds(ttl_ms),
+                keep,
+            )
+            for (is_put, key, value, create, replace, version, ttl_ms, keep), line in records
         ),
+        time=None if time_ms is None else time_ms / 1000,
     )
 
 
@@ -274,7 +372,9 @@ class Batch:
 
     def __init__(self, conn: _native.Connection) -> None:
         self._conn = conn
-        self._ops: List[Tuple[bool, bytes, bytes, bool, bool, Optional[int]]] = []
+        self._ops: List[
+            Tuple[bool, bytes, bytes, bool, bool, Optional[int], Optional[int], bool]
+        ] = []
         self._flush = False
         self._done = False
 
@@ -286,19 +386,32 @@ class Batch:
         create: bool = False,
         replace: bool = False,
         if_version: Optional[int] = None,
+        ttl: Optional[TtlLike] = None,
+        keep_ttl: bool = False,
     ) -> None:
-        """Adds a put; the conditions are those of :meth:`Table.put`."""
+        """Adds a put; the conditions and ``ttl``, ``keep_ttl`` are those of
+        :meth:`Table.put`. Every TTL of a batch counts from the same moment."""
         version = _condition(create, replace, if_version)
+        ttl_ms = _ttl_ms(ttl)
         self._check_open()
         self._ops.append(
-            (True, _bytes(key, "key"), _bytes(value, "value"), bool(create), bool(replace), version)
+            (
+                True,
+                _bytes(key, "key"),
+                _bytes(value, "value"),
+                bool(create),
+                bool(replace),
+                version,
+                ttl_ms,
+                bool(keep_ttl),
+            )
         )
 
     def delete(self, key: BytesLike, *, if_version: Optional[int] = None) -> None:
         """Adds a delete (the key must exist, with ``if_version`` if given)."""
         version = _version(if_version)
         self._check_open()
-        self._ops.append((False, _bytes(key, "key"), b"", False, False, version))
+        self._ops.append((False, _bytes(key, "key"), b"", False, False, version, None, False))
 
     def flush(self) -> None:
         """Empties the table before the batch's operations (wherever called)."""
@@ -393,6 +506,8 @@ class Table:
         create: bool = False,
         replace: bool = False,
         if_version: Optional[int] = None,
+        ttl: Optional[TtlLike] = None,
+        keep_ttl: bool = False,
     ) -> None:
         """Stores ``value`` under ``key``.
 
@@ -401,10 +516,25 @@ class Table:
         (else :class:`KeyError`). ``if_version=N``: only if the entry has
         version ``N`` (else :class:`ConditionError`, ``ESTALE``, or
         :class:`KeyError` when absent). ``create`` excludes the other two.
+
+        ``ttl``: the entry expires that long after the write — seconds (int
+        or float) or a :class:`datetime.timedelta`, rounded up to whole
+        milliseconds, from 1 ms to :data:`MAX_TTL` (about 49.7 days); from
+        then on it is absent (``get`` raises :class:`KeyError`, ``create``
+        succeeds). Without it the entry never expires, also where it
+        replaces one that would have. ``keep_ttl=True``: where the key is
+        present, the entry keeps that one's expiry (or its lack of one);
+        ``ttl`` then applies only where the key is absent.
         """
         version = _condition(create, replace, if_version)
         self._conn.put(
-            _bytes(key, "key"), _bytes(value, "value"), bool(create), bool(replace), version
+            _bytes(key, "key"),
+            _bytes(value, "value"),
+            bool(create),
+            bool(replace),
+            version,
+            _ttl_ms(ttl),
+            bool(keep_ttl),
         )
 
     @overload
@@ -425,7 +555,20 @@ class Table:
 
     def get_versioned(self, key: BytesLike) -> Tuple[int, bytes]:
         """``(version, value)`` of ``key``; :class:`KeyError` if absent."""
-        return self._conn.get(_bytes(key, "key"))
+        version, value, _ttl = self._conn.get(_bytes(key, "key"))
+        return version, value
+
+    def get_entry(self, key: BytesLike) -> Entry:
+        """The :class:`Entry` of ``key``: value, version and time left;
+        :class:`KeyError` if absent (or expired)."""
+        data = _bytes(key, "key")
+        version, value, ttl_ms = self._conn.get(data)
+        return Entry(data, value, version, _seconds(ttl_ms))
+
+    def ttl(self, key: BytesLike) -> Optional[float]:
+        """Seconds ``key``'s entry has left (to the millisecond, rounded
+        up), or None if it never expires; :class:`KeyError` if absent."""
+        return _seconds(self._conn.get(_bytes(key, "key"))[2])
 
     def delete(self, key: BytesLike, *, if_version: Optional[int] = None) -> None:
         """Removes ``key`` (:class:`KeyError` if absent); with ``if_version``,
@@ -462,16 +605,31 @@ class Table:
         return self._items(_bytes(prefix, "prefix"), bool(consistent))
 
     def _items(self, prefix: bytes, consistent: bool) -> Iterator[Tuple[bytes, bytes]]:
+        for key, value, _version_, _ttl in self._raw_entries(prefix, consistent):
+            yield key, value
+
+    def entries(self, prefix: BytesLike = b"", consistent: bool = False) -> Iterator[Entry]:
+        """The :class:`Entry` (key, value, version, time left) of each key
+        starting with ``prefix``, in key order; lazy or ``consistent`` as
+        :meth:`items`."""
+        return (
+            Entry(key, value, version, _seconds(ttl_ms))
+            for key, value, version, ttl_ms in self._raw_entries(
+                _bytes(prefix, "prefix"), bool(consistent)
+            )
+        )
+
+    def _raw_entries(
+        self, prefix: bytes, consistent: bool
+    ) -> Iterator[Tuple[bytes, bytes, int, Optional[int]]]:
         if consistent:
             _generation, entries = self._conn.snapshot(prefix)
-            for key, value, _version_ in entries:
-                yield key, value
+            yield from entries
             return
         after = b""
         while True:
             _generation, entries, more = self._conn.list_page(prefix, after)
-            for key, value, _version_ in entries:
-                yield key, value
+            yield from entries
             if not more or not entries:
                 return
             after = entries[-1][0]
@@ -493,7 +651,7 @@ class Table:
 
     def restore(
         self, data: FileLike, *, flush: bool = False, encoding: Optional[str] = None
-    ) -> None:
+    ) -> Restored:
         """Applies a batch or save file (its bytes, or a path), as ``nfkv
         restore`` does: all or nothing when it fits one batch request, else
         in several, in file order.
@@ -504,8 +662,12 @@ class Table:
         request the exception of its cause (:class:`ConditionError`,
         :class:`NoSpaceError`, ...), whose message says which records were
         applied when the restore took several requests.
+
+        A save records each entry's time left and when it was taken: the
+        entries get that time less the time since, and those that expired
+        in between are left out (counted in the :class:`Restored` returned).
         """
-        self._conn.restore(_file_bytes(data), bool(flush), encoding)
+        return Restored(*self._conn.restore(_file_bytes(data), bool(flush), encoding))
 
     # --- classifiers ----------------------------------------------------
 
@@ -577,9 +739,20 @@ class Table:
             )
         ]
 
-    def add_element(self, name: str, target: str, action: str) -> None:
+    def add_element(
+        self,
+        name: str,
+        target: str,
+        action: str,
+        *,
+        ttl: Optional[TtlLike] = None,
+        keep_ttl: bool = False,
+    ) -> None:
         """Puts ``action`` for ``target`` under classifier ``name``,
-        replacing the target's action if it had one.
+        replacing the target's action if it had one. ``ttl`` and
+        ``keep_ttl`` as for :meth:`put`: an element with a ``ttl`` expires,
+        as an ipset element with a timeout (``ttl=600`` blocks an address
+        for ten minutes).
 
         ``target``: ``"192.0.2.7"``, ``"2001:db8::1"``, ``"10.1.2.0/24"``
         (the length must be the classifier's ``ipv4_bits``/``ipv6_bits``),
@@ -591,7 +764,11 @@ class Table:
         or action.
         """
         self._conn.add_element(
-            _str(name, "name"), _str(target, "target"), _str(action, "action")
+            _str(name, "name"),
+            _str(target, "target"),
+            _str(action, "action"),
+            _ttl_ms(ttl),
+            bool(keep_ttl),
         )
 
     def delete_element(self, name: str, target: str) -> None:

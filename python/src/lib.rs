@@ -10,7 +10,7 @@
 use nfkv::batchfile::{self, Kind};
 use nfkv::classifier as cls;
 use nfkv::{Action, Target};
-use nfkv::{Batch, Condition, Encoding, Error, Nfkv, Restore, RestoreError};
+use nfkv::{Batch, Condition, Encoding, Error, Nfkv, Restore, RestoreError, Ttl};
 use nfkv::{GET_COMMAND_NAMES, MAX_OPTBASE, SET_COMMAND_NAMES, SNAPSHOT_RETRIES};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
@@ -117,7 +117,7 @@ fn read_file(py: Python<'_>, data: &[u8], encoding: Option<Encoding>) -> PyResul
 }
 
 /// A `put` or `delete` of a batch, as the Python layer hands it over:
-/// (is_put, key, value, create, replace, if_version).
+/// (is_put, key, value, create, replace, if_version, ttl_ms, keep_ttl).
 type BatchOp<'py> = (
     bool,
     Bound<'py, PyBytes>,
@@ -125,7 +125,27 @@ type BatchOp<'py> = (
     bool,
     bool,
     Option<u64>,
+    Option<u32>,
+    bool,
 );
+
+/// An entry as the Python layer gets it: (key, value, version, ttl_ms),
+/// `ttl_ms` None for an entry that never expires.
+type EntryTuple<'py> = (Bound<'py, PyBytes>, Bound<'py, PyBytes>, u64, Option<u64>);
+
+fn entry_tuple<'py>(py: Python<'py>, e: &nfkv::Entry) -> EntryTuple<'py> {
+    (
+        PyBytes::new(py, &e.key),
+        PyBytes::new(py, &e.value),
+        e.version,
+        ttl_ms(e.ttl),
+    )
+}
+
+/// Milliseconds left (whole: the module reports milliseconds).
+fn ttl_ms(ttl: Option<std::time::Duration>) -> Option<u64> {
+    ttl.map(|d| d.as_millis() as u64)
+}
 
 /// One open connection to the module (a socket and its optname base).
 #[pyclass(module = "nfkv._native", frozen)]
@@ -167,12 +187,23 @@ fn current_version(kv: &Nfkv, key: &[u8]) -> Option<u64> {
     kv.get(key).ok().map(|v| v.version)
 }
 
-/// Condition of a put; contradictions are left to the library and module.
-fn condition(create: bool, replace: bool, if_version: Option<u64>) -> Condition {
+/// Condition of a put; contradictions are left to the library and module
+/// (the Python layer checked the TTL's range).
+fn condition(
+    create: bool,
+    replace: bool,
+    if_version: Option<u64>,
+    ttl_ms: Option<u32>,
+    keep_ttl: bool,
+) -> Condition {
     Condition {
         create_only: create,
         replace_only: replace,
         if_version,
+        ttl: Ttl {
+            ms: ttl_ms,
+            keep: keep_ttl,
+        },
     }
 }
 
@@ -287,8 +318,11 @@ impl Connection {
         Ok((pairs(&s.set), pairs(&s.get)))
     }
 
-    /// Stores `value` under `key` if the condition holds.
-    #[pyo3(signature = (key, value, create, replace, if_version))]
+    /// Stores `value` under `key` if the condition holds; `ttl_ms`: the
+    /// entry expires that many ms after the write; `keep_ttl`: a present
+    /// entry's expiry is kept.
+    #[pyo3(signature = (key, value, create, replace, if_version, ttl_ms=None, keep_ttl=false))]
+    #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
         py: Python<'_>,
@@ -297,9 +331,11 @@ impl Connection {
         create: bool,
         replace: bool,
         if_version: Option<u64>,
+        ttl_ms: Option<u32>,
+        keep_ttl: bool,
     ) -> PyResult<()> {
         let kv = self.kv()?;
-        let cond = condition(create, replace, if_version);
+        let cond = condition(create, replace, if_version, ttl_ms, keep_ttl);
         let (result, current) = py.allow_threads(|| match kv.put(key, value, cond) {
             Err(e @ (Error::Exists | Error::VersionMismatch)) => {
                 let current = current_version(&kv, key);
@@ -320,11 +356,16 @@ impl Connection {
         })
     }
 
-    /// `(version, value)` of `key`.
-    fn get<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<(u64, Bound<'py, PyBytes>)> {
+    /// `(version, value, ttl_ms)` of `key`; `ttl_ms` None: never expires.
+    #[allow(clippy::type_complexity)]
+    fn get<'py>(
+        &self,
+        py: Python<'py>,
+        key: &[u8],
+    ) -> PyResult<(u64, Bound<'py, PyBytes>, Option<u64>)> {
         let kv = self.kv()?;
         match py.allow_threads(|| kv.get(key)) {
-            Ok(v) => Ok((v.version, PyBytes::new(py, &v.value))),
+            Ok(v) => Ok((v.version, PyBytes::new(py, &v.value), ttl_ms(v.ttl))),
             Err(e) => Err(to_pyerr(
                 py,
                 e,
@@ -374,12 +415,12 @@ impl Connection {
         if flush {
             batch.flush();
         }
-        for (is_put, key, value, create, replace, if_version) in &ops {
+        for (is_put, key, value, create, replace, if_version, ttl_ms, keep_ttl) in &ops {
             if *is_put {
                 batch.put(
                     key.as_bytes(),
                     value.as_bytes(),
-                    condition(*create, *replace, *if_version),
+                    condition(*create, *replace, *if_version, *ttl_ms, *keep_ttl),
                 );
             } else {
                 batch.delete(key.as_bytes(), *if_version);
@@ -389,58 +430,34 @@ impl Connection {
             .map_err(|e| to_pyerr(py, e, Context::default()))
     }
 
-    /// One page after `after`: `(generation, [(key, value, version)], more)`.
-    #[allow(clippy::type_complexity)]
+    /// One page after `after`: `(generation, [(key, value, version,
+    /// ttl_ms)], more)`.
     fn list_page<'py>(
         &self,
         py: Python<'py>,
         prefix: &[u8],
         after: &[u8],
-    ) -> PyResult<(
-        u64,
-        Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, u64)>,
-        bool,
-    )> {
+    ) -> PyResult<(u64, Vec<EntryTuple<'py>>, bool)> {
         let kv = self.kv()?;
         let page = py
             .allow_threads(|| kv.list_page(prefix, after))
             .map_err(|e| to_pyerr(py, e, Context::default()))?;
-        let entries = page
-            .entries
-            .iter()
-            .map(|e| {
-                (
-                    PyBytes::new(py, &e.key),
-                    PyBytes::new(py, &e.value),
-                    e.version,
-                )
-            })
-            .collect();
+        let entries = page.entries.iter().map(|e| entry_tuple(py, e)).collect();
         Ok((page.generation, entries, page.more))
     }
 
     /// Every entry under `prefix`, all pages from one generation:
-    /// `(generation, [(key, value, version)])`.
-    #[allow(clippy::type_complexity)]
+    /// `(generation, [(key, value, version, ttl_ms)])`.
     fn snapshot<'py>(
         &self,
         py: Python<'py>,
         prefix: &[u8],
-    ) -> PyResult<(u64, Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>, u64)>)> {
+    ) -> PyResult<(u64, Vec<EntryTuple<'py>>)> {
         let kv = self.kv()?;
         let (generation, entries) = py
             .allow_threads(|| kv.snapshot(prefix, SNAPSHOT_RETRIES))
             .map_err(|e| to_pyerr(py, e, Context::default()))?;
-        let entries = entries
-            .iter()
-            .map(|e| {
-                (
-                    PyBytes::new(py, &e.key),
-                    PyBytes::new(py, &e.value),
-                    e.version,
-                )
-            })
-            .collect();
+        let entries = entries.iter().map(|e| entry_tuple(py, e)).collect();
         Ok((generation, entries))
     }
 
@@ -453,16 +470,17 @@ impl Connection {
     ) -> PyResult<Bound<'py, PyBytes>> {
         let enc = self::encoding(encoding)?;
         let kv = self.kv()?;
-        let (generation, entries) = py
-            .allow_threads(|| kv.snapshot(prefix, SNAPSHOT_RETRIES))
+        let out = py
+            .allow_threads(|| {
+                let mut out = Vec::new();
+                batchfile::save(&kv, &mut out, enc, prefix).map(|()| out)
+            })
             .map_err(|e| to_pyerr(py, e, Context::default()))?;
-        let mut out = Vec::new();
-        batchfile::write_save(&mut out, enc, prefix, generation, &entries)
-            .map_err(|e| PyOSError::new_err(e.to_string()))?;
         Ok(PyBytes::new(py, &out))
     }
 
-    /// Restores a batch or save file (as `nfkv restore [--flush]`).
+    /// Restores a batch or save file (as `nfkv restore [--flush]`):
+    /// `(records applied, puts left out as expired since the save, batches)`.
     #[pyo3(signature = (data, flush, encoding))]
     fn restore(
         &self,
@@ -470,13 +488,15 @@ impl Connection {
         data: &[u8],
         flush: bool,
         encoding: Option<&str>,
-    ) -> PyResult<()> {
+    ) -> PyResult<(usize, usize, usize)> {
         let enc = encoding.map(self::encoding).transpose()?;
         let kv = self.kv()?;
         let file = read_file(py, data, enc)?;
         let restore = Restore::new(&file, flush).map_err(|e| restore_pyerr(py, e))?;
-        py.allow_threads(|| restore.run(&kv, enc.unwrap_or_default()))
-            .map_err(|e| restore_pyerr(py, e))
+        let done = py
+            .allow_threads(|| restore.run(&kv, enc.unwrap_or_default()))
+            .map_err(|e| restore_pyerr(py, e))?;
+        Ok((done.records, done.expired, done.batches))
     }
 
     /// Adds a classifier (names as the CLI takes them).
@@ -536,12 +556,26 @@ impl Connection {
             .collect())
     }
 
-    /// Puts `action` (text) for `target` (text) under classifier `name`.
-    fn add_element(&self, py: Python<'_>, name: &str, target: &str, action: &str) -> PyResult<()> {
+    /// Puts `action` (text) for `target` (text) under classifier `name`;
+    /// `ttl_ms`, `keep_ttl` as for `put`.
+    #[pyo3(signature = (name, target, action, ttl_ms=None, keep_ttl=false))]
+    fn add_element(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        target: &str,
+        action: &str,
+        ttl_ms: Option<u32>,
+        keep_ttl: bool,
+    ) -> PyResult<()> {
         let action = self::action(action)?;
         let (_, t) = self.element_target(py, name, target)?;
         let kv = self.kv()?;
-        py.allow_threads(|| kv.add_element(name, &t, action))
+        let ttl = Ttl {
+            ms: ttl_ms,
+            keep: keep_ttl,
+        };
+        py.allow_threads(|| kv.add_element_with_ttl(name, &t, action, ttl))
             .map_err(|e| cls_pyerr(py, e, name))
     }
 
@@ -580,7 +614,9 @@ impl Connection {
 type FileRecord<'py> = (BatchOp<'py>, usize);
 
 /// Reads a batch or save file without applying it: `(encoding, prefix,
-/// flush, records)`, `prefix` None unless a save header records it.
+/// flush, records, time_ms)`, `prefix` None unless a save header records
+/// it, `time_ms` (ms since the Unix epoch) None unless it records when the
+/// save was taken.
 #[pyfunction]
 #[pyo3(signature = (data, encoding=None))]
 #[allow(clippy::type_complexity)]
@@ -593,6 +629,7 @@ fn read_batch_file<'py>(
     Option<Bound<'py, PyBytes>>,
     bool,
     Vec<FileRecord<'py>>,
+    Option<u64>,
 )> {
     let asked = encoding.map(self::encoding).transpose()?;
     let file = read_file(py, data, asked)?;
@@ -611,15 +648,24 @@ fn read_batch_file<'py>(
                 r.cond.create_only,
                 r.cond.replace_only,
                 r.cond.if_version,
+                r.cond.ttl.ms,
+                r.cond.ttl.keep,
             );
             (op, r.line)
         })
         .collect();
+    let time_ms = file
+        .header
+        .as_ref()
+        .and_then(|h| h.time)
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64);
     Ok((
         enc.name(),
         prefix.map(|p| PyBytes::new(py, p)),
         file.flush,
         records,
+        time_ms,
     ))
 }
 
@@ -658,5 +704,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("GET_COMMAND_NAMES", GET_COMMAND_NAMES)?;
     m.add("DEFAULT_OPTBASE", nfkv::DEFAULT_OPTBASE)?;
     m.add("ABI_VERSION", nfkv::ABI_VERSION)?;
+    m.add("MAX_TTL_MS", nfkv::MAX_TTL_MS)?;
     Ok(())
 }

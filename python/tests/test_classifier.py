@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+import time
 from typing import Iterator
 
 import pytest
@@ -220,3 +221,20 @@ def test_a_dropped_packet_is_counted(cls_table: nfkv.Table) -> None:
         tx.sendto(b"after", ("127.0.0.1", port))
         rx.settimeout(1.0)
         assert rx.recv(16) == b"after"
+
+
+def test_elements_that_expire(cls_table: nfkv.Table) -> None:
+    t = cls_table
+    t.add_classifier("bl", hook="input", match="saddr", prefix="bl/")
+    t.add_element("bl", "192.0.2.7", "drop", ttl=600)
+    t.add_element("bl", "192.0.2.8", "drop", ttl=0.5)
+    key = b"bl/\xc0\x00\x02\x07"
+    left = t.ttl(key)
+    assert left is not None and 599 < left <= 600
+    t.add_element("bl", "192.0.2.7", "accept", keep_ttl=True)
+    left = t.ttl(key)
+    assert left is not None and 599 < left <= 600 and t.get(key) == ACCEPT
+    with pytest.raises(ValueError, match="ttl must be positive"):
+        t.add_element("bl", "192.0.2.9", "drop", ttl=0)
+    time.sleep(1.0)
+    assert t.elements("bl") == [("192.0.2.7", "accept")]
