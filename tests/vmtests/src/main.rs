@@ -14,6 +14,7 @@ mod lifecycle;
 mod netns;
 mod policy;
 mod stress;
+mod ttl;
 
 use harness::{run_suite, Test};
 
@@ -32,6 +33,7 @@ fn suites() -> Vec<Suite> {
         ("kcaller", kcaller::suite),
         ("policy", policy::suite),
         ("classify", classify::suite),
+        ("ttl", ttl::suite),
     ]
 }
 
