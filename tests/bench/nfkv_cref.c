@@ -26,7 +26,13 @@
  *   entry and copy after leaving RCU; the last reference frees;
  * - LIST sizes its page by what the table holds (on the stack up to 512
  *   bytes), filled under the lock and copied out after;
- * - keys are compared inline, eight bytes at a time.
+ * - keys are compared inline, eight bytes at a time;
+ * - expiry (ABI 3): an entry carries a jiffies64 deadline (0: never) set
+ *   under the lock from one "now" per write; every read and every write's
+ *   conditions treat an entry past it as absent; a delayed work per table
+ *   (system_unbound_wq), armed only while some entry has a deadline, at the
+ *   earliest one but at most once a second, unlinks expired entries in
+ *   chunks under the lock and frees them after unlocking.
  */
 #include <linux/capability.h>
 #include <linux/module.h>
@@ -40,6 +46,8 @@
 #include <linux/slab.h>
 #include <linux/sockptr.h>
 #include <linux/uaccess.h>
+#include <linux/workqueue.h>
+#include <linux/jiffies.h>
 #include <linux/unaligned.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
@@ -61,6 +69,10 @@ module_param(max_entries, uint, 0444);
 /* Requests, and LIST pages, up to this size live on the stack. */
 #define ON_STACK_MAX 512
 
+/* Entries the reaper unlinks, and looks at, per hold of the lock. */
+#define REAP_CHUNK 64
+#define REAP_SCAN 1024
+
 /* The writers' tree, where every change is made first, and its copy. */
 #define WRITERS 0
 #define COPY 1
@@ -70,8 +82,33 @@ struct cref_entry {
 	refcount_t ref;		/* the table's, and each GET's copying it out */
 	u32 lens;		/* key_len << 24 | value_len */
 	u64 version;
+	u64 expires;		/* jiffies64 deadline; 0: never expires */
 	u8 data[];		/* key, then value */
 };
+
+/* Whether `e` is past its deadline at `now`: absent to every command. */
+static __always_inline bool entry_expired(const struct cref_entry *e, u64 now)
+{
+	return e->expires && now >= e->expires;
+}
+
+/*
+ * GET's and LIST's ttl_ms of a live entry: the whole jiffies left after the
+ * current one, in ms (what it surely has, never over its lifetime), at
+ * least 1; 0: never.
+ */
+static u32 entry_ttl_ms(const struct cref_entry *e, u64 now)
+{
+	if (!e->expires)
+		return 0;
+	return clamp_t(u64, jiffies64_to_msecs(e->expires - now - 1), 1, NFKV_MAX_TTL_MS);
+}
+
+/* Jiffies in `ms`, rounded up, in 64 bits: msecs_to_jiffies() gives up at 2^31 ms. */
+static u64 ttl_jiffies(u32 ms)
+{
+	return DIV_ROUND_UP_ULL((u64)ms * HZ, MSEC_PER_SEC);
+}
 
 static unsigned int entry_key_len(const struct cref_entry *e)
 {
@@ -94,8 +131,12 @@ struct cref_table {
 	seqcount_latch_t seq;	/* even: readers search root[0]; odd: root[1] */
 	bool writing;		/* readers are on root[1] while root[0] changes */
 	u32 entries;
+	u32 timed;		/* entries with a deadline */
 	u64 bytes;
 	u64 generation;
+	struct delayed_work reaper;
+	u64 reap_at;		/* when the reaper is due; 0: not armed */
+	u64 last_reap;		/* when it last started */
 	struct cref_stats __percpu *stats;	/* a copy per CPU: counting shares no line */
 };
 
@@ -296,6 +337,7 @@ struct cref_op {
 	u16 key_len;
 	u32 flags;
 	u32 value_len;
+	u32 ttl_ms;
 	u64 version;
 	const u8 *key;
 	struct cref_entry *new;	/* PUT: allocated before locking */
@@ -307,14 +349,17 @@ static int parse_header(const struct nfkv_op *h, struct cref_op *o)
 {
 	u32 f = h->flags;
 
-	if (h->reserved || (h->op != NFKV_OP_PUT && h->op != NFKV_OP_DEL) ||
+	if ((h->op != NFKV_OP_PUT && h->op != NFKV_OP_DEL) ||
 	    !h->key_len || h->key_len > NFKV_MAX_KEY_LEN || (f & ~NFKV_F_ALL))
+		return -EINVAL;
+	if ((f & NFKV_F_TTL) ? !h->ttl_ms : h->ttl_ms)
 		return -EINVAL;
 	if ((f & NFKV_F_CREATE) && (f & (NFKV_F_REPLACE | NFKV_F_IF_VERSION)))
 		return -EINVAL;
 	if ((f & NFKV_F_IF_VERSION) ? !h->version : h->version)
 		return -EINVAL;
-	if (h->op == NFKV_OP_DEL && ((f & (NFKV_F_CREATE | NFKV_F_REPLACE)) || h->value_len))
+	if (h->op == NFKV_OP_DEL &&
+	    ((f & (NFKV_F_CREATE | NFKV_F_REPLACE | NFKV_F_TTL | NFKV_F_KEEP_TTL)) || h->value_len))
 		return -EINVAL;
 	if (h->op == NFKV_OP_PUT && h->value_len > max_value_len)
 		return -E2BIG;
@@ -322,6 +367,7 @@ static int parse_header(const struct nfkv_op *h, struct cref_op *o)
 	o->key_len = h->key_len;
 	o->flags = f;
 	o->value_len = h->value_len;
+	o->ttl_ms = h->ttl_ms;
 	o->version = h->version;
 	return 0;
 }
@@ -360,18 +406,49 @@ static int prepare(struct cref_op *o)
 	return 0;
 }
 
-/* Whether op `o` may apply to the entry `old` of its key (NULL: absent). */
-static int check_op(struct cref_table *t, const struct cref_op *o, const struct cref_entry *old)
+/*
+ * Whether op `o` may apply to the entry `old` of its key (NULL: none linked)
+ * at `now`: an expired `old` is absent to the conditions, but a put over it
+ * takes its place (the table does not grow).
+ */
+static int check_op(struct cref_table *t, const struct cref_op *o, const struct cref_entry *old,
+		    u64 now)
 {
-	if (o->op == NFKV_OP_PUT && (o->flags & NFKV_F_CREATE) && old)
+	const struct cref_entry *live = old && !entry_expired(old, now) ? old : NULL;
+
+	if (o->op == NFKV_OP_PUT && (o->flags & NFKV_F_CREATE) && live)
 		return -EEXIST;
-	if (!old && (o->op == NFKV_OP_DEL || (o->flags & (NFKV_F_REPLACE | NFKV_F_IF_VERSION))))
+	if (!live && (o->op == NFKV_OP_DEL || (o->flags & (NFKV_F_REPLACE | NFKV_F_IF_VERSION))))
 		return -ENOENT;
-	if (old && (o->flags & NFKV_F_IF_VERSION) && old->version != o->version)
+	if (live && (o->flags & NFKV_F_IF_VERSION) && live->version != o->version)
 		return -ESTALE;
 	if (o->op == NFKV_OP_PUT && !old && t->entries >= max_entries)
 		return -ENOSPC;
 	return 0;
+}
+
+/* The deadline of a put's entry replacing `old` (NULL: none) at `now`. */
+static u64 put_deadline(const struct cref_op *o, const struct cref_entry *old, u64 now)
+{
+	if ((o->flags & NFKV_F_KEEP_TTL) && old && !entry_expired(old, now))
+		return old->expires;
+	if (o->flags & NFKV_F_TTL)
+		return now + ttl_jiffies(o->ttl_ms);
+	return 0;
+}
+
+/*
+ * Makes sure the reaper runs by `deadline`, but not within a second of its
+ * last start. Under the lock.
+ */
+static void arm_reaper(struct cref_table *t, u64 deadline, u64 now)
+{
+	u64 at = max(deadline, t->last_reap + HZ);
+
+	if (t->reap_at && t->reap_at <= at)
+		return;
+	t->reap_at = at;
+	mod_delayed_work(system_unbound_wq, &t->reaper, at > now ? at - now : 0);
 }
 
 /*
@@ -379,7 +456,7 @@ static int check_op(struct cref_table *t, const struct cref_op *o, const struct 
  * or links its entry at `link` under `parent` (descend()'s answer).
  */
 static void apply_op(struct cref_table *t, struct cref_op *o, struct cref_entry *old,
-		     struct rb_node **link, struct rb_node *parent)
+		     struct rb_node **link, struct rb_node *parent, u64 now)
 {
 	struct rb_root *root = &t->root[WRITERS];
 
@@ -389,12 +466,19 @@ static void apply_op(struct cref_table *t, struct cref_op *o, struct cref_entry 
 	if (old) {
 		t->bytes -= entry_key_len(old) + entry_value_len(old);
 		t->entries--;
+		t->timed -= !!old->expires;
 	}
 	if (o->op == NFKV_OP_DEL) {
 		rb_erase(&old->node[WRITERS], root);
 		return;
 	}
 	o->new->version = t->generation;
+	o->new->expires = put_deadline(o, old, now);
+	if (o->new->expires) {
+		t->timed++;
+		/* As the module: also for a batch that fails later (a spare run). */
+		arm_reaper(t, o->new->expires, now);
+	}
 	if (old) {
 		rb_replace_node_rcu(&old->node[WRITERS], &o->new->node[WRITERS], root);
 	} else {
@@ -405,15 +489,15 @@ static void apply_op(struct cref_table *t, struct cref_op *o, struct cref_entry 
 	t->entries++;
 }
 
-/* Checks op `o` against the table and applies it: one descent. */
-static int write_op_locked(struct cref_table *t, struct cref_op *o)
+/* Checks op `o` against the table at `now` and applies it: one descent. */
+static int write_op_locked(struct cref_table *t, struct cref_op *o, u64 now)
 {
 	struct rb_node **link, *parent;
 	struct cref_entry *old = descend(t, WRITERS, o->key, o->key_len, &link, &parent);
-	int err = check_op(t, o, old);
+	int err = check_op(t, o, old, now);
 
 	if (!err)
-		apply_op(t, o, old, link, parent);
+		apply_op(t, o, old, link, parent, now);
 	return err;
 }
 
@@ -433,11 +517,11 @@ static void undo(struct cref_table *t, struct cref_op *ops, unsigned int n)
 	}
 }
 
-/* Applies ops in order, all or nothing. Called with the table locked. */
+/* Applies ops in order, all or nothing, at `now`. Called with the table locked. */
 static int apply_locked(struct cref_table *t, bool flush, struct cref_op *ops, unsigned int n,
-			struct rb_root *flushed)
+			struct rb_root *flushed, u64 now)
 {
-	u32 entries = t->entries;
+	u32 entries = t->entries, timed = t->timed;
 	u64 bytes = t->bytes, generation = t->generation;
 	unsigned int i;
 	int err = 0;
@@ -447,11 +531,12 @@ static int apply_locked(struct cref_table *t, bool flush, struct cref_op *ops, u
 		*flushed = t->root[WRITERS];
 		WRITE_ONCE(t->root[WRITERS].rb_node, NULL);
 		t->entries = 0;
+		t->timed = 0;
 		t->bytes = 0;
 		t->generation++;
 	}
 	for (i = 0; i < n && !err; i++)
-		err = write_op_locked(t, &ops[i]);
+		err = write_op_locked(t, &ops[i], now);
 	if (!err)
 		return 0;
 	/* ops[i - 1] failed and changed nothing: undo those before it. */
@@ -461,6 +546,7 @@ static int apply_locked(struct cref_table *t, bool flush, struct cref_op *ops, u
 		*flushed = RB_ROOT;
 	}
 	t->entries = entries;
+	t->timed = timed;
 	t->bytes = bytes;
 	t->generation = generation;
 	return err;
@@ -506,11 +592,13 @@ static void publish(struct cref_table *t, bool flush, struct cref_op *ops, unsig
 
 static int write_one(struct cref_table *t, struct cref_op *o)
 {
+	u64 now;
 	int err;
 
 	/* Checked before it changes anything: no undo log. */
 	mutex_lock(&t->lock);
-	err = write_op_locked(t, o);
+	now = get_jiffies_64();
+	err = write_op_locked(t, o, now);
 	publish(t, false, o, err ? 0 : 1);
 	mutex_unlock(&t->lock);
 	release_ops(o, 1, err);
@@ -527,7 +615,7 @@ static int write_ops(struct cref_table *t, bool flush, struct cref_op *ops, unsi
 		err = prepare(&ops[i]);
 	if (!err) {
 		mutex_lock(&t->lock);
-		err = apply_locked(t, flush, ops, n, &flushed);
+		err = apply_locked(t, flush, ops, n, &flushed, get_jiffies_64());
 		/* A failed write left tree 0 as tree 1 still is. */
 		publish(t, flush && !err, ops, err ? 0 : n);
 		mutex_unlock(&t->lock);
@@ -535,6 +623,76 @@ static int write_ops(struct cref_table *t, bool flush, struct cref_op *ops, unsi
 	release_ops(ops, n, err);
 	free_tree(&flushed);
 	return err;
+}
+
+/*
+ * The reaper: looks at up to REAP_SCAN entries per hold of the lock,
+ * resuming at the key after the last one it looked at, unlinks those
+ * expired by then, up to REAP_CHUNK (a write each: the generation moves by
+ * one per entry), publishes, and frees them after unlocking. At the end,
+ * while entries with a deadline remain, it arms itself for the earliest
+ * deadline it saw (or a second on).
+ */
+static void reap(struct work_struct *work)
+{
+	struct cref_table *t = container_of(to_delayed_work(work), struct cref_table, reaper);
+	struct cref_entry *dead[REAP_CHUNK];
+	u8 resume[NFKV_MAX_KEY_LEN];
+	unsigned int resume_len = 0, n, i;
+	u64 now, next = 0;
+	bool first = true, more;
+
+	do {
+		struct cref_entry *e;
+		unsigned int seen = 0;
+
+		n = 0;
+		mutex_lock(&t->lock);
+		now = get_jiffies_64();
+		if (first) {
+			t->reap_at = 0;
+			t->last_reap = now;
+			e = rb_entry_safe(rb_first(&t->root[WRITERS]), struct cref_entry,
+					  node[WRITERS]);
+			first = false;
+		} else {
+			e = lower_bound(t, resume, resume_len);
+		}
+		for (; e && n < REAP_CHUNK && seen < REAP_SCAN; seen++,
+		     e = rb_entry_safe(rb_next(&e->node[WRITERS]), struct cref_entry, node[WRITERS])) {
+			if (entry_expired(e, now))
+				dead[n++] = e;
+			else if (e->expires && (!next || e->expires < next))
+				next = e->expires;
+		}
+		more = e;
+		if (more) {
+			resume_len = entry_key_len(e);
+			memcpy(resume, e->data, resume_len);
+		}
+		if (n) {
+			begin_write(t);
+			for (i = 0; i < n; i++) {
+				rb_erase(&dead[i]->node[WRITERS], &t->root[WRITERS]);
+				t->bytes -= entry_key_len(dead[i]) + entry_value_len(dead[i]);
+				t->entries--;
+				t->timed--;
+				t->generation++;
+			}
+			write_seqcount_latch(&t->seq);
+			for (i = 0; i < n; i++)
+				sync_key(t, dead[i]->data, entry_key_len(dead[i]));
+			write_seqcount_latch_end(&t->seq);
+			t->writing = false;
+		}
+		/* Entries linked behind the walk armed it themselves. */
+		if (!more && t->timed)
+			arm_reaper(t, next ?: now + HZ, now);
+		mutex_unlock(&t->lock);
+		for (i = 0; i < n; i++)
+			entry_put(dead[i]);
+		cond_resched();
+	} while (more);
 }
 
 static int do_batch(struct cref_table *t, const u8 *buf, size_t len)
@@ -737,11 +895,13 @@ out:
  * Copies GET's reply for `e` to `user`: its length, -EMSGSIZE (the header
  * alone), or -EFAULT (with `nofault`: a page is absent, or bad address).
  */
-static int put_value(const struct cref_entry *e, void __user *user, int len, bool nofault)
+static int put_value(const struct cref_entry *e, void __user *user, int len, u64 now,
+		     bool nofault)
 {
 	struct nfkv_value reply = {
 		.version = e->version,
 		.value_len = entry_value_len(e),
+		.ttl_ms = entry_ttl_ms(e, now),
 	};
 	const u8 *value = e->data + entry_key_len(e);
 
@@ -762,6 +922,7 @@ static int get_value(struct cref_table *t, void __user *user, int len)
 	struct nfkv_get h;
 	struct cref_entry *e;
 	size_t n = min_t(size_t, len, sizeof(req));
+	u64 now;
 	int ret;
 
 	if (len < (int)sizeof(struct nfkv_value))
@@ -775,11 +936,13 @@ static int get_value(struct cref_table *t, void __user *user, int len)
 	for (;;) {
 		rcu_read_lock();
 		e = find_rcu(t, req + sizeof(h), h.key_len);
-		if (!e) {
+		/* The clock is read only for an entry that expires at all. */
+		now = e && e->expires ? get_jiffies_64() : 0;
+		if (!e || entry_expired(e, now)) {
 			rcu_read_unlock();
 			return -ENOENT;
 		}
-		ret = put_value(e, user, len, true);
+		ret = put_value(e, user, len, now, true);
 		if (ret != -EFAULT) {
 			rcu_read_unlock();
 			return ret;
@@ -791,7 +954,7 @@ static int get_value(struct cref_table *t, void __user *user, int len)
 	}
 	rcu_read_unlock();
 	/* A linked entry never changes: read it unlocked, under our reference. */
-	ret = put_value(e, user, len, false);
+	ret = put_value(e, user, len, now, false);
 	entry_put(e);
 	return ret;
 }
@@ -808,8 +971,10 @@ static int fill_list(struct cref_table *t, const struct nfkv_list *h, const u8 *
 	size_t used = sizeof(reply);
 	struct cref_entry *e;
 	int err = 0;
+	u64 now;
 
 	mutex_lock(&t->lock);
+	now = get_jiffies_64();
 	if (h->after_len && keycmp(after, h->after_len, prefix, h->prefix_len) >= 0)
 		e = lower_bound(t, after, h->after_len);
 	else
@@ -823,6 +988,8 @@ static int fill_list(struct cref_table *t, const struct nfkv_list *h, const u8 *
 			continue;
 		if (klen < h->prefix_len || keycmp(e->data, h->prefix_len, prefix, h->prefix_len))
 			break;
+		if (entry_expired(e, now))
+			continue;
 		if (room - used < size) {
 			reply.flags = NFKV_LIST_F_MORE;
 			if (!reply.count) {
@@ -834,6 +1001,7 @@ static int fill_list(struct cref_table *t, const struct nfkv_list *h, const u8 *
 		le.version = e->version;
 		le.key_len = klen;
 		le.value_len = vlen;
+		le.ttl_ms = entry_ttl_ms(e, now);
 		memcpy(page + used, &le, sizeof(le));
 		memcpy(page + used + sizeof(le), e->data, klen + vlen);
 		used += size;
@@ -989,6 +1157,7 @@ static int __net_init cref_net_init(struct net *net)
 		return -ENOMEM;
 	}
 	mutex_init(&t->lock);
+	INIT_DELAYED_WORK(&t->reaper, reap);
 	t->root[WRITERS] = RB_ROOT;
 	t->root[COPY] = RB_ROOT;
 	seqcount_latch_init(&t->seq);
@@ -1000,6 +1169,8 @@ static void __net_exit cref_net_exit(struct net *net)
 {
 	struct cref_table *t = *(struct cref_table **)net_generic(net, cref_net_id);
 
+	/* No socket is left to write, so no write re-arms it. */
+	cancel_delayed_work_sync(&t->reaper);
 	/* Tree 1 holds the same entries, and no reference of its own. */
 	free_tree(&t->root[WRITERS]);
 	mutex_destroy(&t->lock);

@@ -49,7 +49,8 @@ macro_rules! ensure {
 use bpf::{BpfHash, BPF_ANY};
 use modules::{Modules, C_OPTBASE, FLOOR_OPTBASE, RUST_OPTBASE};
 use nf::{
-    encode_get, encode_op, key, value, Nf, GET_VALUE, SET_BATCH, SET_DEL, SET_PUT, VALUE_SIZE,
+    encode_get, encode_op, encode_put_ttl, key, value, Nf, GET_VALUE, SET_BATCH, SET_DEL, SET_PUT,
+    VALUE_SIZE,
 };
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -473,6 +474,11 @@ fn main() {
     // Rounded up to a multiple of 12, so that both load orders, and every
     // order of two or three variants, get as many rounds.
     let rounds = rounds.max(1).next_multiple_of(12);
+    let only = std::env::var("NFKV_BENCH_ONLY").ok();
+    if let Some(o) = only.as_deref().filter(|o| !["packets", "ttl"].contains(o)) {
+        eprintln!("nfkv-bench: NFKV_BENCH_ONLY={o}: only packets or ttl are known");
+        std::process::exit(2);
+    }
     let mut modules = Modules::new(&args[0], &args[1], &args[2]);
     modules.arrange(true);
     let rust = Nf::open("rust", RUST_OPTBASE);
@@ -494,11 +500,20 @@ fn main() {
          BPF: BPF_MAP_TYPE_HASH, max_entries {BPF_MAX_ENTRIES}, preallocated",
         rounds
     );
-    if std::env::var("NFKV_BENCH_ONLY").as_deref() == Ok("packets") {
-        packet_rows(&mut b);
-        report(&b);
-        b.modules.unload();
-        return;
+    match only.as_deref() {
+        Some("packets") => {
+            packet_rows(&mut b);
+            report(&b);
+            b.modules.unload();
+            return;
+        }
+        Some("ttl") => {
+            ttl_rows(&mut b, &nfs);
+            report(&b);
+            b.modules.unload();
+            return;
+        }
+        _ => {}
     }
 
     // Floors: the bare getsockopt syscall, and the nf_sockopt channel.
@@ -628,6 +643,8 @@ fn main() {
         ));
         b.row(&format!("put overwrite @{label}"), "ns", vs);
     }
+
+    ttl_rows(&mut b, &nfs);
 
     // Insert of an absent key and its delete, in a table of 1k entries.
     {
@@ -950,6 +967,91 @@ fn main() {
     b.modules.unload();
 }
 
+/// The TTL rows take this many times the rounds of the others.
+const TTL_ROUNDS: usize = 4;
+
+/// The TTL rows' variants: an entry without a deadline, and with one.
+const PLAIN: &str = "plain";
+const TTL: &str = "ttl";
+
+/// The TTL rows (issue 24), one row per module so that the two variants
+/// of a module run back to back in every round (paired, both orders):
+/// - `ttl: put overwrite @1, M`: PUT over the only key of a table of one,
+///   as `put overwrite @1`, without a TTL (`plain`) and with
+///   `NFKV_F_TTL` of [`nf::TTL_MS`] (`ttl`): an hour, so nothing expires
+///   and the reaper, armed for then, never runs. Every sample ends with a
+///   GET checking that the entry has (or has not) a deadline.
+/// - `ttl: get hit @1k+1k, M`: GET over 1k entries without a deadline
+///   (`plain`) or 1k with one (`ttl`), all in one table of 2k; every reply's
+///   ttl_ms is checked (0, or 1..=TTL_MS).
+///
+/// The target (a TTL within 5 % of a put) is as small as the noise of one
+/// round (~5-10 % under TCG), and these rows are cheap: they take
+/// [`TTL_ROUNDS`] times the rounds.
+fn ttl_rows(b: &mut Bench, nfs: &[&Nf]) {
+    let rounds = TTL_ROUNDS * b.rounds;
+    let get0 = encode_get(&key(0));
+    let plain = Scattered::new(&[encode_op(&key(0), Some(&value(0, VALUE_LEN)))]);
+    let with_ttl = Scattered::new(&[encode_put_ttl(&key(0), &value(0, VALUE_LEN))]);
+    for &kv in nfs {
+        let vs: Vec<Variant> = [(PLAIN, &plain, false), (TTL, &with_ttl, true)]
+            .into_iter()
+            .map(|(name, puts, ttl)| {
+                let get0 = &get0;
+                variant(
+                    name,
+                    move || kv.ensure(1, VALUE_LEN),
+                    move || {
+                        let put = |j| kv.set(SET_PUT, puts.get(j)).expect("put");
+                        (0..WARMUP).for_each(put);
+                        let ns = per_op(N, put);
+                        let mut reply = [0u8; VALUE_SIZE + VALUE_LEN];
+                        kv.get_checked(get0, &mut reply, 0);
+                        kv.check_ttl(&reply, ttl);
+                        ns
+                    },
+                )
+            })
+            .collect();
+        b.row_rounds(
+            &format!("ttl: put overwrite @1, {}", kv.name),
+            "ns",
+            rounds,
+            vs,
+        );
+    }
+
+    const HALF: u64 = 1_000;
+    let reqs: Vec<Vec<u8>> = (0..2 * HALF).map(|j| encode_get(&key(j))).collect();
+    let replies = Scattered::zeroed(1024, VALUE_SIZE + VALUE_LEN);
+    for &kv in nfs {
+        let vs: Vec<Variant> = [(PLAIN, 0, false), (TTL, HALF, true)]
+            .into_iter()
+            .map(|(name, first, ttl)| {
+                let (reqs, replies) = (&reqs, &replies);
+                timed(
+                    name,
+                    N,
+                    move || kv.ensure_timed(2 * HALF, VALUE_LEN, HALF),
+                    move |j| {
+                        let i = first + j % HALF;
+                        let mut replies = replies.borrow_mut();
+                        let reply = replies.get_mut(j);
+                        kv.get_checked(&reqs[i as usize], reply, i);
+                        kv.check_ttl(reply, ttl);
+                    },
+                )
+            })
+            .collect();
+        b.row_rounds(
+            &format!("ttl: get hit @1k+1k, {}", kv.name),
+            "ns",
+            rounds,
+            vs,
+        );
+    }
+}
+
 /// Packets through a veth, dropped at the receiver's prerouting by an nfkv
 /// classifier or by nft making the same decision (see `packets`), with 1,
 /// 1k and 100k entries. Last: the modules stay loaded as they are.
@@ -974,7 +1076,7 @@ fn report(b: &Bench) {
     for r in b
         .rows
         .iter()
-        .filter(|r| r.unit == "ns" && r.name != "floor")
+        .filter(|r| r.unit == "ns" && r.name != "floor" && !r.name.starts_with("ttl: "))
     {
         let v = |n| b.med(&r.name, n).map_or("-".to_string(), fmt_ns);
         println!(
@@ -1042,6 +1144,22 @@ fn report(b: &Bench) {
     }
 
     println!();
+    println!("| ttl (ns per call) | plain | ttl | ttl/plain |");
+    println!("|---|---|---|---|");
+    for op in ["put overwrite @1", "get hit @1k+1k"] {
+        for v in ["rust", "c"] {
+            let row = format!("ttl: {op}, {v}");
+            let m = |n| b.med(&row, n).map_or("-".to_string(), fmt_ns);
+            println!(
+                "| {op}, {v} | {} | {} | {} |",
+                m(PLAIN),
+                m(TTL),
+                cell(ratio(&row, TTL, PLAIN))
+            );
+        }
+    }
+
+    println!();
     println!("| target | value | goal | verdict |");
     println!("|---|---|---|---|");
     let verdict = |ok: Option<bool>| match ok {
@@ -1099,6 +1217,20 @@ fn report(b: &Bench) {
                 r.map(|r| r >= 1.0),
             );
         }
+    }
+    for v in ["rust", "c"] {
+        let r = ratio(&format!("ttl: put overwrite @1, {v}"), TTL, PLAIN);
+        let (goal, ok) = if v == "rust" {
+            ("<= 1.05", r.map(|r| r <= 1.05))
+        } else {
+            ("-", None)
+        };
+        target(
+            format!("{v} put overwrite @1, with TTL / without"),
+            r,
+            goal,
+            ok,
+        );
     }
     for v in ["rust", "c"] {
         let one = b.med("get @1k, 1 thread", v);

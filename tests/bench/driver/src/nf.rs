@@ -4,8 +4,8 @@
 //! encoding. Used for nfkv.ko, nfkv_cref.ko and the floor alike.
 
 use nfkv::raw::{self, open_socket};
-use nfkv::{Batch, Condition};
-use nfkv_abi::codec::{self, Info, ListRequest, Op, OpKind, Reject};
+use nfkv::{Batch, Condition, Ttl};
+use nfkv_abi::codec::{self, Info, ListRequest, Op, OpKind, Reject, ValueHeader};
 use std::cell::Cell;
 use std::io;
 use std::os::fd::OwnedFd;
@@ -17,6 +17,10 @@ pub use nfkv_abi::codec::VALUE_SIZE;
 
 /// Buffer offered to each LIST call: the most a module fills per call.
 pub const LIST_PAGE: usize = 1 << 20;
+
+/// Lifetime of the entries the TTL rows write: an hour, so that none
+/// expires during a run (and the reaper, armed for then, never runs).
+pub const TTL_MS: u32 = 3_600_000;
 
 /// `struct nfkv_op` + key + value: a PUT (`value` given) or a DEL.
 pub fn encode_op(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
@@ -32,11 +36,40 @@ pub fn encode_op(key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
     })
 }
 
+/// What a PUT with `ttl` set asks: `NFKV_F_TTL` with [`TTL_MS`]; else none.
+fn ttl_cond(ttl: bool) -> Condition {
+    Condition {
+        ttl: Ttl {
+            ms: ttl.then_some(TTL_MS),
+            keep: false,
+        },
+        ..Default::default()
+    }
+}
+
+/// An unconditional PUT whose entry expires after [`TTL_MS`] (`NFKV_F_TTL`).
+pub fn encode_put_ttl(key: &[u8], value: &[u8]) -> Vec<u8> {
+    raw::encode_op(&Op {
+        kind: OpKind::Put,
+        cond: ttl_cond(true),
+        key,
+        value,
+    })
+}
+
 /// `struct nfkv_batch` + PUT records (unconditional), each padded to 8.
 pub fn encode_batch<'a>(puts: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Vec<u8> {
+    encode_batch_ttl(puts, false)
+}
+
+/// [`encode_batch`], each record with `NFKV_F_TTL` ([`TTL_MS`]) if `ttl`.
+fn encode_batch_ttl<'a>(
+    puts: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ttl: bool,
+) -> Vec<u8> {
     let mut b = Batch::new();
     for (k, v) in puts {
-        b.put(k, v, Condition::default());
+        b.put(k, v, ttl_cond(ttl));
     }
     b.encode().expect("a batch within the ABI's limits")
 }
@@ -46,6 +79,28 @@ pub fn encode_get(key: &[u8]) -> Vec<u8> {
     let mut r = vec![0u8; codec::GET_SIZE + key.len()];
     codec::encode_get(&mut r, key);
     r
+}
+
+/// The batches that put entries `0..n` with values of `len` bytes, the
+/// last `timed` of them expiring after [`TTL_MS`]: at most about 1 MiB
+/// each, and each all timed or all not.
+fn fill_batches(n: u64, len: usize, timed: u64) -> Vec<Vec<u8>> {
+    assert!(timed <= n, "{timed} timed entries of {n}");
+    let chunk = ((1 << 20) / (len + 48)).clamp(1, 4096) as u64;
+    let mut batches = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let ttl = i >= n - timed;
+        let stop = if ttl { n } else { n - timed };
+        let end = stop.min(i + chunk);
+        let kv: Vec<(Vec<u8>, Vec<u8>)> = (i..end).map(|j| (key(j), value(j, len))).collect();
+        batches.push(encode_batch_ttl(
+            kv.iter().map(|(k, v)| (&k[..], &v[..])),
+            ttl,
+        ));
+        i = end;
+    }
+    batches
 }
 
 /// A PF_INET raw socket, as ipvsadm and iptables use.
@@ -70,8 +125,9 @@ pub struct Nf {
     pub name: &'static str,
     pub base: u32,
     fd: OwnedFd,
-    /// (entries, value length) as last filled by [`Nf::fill`].
-    filled: Cell<Option<(u64, usize)>>,
+    /// (entries, value length, entries with a deadline) as last filled by
+    /// [`Nf::fill_timed`].
+    filled: Cell<Option<(u64, usize, u64)>>,
 }
 
 impl Nf {
@@ -114,33 +170,58 @@ impl Nf {
     pub fn flush(&self) {
         self.set(SET_FLUSH, &[0u8; codec::FLUSH_SIZE])
             .expect("flush");
-        self.filled.set(Some((0, 0)));
+        self.filled.set(Some((0, 0, 0)));
         assert_eq!(self.entries(), 0, "{}: entries after flush", self.name);
     }
 
     /// Empties the table and puts entries `0..n` with values of `len` bytes,
     /// in batches of at most about 1 MiB.
     pub fn fill(&self, n: u64, len: usize) {
+        self.fill_timed(n, len, 0);
+    }
+
+    /// [`Nf::fill`], the last `timed` entries (`n - timed..n`) expiring
+    /// after [`TTL_MS`], the others never.
+    pub fn fill_timed(&self, n: u64, len: usize, timed: u64) {
         self.flush();
-        let chunk = ((1 << 20) / (len + 48)).clamp(1, 4096) as u64;
-        let mut i = 0;
-        while i < n {
-            let end = (i + chunk).min(n);
-            let kv: Vec<(Vec<u8>, Vec<u8>)> = (i..end).map(|j| (key(j), value(j, len))).collect();
-            let req = encode_batch(kv.iter().map(|(k, v)| (&k[..], &v[..])));
+        for req in fill_batches(n, len, timed) {
             self.set(SET_BATCH, &req)
                 .unwrap_or_else(|e| panic!("{}: fill: {e}", self.name));
-            i = end;
         }
         assert_eq!(self.entries(), n, "{}: entries after fill", self.name);
-        self.filled.set(Some((n, len)));
+        self.filled.set(Some((n, len, timed)));
     }
 
     /// [`Nf::fill`] unless the table already holds what it would.
     pub fn ensure(&self, n: u64, len: usize) {
-        if self.filled.get() != Some((n, len)) || self.entries() != n {
-            self.fill(n, len);
+        self.ensure_timed(n, len, 0);
+    }
+
+    /// [`Nf::fill_timed`] unless the table already holds what it would.
+    pub fn ensure_timed(&self, n: u64, len: usize, timed: u64) {
+        if self.filled.get() != Some((n, len, timed)) || self.entries() != n {
+            self.fill_timed(n, len, timed);
         }
+    }
+
+    /// The ttl_ms of a GET_VALUE reply in `buf` (as [`Nf::get_checked`]
+    /// leaves it), checked: 0 for an entry that never expires (`!timed`),
+    /// else 1..=[`TTL_MS`].
+    #[inline]
+    pub fn check_ttl(&self, buf: &[u8], timed: bool) -> u32 {
+        let h = ValueHeader::decode(&buf[..VALUE_SIZE])
+            .unwrap_or_else(|_| panic!("{}: GET reply header", self.name));
+        let ok = if timed {
+            (1..=TTL_MS).contains(&h.ttl_ms)
+        } else {
+            h.ttl_ms == 0
+        };
+        assert!(
+            ok,
+            "{}: GET ttl_ms {} (timed: {timed})",
+            self.name, h.ttl_ms
+        );
+        h.ttl_ms
     }
 
     /// GET_VALUE of the prebuilt request `req` into `buf` (exactly the
@@ -191,6 +272,49 @@ impl Nf {
                 return total;
             }
             assert!(page.count > 0, "{}: empty page with MORE", self.name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The TTL of a PUT request's header.
+    fn ttl_of(req: &[u8]) -> Ttl {
+        let h: &[u8; codec::OP_SIZE] = req[..codec::OP_SIZE].try_into().unwrap();
+        codec::op_header(h, 1 << 16)
+            .expect("a valid header")
+            .cond
+            .ttl
+    }
+
+    #[test]
+    fn ttl_puts_carry_the_lifetime_and_plain_ones_none() {
+        let ttl = Ttl {
+            ms: Some(TTL_MS),
+            keep: false,
+        };
+        assert_eq!(ttl_of(&encode_put_ttl(b"k", b"v")), ttl);
+        assert_eq!(ttl_of(&encode_op(b"k", Some(b"v"))), Ttl::default());
+    }
+
+    #[test]
+    fn fills_put_every_key_once_and_time_only_the_last() {
+        for (n, len, timed) in [(0, 64, 0), (1, 64, 1), (2_000, 64, 1_000), (5_000, 64, 0)] {
+            let mut got = Vec::new();
+            for req in fill_batches(n, len, timed) {
+                let b = codec::Batch::parse(&req, 1 << 16).expect("a valid batch");
+                b.for_each(|_, r| {
+                    got.push((r.split().0.to_vec(), r.header.cond.ttl.ms));
+                    Ok::<(), Reject>(())
+                })
+                .expect("valid records");
+            }
+            let want: Vec<(Vec<u8>, Option<u32>)> = (0..n)
+                .map(|j| (key(j), (j >= n - timed).then_some(TTL_MS)))
+                .collect();
+            assert!(got == want, "n {n}, timed {timed}");
         }
     }
 }
