@@ -39,8 +39,10 @@ pub fn suite() -> Vec<Test> {
 }
 
 /// What the clocks may differ by: a jiffy or two (10 ms at HZ=100), the
-/// rounding of milliseconds to jiffies, and the guest's two clocks.
-const SLACK: Duration = Duration::from_millis(30);
+/// rounding of milliseconds to jiffies, and the guest's two clocks, whose
+/// jiffies fell over 45 ms behind its monotonic clock under TCG on a busy
+/// host (two VMs at once).
+const SLACK: Duration = Duration::from_millis(100);
 
 /// Conclusive scenarios tried before a test gives up (each try is
 /// inconclusive only when the VM stalled for hundreds of milliseconds, or
@@ -1113,7 +1115,8 @@ fn fill_expiring(prefix: &str, n: usize, ms: u32) -> Result<Expiry, String> {
 /// table. Then rmmod while 10,000 entries are being reaped. No kernel
 /// report in between.
 fn rmmod_with_the_reaper_armed_or_running() -> TestResult {
-    const MS: u32 = 2000;
+    // Long enough for the three fills on a busy host.
+    const MS: u32 = 5000;
     let marker = "nfkv-vmtests: ttl rmmod with the reaper armed";
     kmsg_mark(marker)?;
     let r = (|| {
