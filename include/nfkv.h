@@ -24,8 +24,9 @@
  * 3: entries may expire: struct nfkv_op.reserved became ttl_ms
  *    (NFKV_F_TTL, NFKV_F_KEEP_TTL), struct nfkv_value.reserved became
  *    ttl_ms, struct nfkv_list_entry grew ttl_ms.
+ * 4: NFKV_SO_GET_WATCH (struct nfkv_watch, nfkv_watch_reply, nfkv_event).
  */
-#define NFKV_ABI_VERSION	3
+#define NFKV_ABI_VERSION	4
 
 /*
  * Default first optname of the range the module registers; the module
@@ -57,6 +58,7 @@
 #define NFKV_SO_GET_STATS	(NFKV_BASE_CTL + 3) /* -> struct nfkv_stats */
 #define NFKV_SO_GET_MAX		NFKV_SO_GET_STATS /* of the table commands */
 #define NFKV_SO_GET_CLS_LIST	(NFKV_BASE_CTL + 4) /* -> struct nfkv_classifier_list */
+#define NFKV_SO_GET_WATCH	(NFKV_BASE_CTL + 5) /* struct nfkv_watch -> struct nfkv_watch_reply */
 
 /* Number of set and get table commands (struct nfkv_stats counts those; the
  * classifier commands came later, and the struct keeps its size). */
@@ -251,6 +253,95 @@ struct nfkv_list_entry {
 	/* followed by key, value, zero padding to NFKV_ALIGN */
 };
 
+/*
+ * Watch: the table's changes, in generation order. Every change of an entry
+ * moves the table's generation by exactly one, so each generation after the
+ * table's first names one event: a put (its version is the generation), a
+ * delete, a flush, or an expiry (the reaper removing an expired entry,
+ * within a second or so of its deadline; an entry overwritten or created
+ * anew before that has no expiry event: the put replaced it). The table
+ * keeps its latest events in a change log of at most watch_log_kib KiB
+ * (module parameter), made by the namespace's first watch (so the events
+ * before it are not logged: that watch may get a gap answer) and charged
+ * to the shared budget like entries (EDQUOT).
+ *
+ * NFKV_SO_GET_WATCH: the events after generation `since` whose keys begin
+ * with `prefix` (empty: all; a flush has no key and always matches). If
+ * there are none yet, the call waits for one, at most timeout_ms
+ * (0: answers at once), then answers with none. A signal ends the wait
+ * with EINTR (or restarts the call): nothing is lost, as nothing was
+ * copied. While it waits the call holds a reference on the module (rmmod
+ * fails with EBUSY) and on the namespace; the wait is bounded by
+ * NFKV_WATCH_MAX_TIMEOUT_MS.
+ * optlen must be at least sizeof(struct nfkv_watch) + prefix_len and at
+ * least sizeof(struct nfkv_watch_reply), else EINVAL; EINVAL too if
+ * `since` is past the table's generation, timeout_ms over the maximum, or
+ * a flag unknown.
+ */
+#define NFKV_WATCH_MAX_TIMEOUT_MS	60000
+
+/* struct nfkv_watch.flags */
+#define NFKV_WATCH_F_VALUES	0x1 /* attach each put's value, if the entry
+				     * still holds it (same version, not
+				     * expired) */
+
+struct nfkv_watch {
+	__u64 since;		/* generation the caller has seen up to */
+	__u32 timeout_ms;	/* 0..NFKV_WATCH_MAX_TIMEOUT_MS */
+	__u16 prefix_len;	/* 0..NFKV_MAX_KEY_LEN */
+	__u16 flags;		/* NFKV_WATCH_F_*; others: EINVAL */
+	/* followed by prefix_len bytes of prefix */
+};
+
+/* struct nfkv_watch_reply.flags */
+#define NFKV_WATCH_F_GAP	0x1 /* the log no longer holds every event after
+				     * `since` (or never did): count is 0; read
+				     * the table afresh (LIST pages of one
+				     * generation G) and watch from G */
+#define NFKV_WATCH_F_MORE	0x2 /* more events after `generation` are
+				     * logged already: call again at once */
+
+/*
+ * NFKV_SO_GET_WATCH reply: the header, then `count` events, each a struct
+ * nfkv_event, its key, its value if attached, and zero padding to
+ * NFKV_ALIGN_UP; optlen is set to `size`. `generation`: every event up to it
+ * after `since` is in this reply or did not match the prefix: the next
+ * call's `since`. A reply holds as many whole events as fit the buffer
+ * (1 MiB at most); if not even the first one fits, the call fails with
+ * EMSGSIZE after writing this header, whose `size` is the buffer size
+ * needed for it.
+ */
+struct nfkv_watch_reply {
+	__u64 generation;
+	__u32 count;
+	__u32 flags;		/* NFKV_WATCH_F_GAP, NFKV_WATCH_F_MORE */
+	__u32 size;		/* bytes of the reply, header included */
+	__u32 reserved;
+	__u64 oldest;		/* the oldest `since` the log answers now */
+};
+
+/* struct nfkv_event.type */
+#define NFKV_EVENT_PUT		1
+#define NFKV_EVENT_DEL		2
+#define NFKV_EVENT_FLUSH	3 /* every entry removed; no key */
+#define NFKV_EVENT_EXPIRE	4
+
+/* struct nfkv_event.flags */
+#define NFKV_EVENT_F_VALUE	0x1 /* value_len bytes of value follow the key */
+
+struct nfkv_event {
+	__u64 generation;	/* of this change; a put's entry version */
+	__u64 last;		/* generation of the last change of the same
+				 * write: a batch's (or a flush with puts')
+				 * events share it; == generation for a
+				 * single change */
+	__u8 type;		/* NFKV_EVENT_* */
+	__u8 flags;		/* NFKV_EVENT_F_* */
+	__u16 key_len;		/* 0 for a flush */
+	__u32 value_len;	/* with NFKV_EVENT_F_VALUE; else 0 */
+	/* followed by key, value, zero padding to NFKV_ALIGN */
+};
+
 /* One command's outcomes since the namespace's table was created. */
 struct nfkv_counter {
 	__u64 ok;
@@ -400,7 +491,8 @@ struct nfkv_action {
  *   EOPNOTSUPP  an optname inside the range that is no command
  *   EINVAL      malformed request: bad length, reserved field or padding not
  *               zero, unknown flag or op, key length 0 or > NFKV_MAX_KEY_LEN,
- *               ttl_ms 0 with NFKV_F_TTL or not 0 without it
+ *               ttl_ms 0 with NFKV_F_TTL or not 0 without it; WATCH: since
+ *               past the generation, timeout_ms over its maximum
  *   E2BIG       value longer than max_value_len, batch over its limits, or a
  *               request over NFKV_MAX_REQUEST_LEN
  *   EFAULT      unreadable or unwritable buffer
@@ -414,7 +506,9 @@ struct nfkv_action {
  *               the namespace more than NFKV_MAX_CLASSIFIERS classifiers
  *   EFBIG       the table would hold more than max_bytes_mib of keys + values
  *   EDQUOT      over the budget shared by the namespaces of non-initial user
- *               namespaces (userns_budget_mib; docs/ABI.md)
+ *               namespaces (userns_budget_mib; docs/ABI.md), for entries,
+ *               classifiers and the change log (WATCH)
+ *   EINTR       a signal ended a WATCH's wait (or the call restarted)
  *   EMSGSIZE    getsockopt buffer too small for the reply (size reported)
  *   EBADMSG     a value under a classifier's prefix that is no valid
  *               struct nfkv_action (PUT, BATCH, CLS_ADD)

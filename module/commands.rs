@@ -4,13 +4,15 @@
 //! Safe Rust; the caller has checked CAP_NET_ADMIN.
 
 use crate::classify;
-use crate::codec::{self, cmd, Batch, Condition, ListPageWriter, ListRequest, OpKind, Reject};
+use crate::codec::{
+    self, cmd, Batch, Condition, ListPageWriter, ListRequest, OpKind, Reject, WatchRequest,
+};
 use crate::kernel_ext::pernet::Pernet;
 use crate::kernel_ext::rcu::RcuGuard;
 use crate::kernel_ext::sockopt::{GetBuffer, SetRequest};
 use crate::policy;
 use crate::store::NewEntry;
-use crate::table::{gfp, Limits, NetTable, PreparedOp};
+use crate::table::{gfp, Limits, NetTable, PreparedOp, Watched};
 use kernel::prelude::*;
 
 /// Most bytes one LIST call fills; a page always fits the largest entry.
@@ -184,6 +186,7 @@ fn commit(net: &NetTable, limits: &Limits, flush: bool, ops: &mut [PreparedOp<'_
 /// `info` gives the fixed part of `NFKV_SO_GET_INFO`'s reply.
 pub(crate) fn get(
     net: &NetTable,
+    limits: &Limits,
     info: impl FnOnce() -> codec::Info,
     cmd: u32,
     buf: &GetBuffer<'_>,
@@ -210,6 +213,7 @@ pub(crate) fn get(
         cmd::GET_VALUE => get_value(net, buf),
         cmd::GET_LIST => list(net, buf),
         cmd::GET_CLS_LIST => classify::list(net, buf),
+        cmd::GET_WATCH => watch(net, limits, buf),
         cmd::GET_STATS => {
             codec::check_get_len(buf.len(), codec::STATS_SIZE)?;
             buf.write_reply(&[&net.stats.snapshot().encode()])?;
@@ -348,4 +352,39 @@ fn list_into(net: &NetTable, req: &ListRequest<'_>, page: &mut [u8]) -> Result<L
         return Ok(Listed::NeedsPage(needed, generation));
     }
     Ok(Listed::Page(writer.finish(generation, more)))
+}
+
+/// Most bytes one WATCH call fills; a reply always fits the largest event.
+const WATCH_PAGE_MAX: usize = 1 << 20;
+/// Bytes of a WATCH reply built before the events are seen; a larger
+/// buffer is used only for an event that does not fit it.
+const WATCH_PAGE: usize = 64 << 10;
+
+/// A WATCH: makes the table's change log on the namespace's first one,
+/// then waits for events (sleeping with the lock dropped) and copies the
+/// reply out once the lock is dropped.
+fn watch(net: &NetTable, limits: &Limits, buf: &GetBuffer<'_>) -> Result<usize> {
+    buf.with_request::<{ codec::WATCH_REQUEST_MAX }, _>(|req| {
+        let req = WatchRequest::parse(req, buf.len())?;
+        net.ensure_log(limits.watch_log)?;
+        let limit = (buf.len() as usize).min(WATCH_PAGE_MAX);
+        let mut size = limit.min(WATCH_PAGE);
+        loop {
+            let mut page = KVVec::from_elem(0u8, size, gfp())?;
+            match net.watch(&req, &mut page)? {
+                Watched::Page(used) => {
+                    buf.write_reply(&[&page[..used]])?;
+                    return Ok(used);
+                }
+                // The first event fits the caller's buffer, not this page.
+                Watched::NeedsPage(needed, _) if needed <= limit && size < needed => {
+                    size = needed;
+                }
+                Watched::NeedsPage(_, header) => {
+                    buf.write_reply(&[&header.encode()])?;
+                    return Err(emsgsize());
+                }
+            }
+        }
+    })
 }

@@ -24,6 +24,9 @@ const IP_LAYER_OPTNAMES: core::ops::Range<i32> = 0..64;
 /// for new ones), which the IP layer also keeps for itself.
 const MRT_OPTNAMES: core::ops::Range<i32> = 200..256;
 
+/// The sizes `watch_log_kib` may take.
+const WATCH_LOG_KIB: core::ops::RangeInclusive<u32> = 4..=65536;
+
 /// The module parameters, checked once at load.
 #[derive(Clone, Copy)]
 pub(crate) struct Config {
@@ -43,6 +46,7 @@ impl Config {
         let max_entries = get(c"max_entries")? as usize;
         let max_bytes = u64::from(get(c"max_bytes_mib")?) << 20;
         let userns_budget = u64::from(get(c"userns_budget_mib")?) << 20;
+        let watch_log_kib = get(c"watch_log_kib")?;
         let range = codec::cmd::RANGE as i32;
         let optbase = match i32::try_from(optbase) {
             Ok(b) if b.checked_add(range).is_some() => b,
@@ -91,12 +95,22 @@ impl Config {
             );
             return Err(EINVAL);
         }
+        if !WATCH_LOG_KIB.contains(&watch_log_kib) {
+            pr_err!(
+                "watch_log_kib={} is out of range {}..{}\n",
+                watch_log_kib,
+                WATCH_LOG_KIB.start(),
+                WATCH_LOG_KIB.end()
+            );
+            return Err(EINVAL);
+        }
         Ok(Config {
             optbase,
             limits: Limits {
                 max_value_len,
                 max_entries,
                 max_bytes,
+                watch_log: (watch_log_kib as usize) << 10,
             },
             userns_budget,
         })

@@ -11,7 +11,7 @@
 //! `forbid` in each driver file): [`config`] (module parameters),
 //! [`commands`] (requests to table operations), [`table`] (a namespace's
 //! table), [`store`] (its entries, over kernel_ext's rbtree), [`classify`]
-//! (the table in the packet path), [`stats`]
+//! (the table in the packet path), [`watch`] (its change log), [`stats`]
 //! (per-command counters), [`policy`] (memory limits, where versions start)
 //! and `codec` and `classifier_abi` (shared with the client: the ABI of
 //! `include/nfkv.h`).
@@ -54,6 +54,8 @@ mod stats;
 mod store;
 #[forbid(unsafe_code)]
 mod table;
+#[forbid(unsafe_code)]
+mod watch;
 
 use config::{Config, VERSION};
 use kernel::prelude::*;
@@ -121,7 +123,7 @@ impl SockoptHandler for Handler {
         buf: &GetBuffer<'_>,
     ) -> Result<usize> {
         let result = if caller.net_admin() {
-            commands::get(&net, || self.config.info(), cmd, buf)
+            commands::get(&net, &self.config.limits, || self.config.info(), cmd, buf)
         } else {
             Err(EPERM)
         };

@@ -27,4 +27,8 @@ static unsigned int userns_budget_mib = 32;
 module_param(userns_budget_mib, uint, 0444);
 MODULE_PARM_DESC(userns_budget_mib, "Key+value MiB shared by all namespaces owned by non-initial user namespaces (default 32)");
 
+static unsigned int watch_log_kib = 1024;
+module_param(watch_log_kib, uint, 0444);
+MODULE_PARM_DESC(watch_log_kib, "KiB of each network namespace's change log, made by its first watch (default 1024, 4..65536)");
+
 MODULE_VERSION(NFKV_VERSION);

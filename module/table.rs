@@ -29,19 +29,29 @@
 //! entry with a deadline, for the earliest one, and runs at most once per
 //! [`REAP_INTERVAL_MS`]; a pass walks the whole table in short steps under
 //! the lock, so it costs a walk per batch of expiries, not per entry.
+//!
+//! Once the namespace has been watched, every change is also logged
+//! ([`ChangeLog`]) as it is kept, under the lock, and wakes the watchers
+//! waiting on [`Locked::changed`] ([`NetTable::watch`]).
 
 use crate::classifier_abi::{Action, Classifier};
 use crate::classify::{self, Classifiers};
-use crate::codec::{self, Condition, ListPageWriter, ListRequest, OpKind, Record, Ttl};
+use crate::codec::{
+    self, Condition, EventHeader, EventKind, ListPageWriter, ListRequest, OpKind, Record, Ttl,
+    WatchPageWriter, WatchReplyHeader, WatchRequest,
+};
 use crate::kernel_ext::clock;
 use crate::kernel_ext::work::{self, Delayed, DelayedRun};
 use crate::policy::{self, SharedBudget};
 use crate::stats::Stats;
 use crate::store::{Detached, EntryView, Meta, NewEntry, Reader, Slot, Taken, Tree};
+use crate::watch::ChangeLog;
+use core::ops::Deref;
 use kernel::alloc::Flags;
-use kernel::new_mutex;
 use kernel::prelude::*;
-use kernel::sync::Mutex;
+use kernel::sync::{CondVar, CondVarTimeoutResult, Mutex};
+use kernel::time::Jiffies;
+use kernel::{new_condvar, new_mutex};
 
 /// How memory is allocated for a caller: charged to the caller's memory
 /// cgroup, and sized by the caller, so a failure is the caller's ENOMEM
@@ -68,6 +78,8 @@ pub(crate) struct Limits {
     pub(crate) max_entries: usize,
     /// Most key + value bytes per table.
     pub(crate) max_bytes: u64,
+    /// Bytes of a table's change log, made by its first watch.
+    pub(crate) watch_log: usize,
 }
 
 /// What one op of a write did to the tree, for undoing it.
@@ -308,6 +320,12 @@ pub(crate) struct Table {
     /// What the classifiers are charged to the shared budget.
     classifier_charge: u64,
     reap: ReapTimes,
+    /// The change log, from the namespace's first watch on.
+    log: Option<ChangeLog>,
+    /// What the log is charged to the shared budget.
+    log_charge: u64,
+    /// Watchers waiting for a change.
+    watchers: u32,
 }
 
 /// What a write leaves to be freed once the lock is dropped: the entries a
@@ -331,7 +349,48 @@ impl Table {
                 interval: clock::ms_to_jiffies(REAP_INTERVAL_MS),
                 arm: None,
             },
+            log: None,
+            log_charge: 0,
+            watchers: 0,
         })
+    }
+
+    /// Logs the change of generation `generation`, of a write whose last
+    /// change is `last`, if the table keeps a log.
+    #[inline]
+    fn log(&mut self, generation: u64, last: u64, kind: EventKind, key: &[u8]) {
+        if let Some(log) = self.log.as_mut() {
+            let h = EventHeader {
+                generation,
+                last,
+                kind,
+                key_len: key.len() as u16,
+                value_len: None,
+            };
+            log.append(&h, key);
+        }
+    }
+
+    /// Logs what committed write `ops` (after a flush, if `flush`) did:
+    /// the events of generations up to the table's, as one group.
+    fn log_write(&mut self, flush: bool, ops: &[PreparedOp<'_>]) {
+        if self.log.is_none() {
+            return;
+        }
+        let last = self.generation;
+        let mut g = last - ops.len() as u64 - u64::from(flush);
+        if flush {
+            g += 1;
+            self.log(g, last, EventKind::Flush, &[]);
+        }
+        for op in ops {
+            g += 1;
+            let kind = match op.kind {
+                OpKind::Put => EventKind::Put,
+                OpKind::Del => EventKind::Del,
+            };
+            self.log(g, last, kind, op.key);
+        }
     }
 
     /// Arms the reaper for an entry that expires at `deadline`, unless it
@@ -410,6 +469,17 @@ impl Table {
             self.usage.remove(Share::of(&o.entry(), charged));
             let detached = o.remove();
             self.generation += 1;
+            let g = self.generation;
+            if let Some(log) = self.log.as_mut() {
+                let h = EventHeader {
+                    generation: g,
+                    last: g,
+                    kind: EventKind::Expire,
+                    key_len: cursor.len as u16,
+                    value_len: None,
+                };
+                log.append(&h, cursor.key());
+            }
             // Within the capacity reserved before locking: cannot fail.
             let _ = retired.push(detached, GFP_NOWAIT);
         };
@@ -494,7 +564,10 @@ impl Table {
         } else {
             0
         };
-        (self.budget.is_some(), self.charge() + classifiers)
+        (
+            self.budget.is_some(),
+            self.charge() + classifiers + self.log_charge,
+        )
     }
 
     /// Applies a write all or nothing: an optional flush, then `ops` in order,
@@ -512,6 +585,9 @@ impl Table {
     ) -> Result<Retired> {
         let written = self.write_unpublished(flush, ops, limits);
         self.tree.publish();
+        if written.is_ok() {
+            self.log_write(flush, ops);
+        }
         written
     }
 
@@ -620,8 +696,20 @@ impl Table {
         cond: &Condition,
         limits: &Limits,
     ) -> core::result::Result<Option<Detached>, (NewEntry, Error)> {
+        if self.log.is_none() {
+            let put = self.put_unpublished(new, cond, limits);
+            self.tree.publish();
+            return put;
+        }
+        let mut key = [0u8; codec::MAX_KEY_LEN];
+        let key_len = new.key().len();
+        key[..key_len].copy_from_slice(new.key());
         let put = self.put_unpublished(new, cond, limits);
         self.tree.publish();
+        if put.is_ok() {
+            let g = self.generation;
+            self.log(g, g, EventKind::Put, &key[..key_len]);
+        }
         put
     }
 
@@ -704,6 +792,10 @@ impl Table {
         if let Some(budget) = self.budget {
             budget.uncharge(before.saturating_sub(self.charge()));
         }
+        if detached.is_ok() {
+            let g = self.generation;
+            self.log(g, g, EventKind::Del, key);
+        }
         detached
     }
 
@@ -772,6 +864,93 @@ impl Table {
     }
 }
 
+/// Most logged events one watch call looks at per hold of the lock (those
+/// its prefix filters out included).
+const WATCH_SCAN_MAX: u64 = 16384;
+
+/// What [`Table::watch_page`] did.
+pub(crate) struct WatchScan {
+    /// Every event up to this generation is in the page or filtered out.
+    covered: u64,
+    /// Events after `covered` are logged already.
+    more: bool,
+    /// The page size the first event needs, when it did not fit.
+    needed: Option<usize>,
+}
+
+impl Table {
+    /// Fills `page` with the logged events after generation `from` that
+    /// `req` asks for, in generation order, looking at
+    /// [`WATCH_SCAN_MAX`] at most. A put's value is attached if `req`
+    /// asks and the entry still holds it (same version, not expired).
+    fn watch_page(
+        &self,
+        req: &WatchRequest<'_>,
+        from: u64,
+        page: &mut WatchPageWriter<'_>,
+    ) -> WatchScan {
+        let mut covered = from;
+        let Some(log) = self.log.as_ref() else {
+            return WatchScan {
+                covered,
+                more: false,
+                needed: None,
+            };
+        };
+        let now = clock::jiffies64();
+        let end = self.generation.min(from.saturating_add(WATCH_SCAN_MAX));
+        let mut key = [0u8; codec::MAX_KEY_LEN];
+        while covered < end {
+            let g = covered + 1;
+            let Some((h, key_len)) = log.event(g, &mut key) else {
+                break;
+            };
+            let key = &key[..key_len];
+            if h.kind != EventKind::Flush && !key.starts_with(req.prefix) {
+                covered = g;
+                continue;
+            }
+            let value = match (req.values, h.kind) {
+                (true, EventKind::Put) => self.value_of(key, g, now),
+                _ => None,
+            };
+            let h = EventHeader {
+                value_len: value.map(|v| v.len() as u32),
+                ..h
+            };
+            if !page.push(&h, key, value.unwrap_or(&[])) {
+                let needed = (page.count() == 0).then(|| {
+                    codec::WATCH_REPLY_SIZE
+                        + codec::event_len(key_len, value.map_or(0, |v| v.len()))
+                });
+                return WatchScan {
+                    covered,
+                    more: true,
+                    needed,
+                };
+            }
+            covered = g;
+        }
+        WatchScan {
+            covered,
+            more: covered < self.generation,
+            needed: None,
+        }
+    }
+
+    /// The value of `key` if its entry has version `version` and is live
+    /// at jiffies64 `now`.
+    fn value_of(&self, key: &[u8], version: u64, now: u64) -> Option<&[u8]> {
+        let entry = self.tree.lower_bound(key).filter(|e| e.key() == key)?;
+        let meta = entry.meta();
+        if meta.version != version || meta.expired(now) {
+            return None;
+        }
+        let (key_len, key_value) = entry.key_value();
+        Some(&key_value[key_len..])
+    }
+}
+
 /// A write applied under the lock but not yet kept: [`PendingWrite::commit`]
 /// keeps it; dropping it undoes it (before the lock is dropped).
 struct PendingWrite<'t, 'o, 'k> {
@@ -824,9 +1003,38 @@ impl Drop for Table {
     /// Gives back the table's charge and records how far its versions got.
     fn drop(&mut self) {
         if let Some(budget) = self.budget {
-            budget.uncharge(self.charge() + self.classifier_charge);
+            budget.uncharge(self.charge() + self.classifier_charge + self.log_charge);
         }
         policy::retire_generation(self.generation);
+    }
+}
+
+/// The table under its lock, with the watchers' wait queue.
+#[pin_data]
+pub(crate) struct Locked {
+    #[pin]
+    table: Mutex<Table>,
+    /// Where watchers wait for the table's next change.
+    #[pin]
+    changed: CondVar,
+}
+
+impl Deref for Locked {
+    type Target = Mutex<Table>;
+
+    fn deref(&self) -> &Mutex<Table> {
+        &self.table
+    }
+}
+
+impl Locked {
+    /// Wakes the watchers if `table`, changed since generation `before`,
+    /// has any.
+    #[inline]
+    fn wake_watchers(&self, table: &Table, before: u64) {
+        if table.watchers > 0 && table.generation != before {
+            self.changed.notify_all();
+        }
     }
 }
 
@@ -839,7 +1047,7 @@ pub(crate) struct NetTable {
     /// Writers' lock; never held across a user copy. Its work is the
     /// reaper ([`reap`]).
     #[pin]
-    pub(crate) table: Delayed<Mutex<Table>>,
+    pub(crate) table: Delayed<Locked>,
     /// The table's tree for readers that take no lock.
     pub(crate) reader: Reader,
     /// Per-command counters, per CPU: counting a call shares no cache line.
@@ -854,7 +1062,10 @@ impl NetTable {
         let stats = Stats::new()?;
         Ok(try_pin_init!(NetTable {
             classifiers <- Classifiers::new(),
-            table <- Delayed::new(new_mutex!(table, "nfkv_table")),
+            table <- Delayed::new(pin_init!(Locked {
+                table <- new_mutex!(table, "nfkv_table"),
+                changed <- new_condvar!("nfkv_changed"),
+            })),
             reader,
             stats,
         }? Error))
@@ -867,15 +1078,114 @@ impl NetTable {
     /// drop, after the lock.
     pub(crate) fn write<R>(&self, write: impl FnOnce(&mut Table) -> R) -> R {
         let mut table = self.table.lock();
+        let before = table.generation;
         let done = write(&mut table);
         if let Some(at) = table.reap.arm.take() {
             self.table.run_in(at.saturating_sub(clock::jiffies64()));
         }
+        self.table.wake_watchers(&table, before);
         done
+    }
+
+    /// Gives the table a change log of `bytes` bytes if it has none yet,
+    /// charged to its shared budget (`EDQUOT`); from then on every change
+    /// is logged.
+    pub(crate) fn ensure_log(&self, bytes: usize) -> Result {
+        if self.table.lock().log.is_some() {
+            return Ok(());
+        }
+        let log = ChangeLog::new(bytes, 0)?;
+        let mut table = self.table.lock();
+        if table.log.is_some() {
+            // Another watcher made it meanwhile; ours is freed below,
+            // after unlocking.
+            drop(table);
+            drop(log);
+            return Ok(());
+        }
+        let charge = table.budget.map_or(0, |_| log.allocated());
+        if let Some(budget) = table.budget {
+            budget.try_charge(charge)?;
+        }
+        let start = table.generation;
+        let mut log = log;
+        log.restart(start);
+        (table.log, table.log_charge) = (Some(log), charge);
+        Ok(())
+    }
+
+    /// Answers watch request `req` into `page`: the events after
+    /// `req.since`, waiting for one at most `req.timeout_ms` if there are
+    /// none yet; a gap answer if the log no longer holds them all. A
+    /// signal ends the wait with `ERESTARTSYS`, before anything is copied
+    /// out. The table must have a log ([`NetTable::ensure_log`]).
+    pub(crate) fn watch(&self, req: &WatchRequest<'_>, page: &mut [u8]) -> Result<Watched> {
+        let mut wait = clock::ms_to_jiffies(req.timeout_ms);
+        let mut table = self.table.lock();
+        if req.since > table.generation {
+            return Err(EINVAL);
+        }
+        let mut from = req.since;
+        loop {
+            let oldest = table.log.as_ref().map_or(table.generation, |l| l.oldest());
+            let header = WatchReplyHeader {
+                generation: table.generation,
+                oldest,
+                ..WatchReplyHeader::default()
+            };
+            let mut writer = WatchPageWriter::new(page)?;
+            if from < oldest {
+                let gap = WatchReplyHeader {
+                    gap: true,
+                    ..header
+                };
+                return Ok(Watched::Page(writer.finish(gap)));
+            }
+            let scan = table.watch_page(req, from, &mut writer);
+            if let Some(needed) = scan.needed {
+                let header = WatchReplyHeader {
+                    generation: scan.covered,
+                    more: true,
+                    size: needed as u32,
+                    ..header
+                };
+                return Ok(Watched::NeedsPage(needed, header));
+            }
+            if writer.count() > 0 || scan.more || wait == 0 {
+                let reply = WatchReplyHeader {
+                    generation: scan.covered,
+                    more: scan.more,
+                    ..header
+                };
+                return Ok(Watched::Page(writer.finish(reply)));
+            }
+            from = scan.covered;
+            table.watchers += 1;
+            let jiffies = Jiffies::try_from(wait).unwrap_or(Jiffies::MAX);
+            let woke = self
+                .table
+                .changed
+                .wait_interruptible_timeout(&mut table, jiffies);
+            table.watchers -= 1;
+            wait = match woke {
+                CondVarTimeoutResult::Signal { .. } => return Err(ERESTARTSYS),
+                CondVarTimeoutResult::Timeout => 0,
+                CondVarTimeoutResult::Woken { jiffies } => jiffies as u64,
+            };
+        }
     }
 }
 
-impl DelayedRun for Mutex<Table> {
+/// What a watch call found.
+pub(crate) enum Watched {
+    /// A reply of this many bytes, ready to copy out.
+    Page(usize),
+    /// Not even the first event fitted: the reply size it needs, and the
+    /// reply header telling it.
+    NeedsPage(usize, WatchReplyHeader),
+}
+
+impl DelayedRun for Locked {
     fn run(this: &Delayed<Self>) {
         reap(this);
     }
@@ -886,7 +1196,7 @@ impl DelayedRun for Mutex<Table> {
 /// at) per hold of the lock, freeing them after each; then arms itself
 /// again for the earliest deadline left, if any. Out of memory for its
 /// list of entries to free, it tries again [`REAP_INTERVAL_MS`] later.
-fn reap(table: &Delayed<Mutex<Table>>) {
+fn reap(table: &Delayed<Locked>) {
     let mut cursor = ReapCursor {
         key: [0; codec::MAX_KEY_LEN],
         len: 0,
@@ -901,7 +1211,7 @@ fn reap(table: &Delayed<Mutex<Table>>) {
     loop {
         let retired = KVec::with_capacity(REAP_CHUNK, GFP_KERNEL | __GFP_NOWARN);
         let mut t = table.lock();
-        let now = clock::jiffies64();
+        let (now, before) = (clock::jiffies64(), t.generation);
         let (ended, retired) = match retired {
             Ok(mut retired) => (
                 t.reap_step(now, &mut cursor, &mut retired, &mut earliest),
@@ -925,6 +1235,7 @@ fn reap(table: &Delayed<Mutex<Table>>) {
         if let Some(at) = t.reap.arm.take() {
             table.run_in(at.saturating_sub(now));
         }
+        table.wake_watchers(&t, before);
         drop(t);
         drop(retired);
         if ended {

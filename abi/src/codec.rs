@@ -63,6 +63,16 @@ pub const STATS_SIZE: usize = size_of::<uapi::nfkv_stats>();
 pub const GET_REQUEST_MAX: usize = GET_SIZE + MAX_KEY_LEN;
 /// Longest LIST request region: header, `after` and prefix.
 pub const LIST_REQUEST_MAX: usize = LIST_SIZE + 2 * MAX_KEY_LEN;
+/// `sizeof(struct nfkv_watch)`.
+pub const WATCH_SIZE: usize = size_of::<uapi::nfkv_watch>();
+/// `sizeof(struct nfkv_watch_reply)`.
+pub const WATCH_REPLY_SIZE: usize = size_of::<uapi::nfkv_watch_reply>();
+/// `sizeof(struct nfkv_event)`.
+pub const EVENT_SIZE: usize = size_of::<uapi::nfkv_event>();
+/// Longest request region of `NFKV_SO_GET_WATCH`.
+pub const WATCH_REQUEST_MAX: usize = WATCH_SIZE + MAX_KEY_LEN;
+/// Longest wait of one `NFKV_SO_GET_WATCH` call.
+pub const WATCH_MAX_TIMEOUT_MS: u32 = uapi::NFKV_WATCH_MAX_TIMEOUT_MS;
 
 /// Command offsets from the optname base.
 pub mod cmd {
@@ -90,6 +100,8 @@ pub mod cmd {
     pub const SET_CLS_DEL: u32 = uapi::NFKV_SO_SET_CLS_DEL - BASE;
     /// `NFKV_SO_GET_CLS_LIST` offset.
     pub const GET_CLS_LIST: u32 = uapi::NFKV_SO_GET_CLS_LIST - BASE;
+    /// `NFKV_SO_GET_WATCH` offset.
+    pub const GET_WATCH: u32 = uapi::NFKV_SO_GET_WATCH - BASE;
     /// Width of the registered optname range.
     pub const RANGE: u32 = uapi::NFKV_SO_RANGE;
 
@@ -101,7 +113,7 @@ pub mod cmd {
 
     /// Whether get offset `c` is a command.
     pub const fn is_get(c: u32) -> bool {
-        c <= GET_STATS || c == GET_CLS_LIST
+        c <= GET_STATS || c == GET_CLS_LIST || c == GET_WATCH
     }
 }
 
@@ -1059,4 +1071,368 @@ impl Stats {
         }
         Ok(stats)
     }
+}
+
+/// A checked `NFKV_SO_GET_WATCH` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchRequest<'a> {
+    /// The generation the caller has seen up to.
+    pub since: u64,
+    /// Longest wait, in milliseconds.
+    pub timeout_ms: u32,
+    /// Only events of keys starting with this (flushes always).
+    pub prefix: &'a [u8],
+    /// Attach the values of puts.
+    pub values: bool,
+}
+
+impl<'a> WatchRequest<'a> {
+    /// Parses the request region of `NFKV_SO_GET_WATCH`; `req` holds the
+    /// first `min(len, WATCH_REQUEST_MAX)` bytes of the caller's buffer of
+    /// `len`.
+    pub fn parse(req: &'a [u8], len: i32) -> Result<Self, Reject> {
+        check_get_len(len, WATCH_REPLY_SIZE.max(WATCH_SIZE))?;
+        let (h, rest) = take(req, WATCH_SIZE)?;
+        let prefix_len = usize::from(get_u16(h, offset_of!(uapi::nfkv_watch, prefix_len)));
+        let flags = u32::from(get_u16(h, offset_of!(uapi::nfkv_watch, flags)));
+        let timeout_ms = get_u32(h, offset_of!(uapi::nfkv_watch, timeout_ms));
+        if flags & !uapi::NFKV_WATCH_F_VALUES != 0
+            || prefix_len > MAX_KEY_LEN
+            || timeout_ms > WATCH_MAX_TIMEOUT_MS
+        {
+            return Err(Reject::Invalid);
+        }
+        let (prefix, _) = take(rest, prefix_len)?;
+        Ok(WatchRequest {
+            since: get_u64(h, offset_of!(uapi::nfkv_watch, since)),
+            timeout_ms,
+            prefix,
+            values: flags & uapi::NFKV_WATCH_F_VALUES != 0,
+        })
+    }
+
+    /// Bytes of the encoded request.
+    pub fn wire_len(&self) -> usize {
+        WATCH_SIZE + self.prefix.len()
+    }
+
+    /// Encodes the request into `out` (at least [`Self::wire_len`] bytes).
+    pub fn encode(&self, out: &mut [u8]) -> usize {
+        out[..WATCH_SIZE].fill(0);
+        put_u64(out, offset_of!(uapi::nfkv_watch, since), self.since);
+        put_u32(
+            out,
+            offset_of!(uapi::nfkv_watch, timeout_ms),
+            self.timeout_ms,
+        );
+        put_u16(
+            out,
+            offset_of!(uapi::nfkv_watch, prefix_len),
+            self.prefix.len() as u16,
+        );
+        let flags = if self.values {
+            uapi::NFKV_WATCH_F_VALUES
+        } else {
+            0
+        };
+        put_u16(out, offset_of!(uapi::nfkv_watch, flags), flags as u16);
+        out[WATCH_SIZE..self.wire_len()].copy_from_slice(self.prefix);
+        self.wire_len()
+    }
+}
+
+/// The `struct nfkv_watch_reply` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WatchReplyHeader {
+    /// Every event up to this generation is in the reply or filtered out:
+    /// the next call's `since`.
+    pub generation: u64,
+    /// Events in the reply.
+    pub count: u32,
+    /// The log no longer holds every event after `since`.
+    pub gap: bool,
+    /// More events are logged already.
+    pub more: bool,
+    /// Bytes used, header included; on EMSGSIZE the size needed.
+    pub size: u32,
+    /// The oldest `since` the log answers.
+    pub oldest: u64,
+}
+
+impl WatchReplyHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; WATCH_REPLY_SIZE] {
+        let mut h = [0u8; WATCH_REPLY_SIZE];
+        let flags = if self.gap { uapi::NFKV_WATCH_F_GAP } else { 0 }
+            | if self.more {
+                uapi::NFKV_WATCH_F_MORE
+            } else {
+                0
+            };
+        put_u64(
+            &mut h,
+            offset_of!(uapi::nfkv_watch_reply, generation),
+            self.generation,
+        );
+        put_u32(
+            &mut h,
+            offset_of!(uapi::nfkv_watch_reply, count),
+            self.count,
+        );
+        put_u32(&mut h, offset_of!(uapi::nfkv_watch_reply, flags), flags);
+        put_u32(&mut h, offset_of!(uapi::nfkv_watch_reply, size), self.size);
+        put_u64(
+            &mut h,
+            offset_of!(uapi::nfkv_watch_reply, oldest),
+            self.oldest,
+        );
+        h
+    }
+
+    /// Decodes the header at the front of `buf`; unknown flags or a
+    /// non-zero reserved field are refused.
+    pub fn decode(buf: &[u8]) -> Result<Self, Reject> {
+        let (h, _) = take(buf, WATCH_REPLY_SIZE)?;
+        let flags = get_u32(h, offset_of!(uapi::nfkv_watch_reply, flags));
+        if flags & !(uapi::NFKV_WATCH_F_GAP | uapi::NFKV_WATCH_F_MORE) != 0
+            || get_u32(h, offset_of!(uapi::nfkv_watch_reply, reserved)) != 0
+        {
+            return Err(Reject::Invalid);
+        }
+        Ok(WatchReplyHeader {
+            generation: get_u64(h, offset_of!(uapi::nfkv_watch_reply, generation)),
+            count: get_u32(h, offset_of!(uapi::nfkv_watch_reply, count)),
+            gap: flags & uapi::NFKV_WATCH_F_GAP != 0,
+            more: flags & uapi::NFKV_WATCH_F_MORE != 0,
+            size: get_u32(h, offset_of!(uapi::nfkv_watch_reply, size)),
+            oldest: get_u64(h, offset_of!(uapi::nfkv_watch_reply, oldest)),
+        })
+    }
+}
+
+/// What changed, in a `struct nfkv_event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// An entry written.
+    Put,
+    /// An entry deleted.
+    Del,
+    /// Every entry removed.
+    Flush,
+    /// An expired entry removed.
+    Expire,
+}
+
+impl EventKind {
+    /// The `NFKV_EVENT_*` value.
+    pub const fn wire(self) -> u8 {
+        (match self {
+            EventKind::Put => uapi::NFKV_EVENT_PUT,
+            EventKind::Del => uapi::NFKV_EVENT_DEL,
+            EventKind::Flush => uapi::NFKV_EVENT_FLUSH,
+            EventKind::Expire => uapi::NFKV_EVENT_EXPIRE,
+        }) as u8
+    }
+
+    /// The kind of `NFKV_EVENT_*` value `v`.
+    pub const fn from_wire(v: u8) -> Option<Self> {
+        match v as u32 {
+            uapi::NFKV_EVENT_PUT => Some(EventKind::Put),
+            uapi::NFKV_EVENT_DEL => Some(EventKind::Del),
+            uapi::NFKV_EVENT_FLUSH => Some(EventKind::Flush),
+            uapi::NFKV_EVENT_EXPIRE => Some(EventKind::Expire),
+            _ => None,
+        }
+    }
+}
+
+/// The fixed part of one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventHeader {
+    /// Generation of the change (a put's entry version).
+    pub generation: u64,
+    /// Generation of the last change of the same write.
+    pub last: u64,
+    /// What changed.
+    pub kind: EventKind,
+    /// Bytes of key (0 for a flush).
+    pub key_len: u16,
+    /// Bytes of value attached; `None`: none attached.
+    pub value_len: Option<u32>,
+}
+
+impl EventHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; EVENT_SIZE] {
+        let mut h = [0u8; EVENT_SIZE];
+        put_u64(
+            &mut h,
+            offset_of!(uapi::nfkv_event, generation),
+            self.generation,
+        );
+        put_u64(&mut h, offset_of!(uapi::nfkv_event, last), self.last);
+        h[offset_of!(uapi::nfkv_event, type_)] = self.kind.wire();
+        if let Some(len) = self.value_len {
+            h[offset_of!(uapi::nfkv_event, flags)] = uapi::NFKV_EVENT_F_VALUE as u8;
+            put_u32(&mut h, offset_of!(uapi::nfkv_event, value_len), len);
+        }
+        put_u16(&mut h, offset_of!(uapi::nfkv_event, key_len), self.key_len);
+        h
+    }
+
+    /// Decodes the header at the front of `buf`, checking its fields.
+    pub fn decode(buf: &[u8]) -> Result<Self, Reject> {
+        let (h, _) = take(buf, EVENT_SIZE)?;
+        let kind =
+            EventKind::from_wire(h[offset_of!(uapi::nfkv_event, type_)]).ok_or(Reject::Invalid)?;
+        let flags = u32::from(h[offset_of!(uapi::nfkv_event, flags)]);
+        let value_len = get_u32(h, offset_of!(uapi::nfkv_event, value_len));
+        let key_len = get_u16(h, offset_of!(uapi::nfkv_event, key_len));
+        let (generation, last) = (
+            get_u64(h, offset_of!(uapi::nfkv_event, generation)),
+            get_u64(h, offset_of!(uapi::nfkv_event, last)),
+        );
+        let value_len = match flags {
+            0 if value_len == 0 => None,
+            uapi::NFKV_EVENT_F_VALUE if kind == EventKind::Put => Some(value_len),
+            _ => return Err(Reject::Invalid),
+        };
+        if (kind == EventKind::Flush) != (key_len == 0)
+            || usize::from(key_len) > MAX_KEY_LEN
+            || last < generation
+        {
+            return Err(Reject::Invalid);
+        }
+        Ok(EventHeader {
+            generation,
+            last,
+            kind,
+            key_len,
+            value_len,
+        })
+    }
+}
+
+/// Bytes one event takes in a reply, padding included.
+pub fn event_len(key_len: usize, value_len: usize) -> usize {
+    // Both lengths are bounded by the table's limits: no overflow.
+    padded(EVENT_SIZE + key_len + value_len)
+}
+
+/// Appends events to a watch reply after room for its header.
+pub struct WatchPageWriter<'b> {
+    buf: &'b mut [u8],
+    used: usize,
+    count: u32,
+}
+
+impl<'b> WatchPageWriter<'b> {
+    /// A writer over `buf`, which must hold at least the reply header.
+    pub fn new(buf: &'b mut [u8]) -> Result<Self, Reject> {
+        if buf.len() < WATCH_REPLY_SIZE {
+            return Err(Reject::Invalid);
+        }
+        buf[..WATCH_REPLY_SIZE].fill(0);
+        Ok(WatchPageWriter {
+            buf,
+            used: WATCH_REPLY_SIZE,
+            count: 0,
+        })
+    }
+
+    /// Appends an event of header `h`, key `key` and attached value `value`
+    /// (whose length must be `h.value_len`'s) if it fits whole; returns
+    /// whether it did. Writes every byte, padding included.
+    pub fn push(&mut self, h: &EventHeader, key: &[u8], value: &[u8]) -> bool {
+        let data = EVENT_SIZE + key.len() + value.len();
+        let len = padded(data);
+        let Some(e) = self
+            .buf
+            .get_mut(self.used..)
+            .and_then(|rest| rest.get_mut(..len))
+        else {
+            return false;
+        };
+        e[len - ALIGN..].fill(0);
+        e[..EVENT_SIZE].copy_from_slice(&h.encode());
+        e[EVENT_SIZE..EVENT_SIZE + key.len()].copy_from_slice(key);
+        e[EVENT_SIZE + key.len()..data].copy_from_slice(value);
+        self.used += len;
+        self.count += 1;
+        true
+    }
+
+    /// Events pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes used so far, header included.
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    /// Writes the header (`count` and `size` from what was pushed); returns
+    /// the bytes of the page.
+    pub fn finish(self, header: WatchReplyHeader) -> usize {
+        let header = WatchReplyHeader {
+            count: self.count,
+            size: self.used as u32,
+            ..header
+        };
+        self.buf[..WATCH_REPLY_SIZE].copy_from_slice(&header.encode());
+        self.used
+    }
+}
+
+/// One event of a watch reply, borrowing from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// Its fixed part.
+    pub header: EventHeader,
+    /// Its key (empty for a flush).
+    pub key: &'a [u8],
+    /// Its value, if attached.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Decodes a watch reply: its header and events, checking that they fill
+/// exactly `size` bytes, are in generation order after `since`, and end at
+/// or before the reply's generation.
+pub fn decode_watch_page<E: From<Reject>>(
+    page: &[u8],
+    since: u64,
+    mut visit: impl FnMut(Event<'_>) -> Result<(), E>,
+) -> Result<WatchReplyHeader, E> {
+    let header = WatchReplyHeader::decode(page)?;
+    let size = header.size as usize;
+    if size > page.len() || size < WATCH_REPLY_SIZE || (header.gap && header.count != 0) {
+        return Err(Reject::Invalid.into());
+    }
+    let mut rest = &page[WATCH_REPLY_SIZE..size];
+    let mut after = since;
+    for _ in 0..header.count {
+        let h = EventHeader::decode(rest)?;
+        let key_len = usize::from(h.key_len);
+        let value_len = h.value_len.unwrap_or(0) as usize;
+        let (event, tail) = take(rest, event_len(key_len, value_len))?;
+        if h.generation <= after || h.generation > header.generation {
+            return Err(Reject::Invalid.into());
+        }
+        after = h.generation;
+        let key = &event[EVENT_SIZE..EVENT_SIZE + key_len];
+        let value = h
+            .value_len
+            .map(|_| &event[EVENT_SIZE + key_len..EVENT_SIZE + key_len + value_len]);
+        visit(Event {
+            header: h,
+            key,
+            value,
+        })?;
+        rest = tail;
+    }
+    if !rest.is_empty() || (!header.gap && header.generation < since) {
+        return Err(Reject::Invalid.into());
+    }
+    Ok(header)
 }

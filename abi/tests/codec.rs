@@ -628,3 +628,178 @@ fn value_headers_carry_the_time_left() {
     );
     assert_eq!(ValueHeader::decode(&bytes), Ok(h));
 }
+
+#[test]
+fn watch_sizes_match_the_abi() {
+    assert_eq!(WATCH_SIZE, 16);
+    assert_eq!(WATCH_REPLY_SIZE, 32);
+    assert_eq!(EVENT_SIZE, 24);
+}
+
+#[test]
+fn watch_requests_are_checked() {
+    let req = WatchRequest {
+        since: 7,
+        timeout_ms: WATCH_MAX_TIMEOUT_MS,
+        prefix: b"pre",
+        values: true,
+    };
+    let mut buf = vec![0u8; 64];
+    let n = req.encode(&mut buf);
+    assert_eq!(n, WATCH_SIZE + 3);
+    assert_eq!(WatchRequest::parse(&buf[..n], 64), Ok(req));
+    // The buffer must hold the reply header, and the request its prefix.
+    assert_eq!(WatchRequest::parse(&buf[..n], 31), Err(Reject::Invalid));
+    assert_eq!(WatchRequest::parse(&buf[..n - 1], 64), Err(Reject::Invalid));
+    // Too long a wait, an unknown flag, too long a prefix.
+    let over = WatchRequest {
+        timeout_ms: WATCH_MAX_TIMEOUT_MS + 1,
+        ..req
+    };
+    over.encode(&mut buf);
+    assert_eq!(WatchRequest::parse(&buf[..n], 64), Err(Reject::Invalid));
+    req.encode(&mut buf);
+    buf[offset_of!(uapi::nfkv_watch, flags)] |= 0x2;
+    assert_eq!(WatchRequest::parse(&buf[..n], 64), Err(Reject::Invalid));
+    req.encode(&mut buf);
+    buf[offset_of!(uapi::nfkv_watch, prefix_len)..][..2]
+        .copy_from_slice(&((MAX_KEY_LEN + 1) as u16).to_ne_bytes());
+    assert_eq!(WatchRequest::parse(&buf, 1024), Err(Reject::Invalid));
+}
+
+fn arb_event() -> impl Strategy<Value = (EventKind, Vec<u8>, Option<Vec<u8>>, u64)> {
+    prop_oneof![
+        Just(EventKind::Put),
+        Just(EventKind::Del),
+        Just(EventKind::Flush),
+        Just(EventKind::Expire)
+    ]
+    .prop_flat_map(|kind| {
+        let key = if kind == EventKind::Flush {
+            Just(Vec::new()).boxed()
+        } else {
+            prop::collection::vec(any::<u8>(), 1..40).boxed()
+        };
+        let value = if kind == EventKind::Put {
+            prop::option::of(prop::collection::vec(any::<u8>(), 0..100)).boxed()
+        } else {
+            Just(None).boxed()
+        };
+        (Just(kind), key, value, 0u64..3)
+    })
+}
+
+proptest! {
+    /// Events written by the module's page writer decode to what was
+    /// written, in order, byte for byte as the header says.
+    #[test]
+    fn watch_pages_round_trip(events in prop::collection::vec(arb_event(), 0..30), room in 32usize..4096, since in 0u64..1 << 60) {
+        let mut page = vec![0xa5u8; room];
+        let mut w = WatchPageWriter::new(&mut page).unwrap();
+        let mut written = Vec::new();
+        let mut g = since;
+        for (kind, key, value, group) in &events {
+            g += 1;
+            let h = EventHeader { generation: g, last: g + group, kind: *kind, key_len: key.len() as u16, value_len: value.as_ref().map(|v| v.len() as u32) };
+            if !w.push(&h, key, value.as_deref().unwrap_or(&[])) { break; }
+            written.push((h, key.clone(), value.clone()));
+        }
+        let more = written.len() < events.len();
+        let used = w.finish(WatchReplyHeader { generation: g, more, oldest: since, ..Default::default() });
+        prop_assert!(used <= room);
+        let mut back = Vec::new();
+        let h = decode_watch_page(&page[..used], since, |e| -> Result<(), Reject> { back.push((e.header, e.key.to_vec(), e.value.map(<[u8]>::to_vec))); Ok(()) }).unwrap();
+        prop_assert_eq!(h.count as usize, written.len());
+        prop_assert_eq!((h.generation, h.more, h.gap, h.oldest), (g, more, false, since));
+        prop_assert_eq!(&back, &written);
+        let mut want = Vec::new();
+        for (h, key, value) in &written {
+            want.extend_from_slice(&h.generation.to_ne_bytes());
+            want.extend_from_slice(&h.last.to_ne_bytes());
+            want.push(h.kind.wire());
+            want.push(u8::from(value.is_some()));
+            want.extend_from_slice(&h.key_len.to_ne_bytes());
+            want.extend_from_slice(&(value.as_ref().map_or(0, Vec::len) as u32).to_ne_bytes());
+            want.extend_from_slice(key);
+            want.extend_from_slice(value.as_deref().unwrap_or(&[]));
+            want.resize(want.len().next_multiple_of(8), 0);
+        }
+        prop_assert_eq!(&page[WATCH_REPLY_SIZE..used], &want[..]);
+    }
+
+    /// A valid reply with one byte changed: the decoder either refuses it or
+    /// yields events that keep every promise (order after `since`, within
+    /// the reply's generation, lengths inside the page); never panics.
+    #[test]
+    fn mutated_watch_replies_keep_their_promises(events in prop::collection::vec(arb_event(), 1..10), at in any::<prop::sample::Index>(), byte in any::<u8>(), since in 0u64..1 << 60) {
+        let mut page = vec![0u8; 8192];
+        let mut w = WatchPageWriter::new(&mut page).unwrap();
+        let mut g = since;
+        for (kind, key, value, group) in &events {
+            g += 1;
+            let h = EventHeader { generation: g, last: g + group, kind: *kind, key_len: key.len() as u16, value_len: value.as_ref().map(|v| v.len() as u32) };
+            prop_assert!(w.push(&h, key, value.as_deref().unwrap_or(&[])));
+        }
+        let used = w.finish(WatchReplyHeader { generation: g, ..Default::default() });
+        let mut bytes = page[..used].to_vec();
+        let i = at.index(used);
+        bytes[i] = byte;
+        let mut last = since;
+        let decoded = decode_watch_page(&bytes, since, |e| -> Result<(), Reject> {
+            if e.header.generation <= last || e.header.last < e.header.generation
+                || (e.header.kind == EventKind::Flush) != e.key.is_empty()
+                || (e.value.is_some() && e.header.kind != EventKind::Put) {
+                return Err(Reject::TooBig);
+            }
+            last = e.header.generation;
+            Ok(())
+        });
+        prop_assert_ne!(decoded, Err(Reject::TooBig));
+        if let Ok(h) = decoded {
+            prop_assert!(last <= h.generation);
+            prop_assert!(!h.gap || h.count == 0);
+        }
+    }
+
+    #[test]
+    fn watch_parsers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), len in any::<i32>(), since in any::<u64>()) {
+        let _ = WatchRequest::parse(&bytes, len);
+        let _ = WatchReplyHeader::decode(&bytes);
+        let _ = EventHeader::decode(&bytes);
+        let _ = decode_watch_page(&bytes, since, |_| -> Result<(), Reject> { Ok(()) });
+    }
+}
+
+#[test]
+fn watch_replies_out_of_order_are_refused() {
+    let page_of = |gens: &[u64], reply_generation: u64| {
+        let mut page = vec![0u8; 1024];
+        let mut w = WatchPageWriter::new(&mut page).unwrap();
+        for &g in gens {
+            let h = EventHeader {
+                generation: g,
+                last: g,
+                kind: EventKind::Del,
+                key_len: 1,
+                value_len: None,
+            };
+            assert!(w.push(&h, b"k", &[]));
+        }
+        let used = w.finish(WatchReplyHeader {
+            generation: reply_generation,
+            ..Default::default()
+        });
+        page.truncate(used);
+        page
+    };
+    let ok =
+        |p: &[u8], since| decode_watch_page(p, since, |_| -> Result<(), Reject> { Ok(()) }).is_ok();
+    assert!(ok(&page_of(&[11, 12, 14], 15), 10));
+    // A repeated generation, one going back, one not after `since`, one
+    // past the reply's generation, a reply generation before `since`.
+    assert!(!ok(&page_of(&[11, 11], 12), 10));
+    assert!(!ok(&page_of(&[12, 11], 12), 10));
+    assert!(!ok(&page_of(&[10], 12), 10));
+    assert!(!ok(&page_of(&[11, 13], 12), 10));
+    assert!(!ok(&page_of(&[], 9), 10));
+}
