@@ -973,9 +973,14 @@ fn every_command_fails(fd: &std::os::fd::OwnedFd, optbase: u32, want: i32) -> Te
         ("value", cmd::GET_VALUE),
         ("list", cmd::GET_LIST),
         ("stats", cmd::GET_STATS),
+        ("watch", cmd::GET_WATCH),
     ] {
         let mut buf = vec![0u8; 4096];
         codec::encode_get(&mut buf, b"k");
+        if c == cmd::GET_WATCH {
+            let req = crate::watch::request(0, 1000, b"", true);
+            buf[..req.len()].copy_from_slice(&req);
+        }
         if c == cmd::GET_LIST {
             codec::ListRequest {
                 after: b"",

@@ -120,7 +120,29 @@ pub(crate) fn valid_request(rng: &mut Rng, set: bool, c: u32) -> Vec<u8> {
             req.encode(&mut buf);
             buf
         }
+        (false, cmd::GET_WATCH) => {
+            // From generation 0 (before any table's first): answered at
+            // once, with the log's gap answer; a prefix matching a quarter
+            // of the keys, values or not.
+            let prefix: &[u8] = [&b""[..], b"k", b"\x01"][rng.below(3) as usize];
+            crate::watch::request(0, rng.below(4) as u32, prefix, rng.below(2) == 0)
+        }
         _ => Vec::new(),
+    }
+}
+
+/// `req` (a get request of command `c`) with a watch's timeout of up to
+/// a minute cut to at most `ms`: a mutated watch from the table's
+/// generation would otherwise wait for a write under its prefix that may
+/// never come. Timeouts past the maximum stay, to be refused.
+pub(crate) fn short_watch(c: u32, req: &mut [u8], ms: u32) {
+    let at = std::mem::offset_of!(nfkv_abi::uapi::nfkv_watch, timeout_ms);
+    if c != cmd::GET_WATCH || req.len() < at + 4 {
+        return;
+    }
+    let t = u32::from_ne_bytes(req[at..at + 4].try_into().unwrap_or_default());
+    if t <= codec::WATCH_MAX_TIMEOUT_MS {
+        req[at..at + 4].copy_from_slice(&t.min(ms).to_ne_bytes());
     }
 }
 
@@ -186,7 +208,7 @@ pub(crate) fn mutate(rng: &mut Rng, req: &mut Vec<u8>) {
 pub(crate) fn command(rng: &mut Rng, set: bool) -> u32 {
     match (rng.below(8), set) {
         (0, true) => [cmd::SET_CLS_ADD, cmd::SET_CLS_DEL][rng.below(2) as usize],
-        (0, false) => cmd::GET_CLS_LIST,
+        (0, false) => [cmd::GET_CLS_LIST, cmd::GET_WATCH][rng.below(2) as usize],
         _ => rng.below(4) as u32,
     }
 }
@@ -205,6 +227,7 @@ fn min_reply(c: u32, req: &[u8]) -> usize {
         cmd::GET_INFO => codec::INFO_SIZE,
         cmd::GET_STATS => codec::STATS_SIZE,
         cmd::GET_CLS_LIST => classifier::LIST_HEADER_SIZE,
+        cmd::GET_WATCH => codec::WATCH_REPLY_SIZE.max(req.len()),
         cmd::GET_VALUE => codec::VALUE_SIZE.max(req.len()),
         _ => codec::LIST_REPLY_SIZE.max(req.len()),
     }
@@ -231,11 +254,16 @@ pub(crate) fn errno_allowed(set: bool, c: u32, intact: bool, budgeted: bool, err
             libc::EBADMSG,
         ],
         (false, cmd::GET_VALUE) => &[libc::ENOENT, libc::EMSGSIZE],
-        (false, cmd::GET_LIST | cmd::GET_CLS_LIST) => &[libc::EMSGSIZE],
+        (false, cmd::GET_LIST | cmd::GET_CLS_LIST | cmd::GET_WATCH) => &[libc::EMSGSIZE],
         (false, _) => &[],
     };
-    let over_budget =
-        budgeted && set && c != cmd::SET_FLUSH && c != cmd::SET_CLS_DEL && errno == libc::EDQUOT;
+    // A namespace's first watch makes its change log, charged like entries.
+    let charged = if set {
+        c != cmd::SET_FLUSH && c != cmd::SET_CLS_DEL
+    } else {
+        c == cmd::GET_WATCH
+    };
+    let over_budget = budgeted && charged && errno == libc::EDQUOT;
     semantic.contains(&errno)
         || over_budget
         || (!intact && [libc::EINVAL, libc::E2BIG, libc::EMSGSIZE].contains(&errno))
@@ -302,6 +330,7 @@ fn worker(
             .max(req.len())
             .min(reply.len());
             intact &= len >= min_reply(c, &req);
+            short_watch(c, &mut req, 20);
             reply[..req.len()].copy_from_slice(&req);
             kv.raw_get(c, &mut reply[..len]).map(|_| ())
         };
@@ -591,6 +620,21 @@ mod tests {
             cmd::GET_VALUE,
             true,
             true,
+            libc::EDQUOT
+        ));
+        // A namespace's first watch makes its log, charged to the budget.
+        assert!(errno_allowed(
+            false,
+            cmd::GET_WATCH,
+            true,
+            true,
+            libc::EDQUOT
+        ));
+        assert!(!errno_allowed(
+            false,
+            cmd::GET_WATCH,
+            true,
+            false,
             libc::EDQUOT
         ));
     }

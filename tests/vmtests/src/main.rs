@@ -15,6 +15,7 @@ mod netns;
 mod policy;
 mod stress;
 mod ttl;
+mod watch;
 
 use harness::{run_suite, Test};
 
@@ -34,6 +35,7 @@ fn suites() -> Vec<Suite> {
         ("policy", policy::suite),
         ("classify", classify::suite),
         ("ttl", ttl::suite),
+        ("watch", watch::suite),
     ]
 }
 
