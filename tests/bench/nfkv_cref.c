@@ -32,7 +32,16 @@
  *   conditions treat an entry past it as absent; a delayed work per table
  *   (system_unbound_wq), armed only while some entry has a deadline, at the
  *   earliest one but at most once a second, unlinks expired entries in
- *   chunks under the lock and frees them after unlocking.
+ *   chunks under the lock and frees them after unlocking;
+ * - watch (ABI 4): from a namespace's first NFKV_SO_GET_WATCH on, every
+ *   change is appended under the lock to its change log (allocated then,
+ *   watch_log_kib KiB): a byte ring of events (wire header and key, oldest
+ *   overwritten first) and a ring of their offsets, so event `g` is one
+ *   lookup; a watcher fills a page from it under the lock, attaching a
+ *   put's value if the entry still has that version, and if there is
+ *   nothing yet sleeps on the table's wait queue with the lock dropped
+ *   (writers wake it only when a watcher waits), up to its timeout;
+ *   -ERESTARTSYS on a signal.
  */
 #include <linux/capability.h>
 #include <linux/module.h>
@@ -48,6 +57,8 @@
 #include <linux/uaccess.h>
 #include <linux/workqueue.h>
 #include <linux/jiffies.h>
+#include <linux/sched/signal.h>
+#include <linux/wait.h>
 #include <linux/unaligned.h>
 #include <net/net_namespace.h>
 #include <net/netns/generic.h>
@@ -64,6 +75,8 @@ module_param(max_value_len, uint, 0444);
 
 static unsigned int max_entries = 65536;
 module_param(max_entries, uint, 0444);
+static unsigned int watch_log_kib = 1024;
+module_param(watch_log_kib, uint, 0444);
 
 #define LIST_PAGE_MAX (1U << 20)
 /* Requests, and LIST pages, up to this size live on the stack. */
@@ -72,6 +85,12 @@ module_param(max_entries, uint, 0444);
 /* Entries the reaper unlinks, and looks at, per hold of the lock. */
 #define REAP_CHUNK 64
 #define REAP_SCAN 1024
+
+/* Watch: most bytes filled per call, the page tried first, events looked at per call. */
+#define WATCH_PAGE_MAX (1U << 20)
+#define WATCH_PAGE (64U << 10)
+#define WATCH_SCAN_MAX 16384
+#define LOG_MIN_BYTES 4096
 
 /* The writers' tree, where every change is made first, and its copy. */
 #define WRITERS 0
@@ -125,6 +144,22 @@ struct cref_stats {
 	u64 failed[NFKV_SET_COMMANDS + NFKV_GET_COMMANDS];
 };
 
+/*
+ * A table's change log: events start + 1 .. start + count, each its struct
+ * nfkv_event (flags and value_len 0) and key, padded to NFKV_ALIGN, in a
+ * byte ring of `size` bytes from `tail` (`used` bytes); offsets[] is a ring
+ * of `slots` from `first`: event start + 1 + i is at offsets[first + i].
+ * An event may wrap at the end of the ring.
+ */
+struct cref_log {
+	u8 *data;		/* NULL until the namespace's first watch */
+	u32 *offsets;
+	u32 size, slots;
+	u32 first, count;
+	u32 tail, used;
+	u64 start;
+};
+
 struct cref_table {
 	struct mutex lock;
 	struct rb_root root[2];
@@ -138,9 +173,93 @@ struct cref_table {
 	u64 reap_at;		/* when the reaper is due; 0: not armed */
 	u64 last_reap;		/* when it last started */
 	struct cref_stats __percpu *stats;	/* a copy per CPU: counting shares no line */
+	struct cref_log log;
+	unsigned int watchers;	/* waiting on `changed`; under the lock */
+	wait_queue_head_t changed;
 };
 
 static unsigned int cref_net_id;
+
+/* a + b in the ring of `size` bytes (a, b < size). */
+static __always_inline u32 ring_add(u32 a, u32 b, u32 size)
+{
+	a += b;
+	return a >= size ? a - size : a;
+}
+
+static void ring_write(struct cref_log *l, u32 at, const void *src, u32 n)
+{
+	u32 first = min(l->size - at, n);
+
+	memcpy(l->data + at, src, first);
+	memcpy(l->data, src + first, n - first);
+}
+
+static void ring_read(const struct cref_log *l, u32 at, void *dst, u32 n)
+{
+	u32 first = min(l->size - at, n);
+
+	memcpy(dst, l->data + at, first);
+	memcpy(dst + first, l->data, n - first);
+}
+
+static void log_drop_oldest(struct cref_log *l)
+{
+	u16 klen;
+	u32 len;
+
+	ring_read(l, ring_add(l->tail, offsetof(struct nfkv_event, key_len), l->size), &klen,
+		  sizeof(klen));
+	len = NFKV_ALIGN_UP(sizeof(struct nfkv_event) + klen);
+
+	l->tail = ring_add(l->tail, len, l->size);
+	l->used -= min(len, l->used);
+	l->first = l->first + 1 == l->slots ? 0 : l->first + 1;
+	l->count--;
+	l->start++;
+}
+
+/*
+ * Appends the event of generation `g` (of a write whose last change is
+ * `last`) of `type` and `key`, dropping the oldest events it needs room
+ * for. One that does not follow the last one (none should) empties the
+ * log first. Under the lock.
+ */
+static void log_append(struct cref_log *l, u64 g, u64 last, u8 type, const u8 *key, u16 klen)
+{
+	struct nfkv_event ev = { .generation = g, .last = last, .type = type, .key_len = klen };
+	u32 len = NFKV_ALIGN_UP(sizeof(ev) + klen), head, slot;
+
+	if (g != l->start + l->count + 1) {
+		l->count = 0;
+		l->used = 0;
+		l->start = g - 1;
+	}
+	while (l->count && (l->used + len > l->size || l->count == l->slots))
+		log_drop_oldest(l);
+	head = ring_add(l->tail, l->used, l->size);
+	ring_write(l, head, &ev, sizeof(ev));
+	ring_write(l, ring_add(head, sizeof(ev), l->size), key, klen);
+	slot = l->first + l->count;
+	l->offsets[slot >= l->slots ? slot - l->slots : slot] = head;
+	l->count++;
+	l->used += len;
+}
+
+/* Logs a change of `t` if it keeps a log. */
+static __always_inline void log_change(struct cref_table *t, u64 g, u64 last, u8 type,
+				       const u8 *key, u16 klen)
+{
+	if (t->log.data)
+		log_append(&t->log, g, last, type, key, klen);
+}
+
+/* Wakes the watchers, if any wait, of `t`, changed since generation `before`. */
+static __always_inline void wake_watchers(struct cref_table *t, u64 before)
+{
+	if (t->watchers && t->generation != before)
+		wake_up_all(&t->changed);
+}
 
 static __always_inline int keycmp(const u8 *a, unsigned int alen, const u8 *b, unsigned int blen)
 {
@@ -590,16 +709,38 @@ static void publish(struct cref_table *t, bool flush, struct cref_op *ops, unsig
 	t->writing = false;
 }
 
+/* Logs the events of a write applied whole: a flush first, then ops[0..n). */
+static void log_write(struct cref_table *t, bool flush, const struct cref_op *ops, unsigned int n)
+{
+	u64 last = t->generation, g = last - n - flush;
+	unsigned int i;
+
+	if (!t->log.data)
+		return;
+	if (flush)
+		log_append(&t->log, ++g, last, NFKV_EVENT_FLUSH, NULL, 0);
+	for (i = 0; i < n; i++)
+		log_append(&t->log, ++g, last,
+			   ops[i].op == NFKV_OP_PUT ? NFKV_EVENT_PUT : NFKV_EVENT_DEL,
+			   ops[i].key, ops[i].key_len);
+}
+
 static int write_one(struct cref_table *t, struct cref_op *o)
 {
-	u64 now;
+	u64 now, before;
 	int err;
 
 	/* Checked before it changes anything: no undo log. */
 	mutex_lock(&t->lock);
 	now = get_jiffies_64();
+	before = t->generation;
 	err = write_op_locked(t, o, now);
 	publish(t, false, o, err ? 0 : 1);
+	if (!err) {
+		log_change(t, t->generation, t->generation,
+			   o->op == NFKV_OP_PUT ? NFKV_EVENT_PUT : NFKV_EVENT_DEL, o->key, o->key_len);
+		wake_watchers(t, before);
+	}
 	mutex_unlock(&t->lock);
 	release_ops(o, 1, err);
 	return err;
@@ -614,10 +755,17 @@ static int write_ops(struct cref_table *t, bool flush, struct cref_op *ops, unsi
 	for (i = 0; i < n && !err; i++)
 		err = prepare(&ops[i]);
 	if (!err) {
+		u64 before;
+
 		mutex_lock(&t->lock);
+		before = t->generation;
 		err = apply_locked(t, flush, ops, n, &flushed, get_jiffies_64());
 		/* A failed write left tree 0 as tree 1 still is. */
 		publish(t, flush && !err, ops, err ? 0 : n);
+		if (!err) {
+			log_write(t, flush, ops, n);
+			wake_watchers(t, before);
+		}
 		mutex_unlock(&t->lock);
 	}
 	release_ops(ops, n, err);
@@ -678,12 +826,15 @@ static void reap(struct work_struct *work)
 				t->entries--;
 				t->timed--;
 				t->generation++;
+				log_change(t, t->generation, t->generation, NFKV_EVENT_EXPIRE,
+					   dead[i]->data, entry_key_len(dead[i]));
 			}
 			write_seqcount_latch(&t->seq);
 			for (i = 0; i < n; i++)
 				sync_key(t, dead[i]->data, entry_key_len(dead[i]));
 			write_seqcount_latch_end(&t->seq);
 			t->writing = false;
+			wake_watchers(t, t->generation - n);
 		}
 		/* Entries linked behind the walk armed it themselves. */
 		if (!more && t->timed)
@@ -1077,6 +1228,233 @@ static int get_list(struct cref_table *t, void __user *user, int len)
 	return list_page(t, &h, after, after + h.after_len, user, len);
 }
 
+/*
+ * Gives `t` its change log if it has none yet (the namespace's first
+ * watch): every change from then on is logged. Allocated before locking.
+ */
+static int ensure_log(struct cref_table *t)
+{
+	u32 size = max_t(u32, watch_log_kib << 10, LOG_MIN_BYTES) & ~(NFKV_ALIGN - 1);
+	u32 slots = size / sizeof(struct nfkv_event);
+	u32 *offsets;
+	u8 *data;
+
+	/* Set once, under the lock, after the rest of the log. */
+	if (smp_load_acquire(&t->log.data))
+		return 0;
+	data = kvmalloc(size, NFKV_GFP);
+	offsets = kvmalloc_array(slots, sizeof(*offsets), NFKV_GFP);
+	if (!data || !offsets) {
+		kvfree(data);
+		kvfree(offsets);
+		return -ENOMEM;
+	}
+	mutex_lock(&t->lock);
+	if (!t->log.data) {
+		t->log.offsets = offsets;
+		t->log.size = size;
+		t->log.slots = slots;
+		t->log.start = t->generation;
+		smp_store_release(&t->log.data, data);
+		data = NULL;
+		offsets = NULL;
+	}
+	mutex_unlock(&t->lock);
+	/* Another watcher's log won meanwhile: ours goes. */
+	kvfree(data);
+	kvfree(offsets);
+	return 0;
+}
+
+/* What watch_page() did. */
+struct watch_scan {
+	u64 covered;	/* every event up to it is in the page or filtered out */
+	bool more;	/* events after `covered` are logged already */
+	size_t needed;	/* the page size the first event needs, if it did not fit */
+	u32 count;
+	size_t used;	/* bytes of the page, header included */
+};
+
+/*
+ * Fills `page` (`room` bytes) after its header with the logged events
+ * after `from` that `h` asks for (keys starting with `prefix`, flushes
+ * always), in generation order, looking at WATCH_SCAN_MAX at most; a put's
+ * value is attached with NFKV_WATCH_F_VALUES if its entry still has that
+ * version and is live at `now`. Under the lock; `from` >= log.start.
+ */
+static void watch_page(struct cref_table *t, const struct nfkv_watch *h, const u8 *prefix,
+		       u64 from, u8 *page, size_t room, struct watch_scan *s)
+{
+	const struct cref_log *l = &t->log;
+	u64 end = min(t->generation, from + WATCH_SCAN_MAX), now = get_jiffies_64();
+	u8 key[NFKV_MAX_KEY_LEN];
+
+	s->covered = from;
+	s->more = false;
+	s->needed = 0;
+	s->count = 0;
+	s->used = sizeof(struct nfkv_watch_reply);
+	while (s->covered < end) {
+		u64 g = s->covered + 1, index = g - l->start - 1;
+		const struct cref_entry *e = NULL;
+		struct nfkv_event ev;
+		u32 slot, at, vlen = 0;
+		size_t size;
+
+		if (g <= l->start || index >= l->count)
+			break;
+		slot = l->first + index;
+		at = l->offsets[slot >= l->slots ? slot - l->slots : slot];
+		ring_read(l, at, &ev, sizeof(ev));
+		ring_read(l, ring_add(at, sizeof(ev), l->size), key, ev.key_len);
+		if (ev.type != NFKV_EVENT_FLUSH &&
+		    (ev.key_len < h->prefix_len || memcmp(key, prefix, h->prefix_len))) {
+			s->covered = g;
+			continue;
+		}
+		if ((h->flags & NFKV_WATCH_F_VALUES) && ev.type == NFKV_EVENT_PUT) {
+			e = find(t, key, ev.key_len);
+			if (e && (e->version != g || entry_expired(e, now)))
+				e = NULL;
+		}
+		if (e) {
+			vlen = entry_value_len(e);
+			ev.flags = NFKV_EVENT_F_VALUE;
+			ev.value_len = vlen;
+		}
+		size = NFKV_ALIGN_UP(sizeof(ev) + ev.key_len + vlen);
+		if (room - s->used < size) {
+			if (!s->count)
+				s->needed = sizeof(struct nfkv_watch_reply) + size;
+			s->more = true;
+			return;
+		}
+		memset(page + s->used + size - NFKV_ALIGN, 0, NFKV_ALIGN);
+		memcpy(page + s->used, &ev, sizeof(ev));
+		memcpy(page + s->used + sizeof(ev), key, ev.key_len);
+		if (e)
+			memcpy(page + s->used + sizeof(ev) + ev.key_len,
+			       e->data + entry_key_len(e), vlen);
+		s->used += size;
+		s->count++;
+		s->covered = g;
+	}
+	s->more = s->covered < t->generation;
+}
+
+/*
+ * Answers watch `h` into `page` (`room` bytes): the events after h->since,
+ * waiting for one at most h->timeout_ms if there are none yet (on the wait
+ * queue, the lock dropped), or a gap answer if the log no longer holds
+ * them all. Returns the reply's bytes; -EMSGSIZE with the header telling
+ * the size needed (*needed) if the first event does not fit; -ERESTARTSYS
+ * on a signal.
+ */
+static int watch_locked(struct cref_table *t, const struct nfkv_watch *h, const u8 *prefix,
+			u8 *page, size_t room, size_t *needed)
+{
+	long wait = DIV_ROUND_UP_ULL((u64)h->timeout_ms * HZ, MSEC_PER_SEC);
+	struct nfkv_watch_reply reply = {};
+	struct watch_scan s;
+	u64 from = h->since;
+	int ret;
+
+	mutex_lock(&t->lock);
+	if (from > t->generation) {
+		mutex_unlock(&t->lock);
+		return -EINVAL;
+	}
+	for (;;) {
+		DEFINE_WAIT(w);
+
+		reply.generation = t->generation;
+		reply.oldest = t->log.start;
+		if (from < t->log.start) {
+			reply.flags = NFKV_WATCH_F_GAP;
+			reply.size = sizeof(reply);
+			ret = sizeof(reply);
+			break;
+		}
+		watch_page(t, h, prefix, from, page, room, &s);
+		if (s.needed) {
+			reply.generation = s.covered;
+			reply.flags = NFKV_WATCH_F_MORE;
+			reply.size = s.needed;
+			*needed = s.needed;
+			ret = -EMSGSIZE;
+			break;
+		}
+		if (s.count || s.more || !wait) {
+			reply.generation = s.covered;
+			reply.flags = s.more ? NFKV_WATCH_F_MORE : 0;
+			reply.count = s.count;
+			reply.size = s.used;
+			ret = s.used;
+			break;
+		}
+		from = s.covered;
+		t->watchers++;
+		prepare_to_wait_exclusive(&t->changed, &w, TASK_INTERRUPTIBLE);
+		mutex_unlock(&t->lock);
+		wait = schedule_timeout(wait);
+		mutex_lock(&t->lock);
+		finish_wait(&t->changed, &w);
+		t->watchers--;
+		if (signal_pending(current)) {
+			mutex_unlock(&t->lock);
+			return -ERESTARTSYS;
+		}
+	}
+	mutex_unlock(&t->lock);
+	memcpy(page, &reply, sizeof(reply));
+	return ret;
+}
+
+static noinline int get_watch(struct cref_table *t, void __user *user, int len)
+{
+	u8 req[sizeof(struct nfkv_watch) + NFKV_MAX_KEY_LEN];
+	size_t n, limit, size, needed = 0;
+	struct nfkv_watch h;
+	int ret;
+
+	if (len < (int)max(sizeof(struct nfkv_watch_reply), sizeof(struct nfkv_watch)))
+		return -EINVAL;
+	n = min_t(size_t, len, sizeof(req));
+	if (copy_from_user(req, user, n))
+		return -EFAULT;
+	memcpy(&h, req, sizeof(h));
+	if ((h.flags & ~NFKV_WATCH_F_VALUES) || h.prefix_len > NFKV_MAX_KEY_LEN ||
+	    h.timeout_ms > NFKV_WATCH_MAX_TIMEOUT_MS || n < sizeof(h) + h.prefix_len)
+		return -EINVAL;
+	ret = ensure_log(t);
+	if (ret)
+		return ret;
+	limit = min_t(size_t, len, WATCH_PAGE_MAX);
+	size = min_t(size_t, limit, WATCH_PAGE);
+	for (;;) {
+		/* Every byte of the reply is written: not zeroed. */
+		u8 *page = kvmalloc(size, NFKV_GFP);
+
+		if (!page)
+			return -ENOMEM;
+		ret = watch_locked(t, &h, req + sizeof(h), page, size, &needed);
+		/* The first event fits the caller's buffer, not this page. */
+		if (ret == -EMSGSIZE && needed <= limit && size < needed) {
+			kvfree(page);
+			size = needed;
+			continue;
+		}
+		if (ret >= 0 || ret == -EMSGSIZE) {
+			size_t out = ret >= 0 ? ret : sizeof(struct nfkv_watch_reply);
+
+			if (copy_to_user(user, page, out))
+				ret = -EFAULT;
+		}
+		kvfree(page);
+		return ret;
+	}
+}
+
 static int do_get(struct cref_table *t, unsigned int cmd, void __user *user, int len)
 {
 	switch (cmd) {
@@ -1104,6 +1482,8 @@ static int do_get(struct cref_table *t, unsigned int cmd, void __user *user, int
 		return get_value(t, user, len);
 	case NFKV_SO_GET_LIST - NFKV_BASE_CTL:
 		return get_list(t, user, len);
+	case NFKV_SO_GET_WATCH - NFKV_BASE_CTL:
+		return get_watch(t, user, len);
 	case NFKV_SO_GET_STATS - NFKV_BASE_CTL: {
 		struct nfkv_stats s = {};
 		int i, cpu;
@@ -1157,6 +1537,7 @@ static int __net_init cref_net_init(struct net *net)
 		return -ENOMEM;
 	}
 	mutex_init(&t->lock);
+	init_waitqueue_head(&t->changed);
 	INIT_DELAYED_WORK(&t->reaper, reap);
 	t->root[WRITERS] = RB_ROOT;
 	t->root[COPY] = RB_ROOT;
@@ -1173,6 +1554,8 @@ static void __net_exit cref_net_exit(struct net *net)
 	cancel_delayed_work_sync(&t->reaper);
 	/* Tree 1 holds the same entries, and no reference of its own. */
 	free_tree(&t->root[WRITERS]);
+	kvfree(t->log.data);
+	kvfree(t->log.offsets);
 	mutex_destroy(&t->lock);
 	free_percpu(t->stats);
 	kfree(t);
@@ -1196,7 +1579,8 @@ static int __init cref_init(void)
 {
 	int err;
 
-	if (max_value_len > NFKV_VALUE_LEN_CAP || !max_entries || optbase > INT_MAX - NFKV_SO_RANGE)
+	if (max_value_len > NFKV_VALUE_LEN_CAP || !max_entries || optbase > INT_MAX - NFKV_SO_RANGE ||
+	    watch_log_kib < 4 || watch_log_kib > 65536)
 		return -EINVAL;
 	cref_sockopts.set_optmin = cref_sockopts.get_optmin = optbase;
 	cref_sockopts.set_optmax = cref_sockopts.get_optmax = optbase + NFKV_SO_RANGE;

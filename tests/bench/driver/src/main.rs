@@ -49,9 +49,10 @@ macro_rules! ensure {
 use bpf::{BpfHash, BPF_ANY};
 use modules::{Modules, C_OPTBASE, FLOOR_OPTBASE, RUST_OPTBASE};
 use nf::{
-    encode_get, encode_op, encode_put_ttl, key, value, Nf, GET_VALUE, SET_BATCH, SET_DEL, SET_PUT,
-    VALUE_SIZE,
+    encode_get, encode_op, encode_put_ttl, encode_watch, key, value, Nf, StreamCheck, GET_VALUE,
+    SET_BATCH, SET_DEL, SET_PUT, VALUE_SIZE,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
@@ -475,8 +476,11 @@ fn main() {
     // order of two or three variants, get as many rounds.
     let rounds = rounds.max(1).next_multiple_of(12);
     let only = std::env::var("NFKV_BENCH_ONLY").ok();
-    if let Some(o) = only.as_deref().filter(|o| !["packets", "ttl"].contains(o)) {
-        eprintln!("nfkv-bench: NFKV_BENCH_ONLY={o}: only packets or ttl are known");
+    if let Some(o) = only
+        .as_deref()
+        .filter(|o| !["packets", "ttl", "watch"].contains(o))
+    {
+        eprintln!("nfkv-bench: NFKV_BENCH_ONLY={o}: only packets, ttl or watch are known");
         std::process::exit(2);
     }
     let mut modules = Modules::new(&args[0], &args[1], &args[2]);
@@ -509,6 +513,12 @@ fn main() {
         }
         Some("ttl") => {
             ttl_rows(&mut b, &nfs);
+            report(&b);
+            b.modules.unload();
+            return;
+        }
+        Some("watch") => {
+            watch_rows(&mut b, &nfs);
             report(&b);
             b.modules.unload();
             return;
@@ -645,6 +655,7 @@ fn main() {
     }
 
     ttl_rows(&mut b, &nfs);
+    watch_rows(&mut b, &nfs);
 
     // Insert of an absent key and its delete, in a table of 1k entries.
     {
@@ -1052,6 +1063,469 @@ fn ttl_rows(b: &mut Bench, nfs: &[&Nf]) {
     }
 }
 
+/// Longest wait of the watch rows' GET_WATCH calls: an event that does not
+/// come within it fails the run.
+const WATCH_WAIT_MS: u32 = 1_000;
+/// Timed writes (each woken watcher's reply) per latency sample.
+const WATCH_LATENCY_ITERS: u64 = 100;
+/// Untimed ones before them (QEMU translates the wait and wake paths anew
+/// after each reload).
+const WATCH_LATENCY_WARMUP: u64 = 8;
+/// Changes per drain sample: fewer than the default log (1 MiB, ~26k
+/// events of a 16-byte key) holds, so a slow watcher gets no gap.
+const WATCH_DRAIN_EVENTS: u64 = 4_096;
+/// The watchers' reply buffer: what a module fills per call at most (a
+/// 64 KiB page unless one event needs more).
+const WATCH_BUF: usize = 64 << 10;
+/// The watch-put rows' variants: a table without a change log, and with one.
+const UNLOGGED: &str = "plain";
+const LOGGED: &str = "logged";
+
+/// The scheduler state of thread `tid` of this process (`R`, `S`, `D`...).
+fn thread_state(tid: i32) -> u8 {
+    let stat = std::fs::read(format!("/proc/self/task/{tid}/stat")).expect("/proc thread stat");
+    let close = stat.iter().rposition(|&c| c == b')').expect("stat: comm");
+    stat[close + 2]
+}
+
+/// `gettid()`.
+fn gettid() -> i32 {
+    // SAFETY: plain syscall, no arguments.
+    unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+}
+
+/// Spins until `cond`, failing the run if `thread` ended (it panicked) or
+/// after 10 s.
+fn spin_until(what: &str, thread: &std::thread::ScopedJoinHandle<'_, ()>, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(!thread.is_finished(), "watch: the watcher ended {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "watch: no progress in 10 s {what}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// One latency sample of `kv`: a watcher thread (its own socket) blocks in
+/// GET_WATCH for the event after the table's generation; once /proc shows
+/// it asleep there (`S`: nothing else in its loop sleeps), this thread
+/// PUTs key 0 (its own value: the table does not change) and the watcher
+/// takes the time as its call returns. Per write: the time from before the
+/// PUT to the watcher's return; every reply is checked to hold exactly that
+/// put. Returns the median over [`WATCH_LATENCY_ITERS`] writes (a sample's
+/// mean would be one wake-up's scheduling hiccup).
+fn watch_latency(kv: &Nf, put: &Scattered) -> f64 {
+    let epoch = Instant::now();
+    let since0 = kv.generation();
+    let total = WATCH_LATENCY_WARMUP + WATCH_LATENCY_ITERS;
+    // The watcher's thread id; the iteration it is about to wait in; the
+    // last one it finished, and when (ns after `epoch`).
+    let tid = AtomicU64::new(0);
+    let waiting = AtomicU64::new(u64::MAX);
+    let (done, done_at) = (AtomicU64::new(u64::MAX), AtomicU64::new(0));
+    let (name, base) = (kv.name, kv.base);
+    let mut lat = Vec::with_capacity(WATCH_LATENCY_ITERS as usize);
+    std::thread::scope(|s| {
+        let (tid, waiting, done, done_at) = (&tid, &waiting, &done, &done_at);
+        let watcher = s.spawn(move || {
+            let w = Nf::open(name, base);
+            let mut buf = vec![0u8; WATCH_BUF];
+            tid.store(gettid() as u64, Ordering::Release);
+            for i in 0..total {
+                let since = since0 + i;
+                let req = encode_watch(since, WATCH_WAIT_MS);
+                waiting.store(i, Ordering::Release);
+                let n = w.watch(&req, &mut buf);
+                let at = epoch.elapsed().as_nanos() as u64;
+                let n = n.unwrap_or_else(|e| panic!("{name}: watch: {e}"));
+                let mut check = StreamCheck::new(since, 1);
+                let h = check
+                    .reply(&buf[..n], |_, k| k == key(0))
+                    .unwrap_or_else(|e| panic!("{name}: watch since {since}: {e}"));
+                assert!(
+                    h.count == 1 && !h.more,
+                    "{name}: watch since {since}: {} events, more {} (the put's event \
+                     did not come within {WATCH_WAIT_MS} ms?)",
+                    h.count,
+                    h.more
+                );
+                done_at.store(at, Ordering::Relaxed);
+                done.store(i, Ordering::Release);
+            }
+        });
+        spin_until("before it began", &watcher, || {
+            tid.load(Ordering::Acquire) != 0
+        });
+        let tid = tid.load(Ordering::Acquire) as i32;
+        for i in 0..total {
+            spin_until("before its wait", &watcher, || {
+                waiting.load(Ordering::Acquire) == i && thread_state(tid) == b'S'
+            });
+            let t0 = epoch.elapsed().as_nanos() as u64;
+            kv.set(SET_PUT, put.get(i)).expect("put");
+            spin_until("before the event", &watcher, || {
+                done.load(Ordering::Acquire) == i
+            });
+            if i >= WATCH_LATENCY_WARMUP {
+                lat.push((done_at.load(Ordering::Relaxed) - t0) as f64);
+            }
+        }
+        watcher.join().expect("watcher");
+    });
+    assert_eq!(
+        kv.generation(),
+        since0 + total,
+        "{}: generation after the puts",
+        kv.name
+    );
+    stat(lat).median
+}
+
+/// One drain sample of `kv`: a watcher thread (its own socket) drains the
+/// change stream from the table's generation with GET_WATCH calls of
+/// [`WATCH_WAIT_MS`] while this thread writes [`WATCH_DRAIN_EVENTS`]
+/// changes: PUTs over the 64 keys, one per call (`group` 1) or in batches
+/// of `group`. Every reply is checked ([`StreamCheck`]: each generation
+/// once, in order, no gap, the writes' keys and grouping). Returns ns per
+/// event from the first write to the watcher holding the last event.
+fn watch_drain(kv: &Nf, writes: &Scattered, group: u64) -> f64 {
+    let since0 = kv.generation();
+    let end = since0 + WATCH_DRAIN_EVENTS;
+    let keys: Vec<Vec<u8>> = (0..64).map(key).collect();
+    let (name, base) = (kv.name, kv.base);
+    let ready = Barrier::new(2);
+    let (ready, keys) = (&ready, &keys);
+    let (start, finish) = std::thread::scope(|s| {
+        let watcher = s.spawn(move || {
+            let w = Nf::open(name, base);
+            let mut buf = vec![0u8; WATCH_BUF];
+            let mut check = StreamCheck::new(since0, group);
+            ready.wait();
+            while check.since < end {
+                let since = check.since;
+                // The request is built per call, as a client does.
+                let n = w
+                    .watch(&encode_watch(since, WATCH_WAIT_MS), &mut buf)
+                    .unwrap_or_else(|e| panic!("{name}: watch since {since}: {e}"));
+                let h = check
+                    .reply(&buf[..n], |g, k| {
+                        k == keys[((g - since0 - 1) % 64) as usize]
+                    })
+                    .unwrap_or_else(|e| panic!("{name}: watch since {since}: {e}"));
+                assert!(
+                    h.count > 0 || h.more,
+                    "{name}: watch since {since}: no event within {WATCH_WAIT_MS} ms"
+                );
+            }
+            assert_eq!(check.since, end, "{name}: watched past the writes");
+            assert_eq!(check.events, WATCH_DRAIN_EVENTS, "{name}: events seen");
+            Instant::now()
+        });
+        ready.wait();
+        let start = Instant::now();
+        let cmd = if group == 1 { SET_PUT } else { SET_BATCH };
+        for j in 0..WATCH_DRAIN_EVENTS / group {
+            kv.set(cmd, writes.get(j)).expect("write");
+        }
+        (start, watcher.join().expect("watcher"))
+    });
+    assert_eq!(
+        kv.generation(),
+        end,
+        "{}: generation after the writes",
+        kv.name
+    );
+    finish.duration_since(start).as_nanos() as f64 / WATCH_DRAIN_EVENTS as f64
+}
+
+/// Makes `kv`'s table keep a change log (the namespace's first watch makes
+/// it, holding every event from then on): one GET_WATCH that answers at
+/// once.
+fn start_log(kv: &Nf) {
+    let mut buf = vec![0u8; WATCH_BUF];
+    let since = kv.generation();
+    let n = kv
+        .watch(&encode_watch(since, 0), &mut buf)
+        .unwrap_or_else(|e| panic!("{}: watch: {e}", kv.name));
+    let h = StreamCheck::new(since, 1)
+        .reply(&buf[..n], |_, _| false)
+        .unwrap_or_else(|e| panic!("{}: first watch: {e}", kv.name));
+    assert!(
+        h.count == 0 && h.oldest <= since,
+        "{}: first watch: {h:?}",
+        kv.name
+    );
+}
+
+/// A socket to the module at `base` in a network namespace of its own (the
+/// socket keeps it alive), so that its table is not the one other rows use
+/// and watch.
+fn open_in_new_netns(name: &'static str, base: u32) -> Nf {
+    std::thread::spawn(move || {
+        harness::unshare(libc::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        Nf::open(name, base)
+    })
+    .join()
+    .expect("netns thread")
+}
+
+/// One watch call's answer with every generation made relative to `base`
+/// (the modules' tables start at different generations), as text to
+/// compare: the errno, or the reply header and each event.
+fn watch_answer(
+    t: &Nf,
+    base: u64,
+    since: u64,
+    timeout_ms: u32,
+    prefix: &[u8],
+    values: bool,
+    buf_len: usize,
+) -> String {
+    use nfkv_abi::codec::{decode_watch_page, WatchReplyHeader, WatchRequest};
+    let req = WatchRequest {
+        since,
+        timeout_ms,
+        prefix,
+        values,
+    };
+    let mut buf = vec![0u8; buf_len.max(req.wire_len())];
+    req.encode(&mut buf);
+    let rel = |g: u64| g as i64 - base as i64;
+    let show = |h: &WatchReplyHeader| {
+        format!(
+            "generation {} count {} gap {} more {} size {} oldest {}",
+            rel(h.generation),
+            h.count,
+            h.gap,
+            h.more,
+            h.size,
+            rel(h.oldest)
+        )
+    };
+    match t.get(nf::GET_WATCH, &mut buf[..buf_len]) {
+        Ok(n) => {
+            let mut events = Vec::new();
+            let h = decode_watch_page(&buf[..n], since, |e| {
+                events.push(format!(
+                    "{} last {} {:?} {:?} {:?}",
+                    rel(e.header.generation),
+                    rel(e.header.last),
+                    e.header.kind,
+                    String::from_utf8_lossy(e.key),
+                    e.value.map(String::from_utf8_lossy)
+                ));
+                Ok::<(), nfkv_abi::codec::Reject>(())
+            })
+            .unwrap_or_else(|e| panic!("{}: watch reply framing: {e:?}", t.name));
+            assert_eq!(h.size as usize, n, "{}: watch reply size", t.name);
+            format!("{}: {}", show(&h), events.join(", "))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+            let h = WatchReplyHeader::decode(&buf).expect("EMSGSIZE header");
+            format!("EMSGSIZE {}", show(&h))
+        }
+        Err(e) => format!("error {e}"),
+    }
+}
+
+/// Checks that the C reference answers NFKV_SO_GET_WATCH as nfkv.ko does:
+/// the same writes (before and after the first watch; puts, deletes,
+/// batches with and without a flush) in a fresh table of each, in a
+/// namespace of its own, then the same watches (a gap, all, a prefix,
+/// values, a buffer for one event, one too small, `since` too new, no
+/// events with and without a wait), compared reply by reply with
+/// generations relative to each table's start.
+fn watch_agreement(nfs: &[&Nf]) {
+    let (a, b) = (b"a".as_slice(), b"b".as_slice());
+    let batch = |flush: bool, ops: &[(&[u8], Option<&[u8]>)]| {
+        let mut bt = nfkv::Batch::new();
+        if flush {
+            bt.flush();
+        }
+        for &(k, v) in ops {
+            match v {
+                Some(v) => bt.put(k, v, nfkv::Condition::default()),
+                None => bt.delete(k, None),
+            };
+        }
+        bt.encode().expect("a valid batch")
+    };
+    let answers: Vec<(&str, Vec<String>)> = nfs
+        .iter()
+        .map(|kv| {
+            let t = open_in_new_netns(kv.name, kv.base);
+            let base = t.generation();
+            let put = |k: &[u8], v: &[u8]| t.set(SET_PUT, &encode_op(k, Some(v))).expect("put");
+            put(b"a0", b"before the log");
+            let mut out = vec![watch_answer(&t, base, base, 0, b"", false, 4096)];
+            put(b"a1", b"v1");
+            put(b"b1", b"v1");
+            t.set(SET_DEL, &encode_op(b"a1", None)).expect("del");
+            t.set(
+                SET_BATCH,
+                &batch(true, &[(b"a2", Some(b"v2")), (b"b2", Some(b"v2"))]),
+            )
+            .expect("batch");
+            t.set(
+                SET_BATCH,
+                &batch(
+                    false,
+                    &[(b"c1", Some(b"v3")), (b"b2", None), (b"a2", Some(b"v4"))],
+                ),
+            )
+            .expect("batch");
+            put(b"a3", &[b'x'; 300]);
+            let g = t.generation();
+            for (since, timeout, prefix, values, len) in [
+                (base + 1, 0, b"".as_slice(), false, 4096),
+                (base + 1, 0, a, false, 4096),
+                (base + 1, 0, b, true, 4096),
+                (base + 1, 0, b"", true, 4096),
+                (base + 3, 0, b"", false, 64),
+                (base + 3, 0, b"", false, 40),
+                (g - 1, 0, b"", true, 300),
+                (g + 1, 0, b"", false, 4096),
+                (g, 0, b"", false, 4096),
+                (g, 50, b"", false, 4096),
+                (g - 2, 50, b"zz", false, 4096),
+            ] {
+                out.push(watch_answer(&t, base, since, timeout, prefix, values, len));
+            }
+            (kv.name, out)
+        })
+        .collect();
+    let (first, rest) = answers.split_first().expect("modules");
+    for (name, out) in rest {
+        for (i, (x, y)) in first.1.iter().zip(out).enumerate() {
+            assert!(
+                x == y,
+                "watch call {i}: {} answered\n  {x}\n{name} answered\n  {y}",
+                first.0
+            );
+        }
+    }
+    println!(
+        "watch: {} and {} answered {} watch calls alike",
+        first.0,
+        rest.iter().map(|r| r.0).collect::<Vec<_>>().join(", "),
+        first.1.len()
+    );
+}
+
+/// The watch rows (issue 24 round 2: NFKV_SO_GET_WATCH):
+/// - `watch: write-to-event latency`: a watcher blocked in GET_WATCH, one
+///   PUT; ns from before the PUT to the watcher's reply ([`watch_latency`]).
+/// - `watch: drain singles` / `watch: drain batches of 64`: a writer and a
+///   watcher on the two vCPUs; ns per event delivered, every event checked
+///   ([`watch_drain`]).
+/// - `watch: put overwrite @1, M`: PUT over the only key of a table of one
+///   without a change log (`plain`) and with one (`logged`: the namespace
+///   was watched once; no watcher waits), each in a namespace of its own,
+///   back to back per round, 4× the rounds as the TTL rows: what the log
+///   adds to every write once a namespace has been watched. Each logged
+///   sample ends with a watch checking that the last put was logged.
+///
+/// First, untimed: [`watch_agreement`] (the C reference must answer as
+/// nfkv.ko does).
+fn watch_rows(b: &mut Bench, nfs: &[&Nf]) {
+    watch_agreement(nfs);
+    let puts = Scattered::new(&[encode_op(&key(0), Some(&value(0, VALUE_LEN)))]);
+    let vs: Vec<Variant> = nfs
+        .iter()
+        .map(|&kv| {
+            let puts = &puts;
+            variant(
+                kv.name,
+                move || {
+                    kv.ensure(1, VALUE_LEN);
+                    start_log(kv);
+                },
+                move || watch_latency(kv, puts),
+            )
+        })
+        .collect();
+    b.row("watch: write-to-event latency", "ns", vs);
+
+    let (ks, vals): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+        (0..64).map(|i| (key(i), value(i, VALUE_LEN))).unzip();
+    let singles = Scattered::new(
+        &ks.iter()
+            .zip(&vals)
+            .map(|(k, v)| encode_op(k, Some(v)))
+            .collect::<Vec<_>>(),
+    );
+    let batches = Scattered::new(&[nf::encode_batch(
+        ks.iter().zip(&vals).map(|(k, v)| (&k[..], &v[..])),
+    )]);
+    for (label, writes, group) in [("singles", &singles, 1u64), ("batches of 64", &batches, 64)] {
+        let vs: Vec<Variant> = nfs
+            .iter()
+            .map(|&kv| {
+                variant(
+                    kv.name,
+                    move || {
+                        kv.ensure(64, VALUE_LEN);
+                        start_log(kv);
+                    },
+                    move || watch_drain(kv, writes, group),
+                )
+            })
+            .collect();
+        b.row(&format!("watch: drain {label}"), "ns", vs);
+    }
+
+    let get0 = encode_get(&key(0));
+    for &kv in nfs {
+        let (plain, logged) = (
+            open_in_new_netns(kv.name, kv.base),
+            open_in_new_netns(kv.name, kv.base),
+        );
+        let vs: Vec<Variant> = [(UNLOGGED, &plain), (LOGGED, &logged)]
+            .into_iter()
+            .map(|(name, t)| {
+                let (puts, get0) = (&puts, &get0);
+                variant(
+                    name,
+                    move || {
+                        t.ensure(1, VALUE_LEN);
+                        if name == LOGGED {
+                            start_log(t);
+                        }
+                    },
+                    move || {
+                        let put = |j| t.set(SET_PUT, puts.get(j)).expect("put");
+                        (0..WARMUP).for_each(put);
+                        let ns = per_op(N, put);
+                        let mut reply = [0u8; VALUE_SIZE + VALUE_LEN];
+                        t.get_checked(get0, &mut reply, 0);
+                        if name == LOGGED {
+                            // The last put is the log's newest event.
+                            let mut buf = vec![0u8; WATCH_BUF];
+                            let since = t.generation() - 1;
+                            let n = t
+                                .watch(&encode_watch(since, 0), &mut buf)
+                                .unwrap_or_else(|e| panic!("{}: watch: {e}", t.name));
+                            let h = StreamCheck::new(since, 1)
+                                .reply(&buf[..n], |_, k| k == key(0))
+                                .unwrap_or_else(|e| panic!("{}: watch: {e}", t.name));
+                            assert_eq!(h.count, 1, "{}: the last put's event", t.name);
+                        }
+                        ns
+                    },
+                )
+            })
+            .collect();
+        b.row_rounds(
+            &format!("watch: put overwrite @1, {}", kv.name),
+            "ns",
+            TTL_ROUNDS * b.rounds,
+            vs,
+        );
+    }
+}
+
 /// Packets through a veth, dropped at the receiver's prerouting by an nfkv
 /// classifier or by nft making the same decision (see `packets`), with 1,
 /// 1k and 100k entries. Last: the modules stay loaded as they are.
@@ -1073,11 +1547,12 @@ fn report(b: &Bench) {
     println!();
     println!("| row | rust | c | bpf | C/Rust time | BPF/Rust time | BPF/C time |");
     println!("|---|---|---|---|---|---|---|");
-    for r in b
-        .rows
-        .iter()
-        .filter(|r| r.unit == "ns" && r.name != "floor" && !r.name.starts_with("ttl: "))
-    {
+    for r in b.rows.iter().filter(|r| {
+        r.unit == "ns"
+            && r.name != "floor"
+            && !r.name.starts_with("ttl: ")
+            && !r.name.starts_with("watch: put ")
+    }) {
         let v = |n| b.med(&r.name, n).map_or("-".to_string(), fmt_ns);
         println!(
             "| {} | {} | {} | {} | {} | {} | {} |",
@@ -1157,6 +1632,20 @@ fn report(b: &Bench) {
                 cell(ratio(&row, TTL, PLAIN))
             );
         }
+    }
+
+    println!();
+    println!("| watch: put overwrite @1 (ns per call) | plain | logged | logged/plain |");
+    println!("|---|---|---|---|");
+    for v in ["rust", "c"] {
+        let row = format!("watch: put overwrite @1, {v}");
+        let m = |n| b.med(&row, n).map_or("-".to_string(), fmt_ns);
+        println!(
+            "| {v} | {} | {} | {} |",
+            m(UNLOGGED),
+            m(LOGGED),
+            cell(ratio(&row, LOGGED, UNLOGGED))
+        );
     }
 
     println!();

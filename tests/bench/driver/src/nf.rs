@@ -5,13 +5,16 @@
 
 use nfkv::raw::{self, open_socket};
 use nfkv::{Batch, Condition, Ttl};
-use nfkv_abi::codec::{self, Info, ListRequest, Op, OpKind, Reject, ValueHeader};
+use nfkv_abi::codec::{
+    self, EventKind, Info, ListRequest, Op, OpKind, Reject, ValueHeader, WatchReplyHeader,
+    WatchRequest,
+};
 use std::cell::Cell;
 use std::io;
 use std::os::fd::OwnedFd;
 
 pub use nfkv_abi::codec::cmd::{
-    GET_INFO, GET_LIST, GET_VALUE, SET_BATCH, SET_DEL, SET_FLUSH, SET_PUT,
+    GET_INFO, GET_LIST, GET_VALUE, GET_WATCH, SET_BATCH, SET_DEL, SET_FLUSH, SET_PUT,
 };
 pub use nfkv_abi::codec::VALUE_SIZE;
 
@@ -103,6 +106,112 @@ fn fill_batches(n: u64, len: usize, timed: u64) -> Vec<Vec<u8>> {
     batches
 }
 
+/// `struct nfkv_watch` for the events after `since` (every key, no
+/// values), waiting at most `timeout_ms`.
+pub fn encode_watch(since: u64, timeout_ms: u32) -> Vec<u8> {
+    let req = WatchRequest {
+        since,
+        timeout_ms,
+        prefix: b"",
+        values: false,
+    };
+    let mut out = vec![0u8; req.wire_len()];
+    req.encode(&mut out);
+    out
+}
+
+/// Checks a stream of watch replies against what a writer did: every
+/// generation after `since` once, in order, none left out (no gap), each a
+/// put of a key `expect` accepts, and `last` grouping them as the writes
+/// did (writes of `group` changes each, starting right after `since`).
+pub struct StreamCheck {
+    /// Every event up to it has been seen (the next call's `since`).
+    pub since: u64,
+    /// The first generation of the stream.
+    start: u64,
+    group: u64,
+    /// Events seen.
+    pub events: u64,
+}
+
+impl StreamCheck {
+    pub fn new(since: u64, group: u64) -> StreamCheck {
+        assert!(group > 0);
+        StreamCheck {
+            since,
+            start: since,
+            group,
+            events: 0,
+        }
+    }
+
+    /// Checks one reply (`page`, as the module returned it) of a call made
+    /// with `self.since`, and moves on past it. `key_ok` checks an event's
+    /// key against its generation.
+    pub fn reply(
+        &mut self,
+        page: &[u8],
+        mut key_ok: impl FnMut(u64, &[u8]) -> bool,
+    ) -> Result<WatchReplyHeader, String> {
+        let mut next = self.since + 1;
+        let (start, group) = (self.start, self.group);
+        let header = codec::decode_watch_page(page, self.since, |e| {
+            let h = e.header;
+            let g = h.generation;
+            let wrong = |what: String| Err(Wrong(format!("event {g}: {what}")));
+            if g != next {
+                return wrong(format!("{next} was due"));
+            }
+            if h.kind != EventKind::Put || h.value_len.is_some() {
+                return wrong(format!("{:?}, value {:?}", h.kind, h.value_len));
+            }
+            let last = start + (g - start).div_ceil(group) * group;
+            if h.last != last {
+                return wrong(format!("last {} (want {last})", h.last));
+            }
+            if !key_ok(g, e.key) {
+                return wrong(format!("key {:?}", String::from_utf8_lossy(e.key)));
+            }
+            next += 1;
+            Ok(())
+        })
+        .map_err(|Wrong(e)| e)?;
+        if header.size as usize != page.len() {
+            return Err(format!(
+                "reply of {} bytes says size {}",
+                page.len(),
+                header.size
+            ));
+        }
+        if header.gap {
+            return Err(format!(
+                "gap after {} (oldest {})",
+                self.since, header.oldest
+            ));
+        }
+        // No prefix: every event up to the reply's generation is in it.
+        if header.generation != next - 1 {
+            return Err(format!(
+                "reply generation {} after events up to {}",
+                header.generation,
+                next - 1
+            ));
+        }
+        self.events += u64::from(header.count);
+        self.since = header.generation;
+        Ok(header)
+    }
+}
+
+/// What [`StreamCheck::reply`] found wrong.
+struct Wrong(String);
+
+impl From<Reject> for Wrong {
+    fn from(r: Reject) -> Wrong {
+        Wrong(format!("watch reply framing: {r:?}"))
+    }
+}
+
 /// A PF_INET raw socket, as ipvsadm and iptables use.
 pub fn socket() -> OwnedFd {
     open_socket(libc::SOCK_RAW, libc::IPPROTO_RAW).expect("socket")
@@ -160,6 +269,19 @@ impl Nf {
         let mut info = [0u8; codec::INFO_SIZE];
         let n = self.get(GET_INFO, &mut info)?;
         Info::decode(&info[..n]).map_err(|_| io::Error::other("short info reply"))
+    }
+
+    /// The table's generation, from GET_INFO.
+    pub fn generation(&self) -> u64 {
+        self.info().expect("info").generation
+    }
+
+    /// One GET_WATCH of request `req` (as [`encode_watch`] makes it) into
+    /// `buf`; returns the reply's length.
+    #[inline]
+    pub fn watch(&self, req: &[u8], buf: &mut [u8]) -> io::Result<usize> {
+        buf[..req.len()].copy_from_slice(req);
+        self.get(GET_WATCH, buf)
     }
 
     /// Entries in the table, from GET_INFO.
@@ -297,6 +419,80 @@ mod tests {
         };
         assert_eq!(ttl_of(&encode_put_ttl(b"k", b"v")), ttl);
         assert_eq!(ttl_of(&encode_op(b"k", Some(b"v"))), Ttl::default());
+    }
+
+    #[test]
+    fn watch_requests_ask_for_every_key_from_since() {
+        let req = encode_watch(41, 1_000);
+        let mut buf = req.clone();
+        buf.resize(codec::WATCH_REPLY_SIZE, 0);
+        let parsed = WatchRequest::parse(&req, buf.len() as i32).expect("a valid request");
+        assert_eq!(
+            parsed,
+            WatchRequest {
+                since: 41,
+                timeout_ms: 1_000,
+                prefix: b"",
+                values: false
+            }
+        );
+    }
+
+    /// A reply page of the puts of generations `gens` (key "k{g}", `last`
+    /// as the writes of `group` after `start` make it), claiming
+    /// `generation` and `gap`.
+    fn page(gens: &[u64], start: u64, group: u64, generation: u64, gap: bool) -> Vec<u8> {
+        let mut buf = vec![0u8; 4096];
+        let mut w = codec::WatchPageWriter::new(&mut buf).unwrap();
+        for &g in gens {
+            let k = format!("k{g}");
+            let h = codec::EventHeader {
+                generation: g,
+                last: start + (g - start).div_ceil(group) * group,
+                kind: EventKind::Put,
+                key_len: k.len() as u16,
+                value_len: None,
+            };
+            assert!(w.push(&h, k.as_bytes(), b""));
+        }
+        let n = w.finish(WatchReplyHeader {
+            generation,
+            gap,
+            oldest: start,
+            ..Default::default()
+        });
+        buf.truncate(n);
+        buf
+    }
+
+    #[test]
+    fn stream_checks_pass_whole_streams_and_catch_what_is_missing() {
+        let key_ok = |g: u64, k: &[u8]| k == format!("k{g}").as_bytes();
+        // Batches of 4 after generation 10, over two replies.
+        let mut c = StreamCheck::new(10, 4);
+        c.reply(&page(&[11, 12, 13], 10, 4, 13, false), key_ok)
+            .unwrap();
+        c.reply(&page(&[14, 15, 16, 17, 18], 10, 4, 18, false), key_ok)
+            .unwrap();
+        assert_eq!((c.since, c.events), (18, 8));
+        // An empty reply (the wait ran out) moves nothing.
+        c.reply(&page(&[], 10, 4, 18, false), key_ok).unwrap();
+        assert_eq!((c.since, c.events), (18, 8));
+
+        let check = |p: Vec<u8>, group| StreamCheck::new(10, group).reply(&p, key_ok);
+        // An event left out, a gap, a reply claiming more than it holds.
+        assert!(check(page(&[11, 13], 10, 1, 13, false), 1).is_err());
+        assert!(check(page(&[], 10, 1, 13, true), 1).is_err());
+        assert!(check(page(&[11], 10, 1, 12, false), 1).is_err());
+        // Singles read as batches, and the other way round.
+        assert!(check(page(&[11, 12], 10, 1, 12, false), 2).is_err());
+        assert!(check(page(&[11, 12], 10, 2, 12, false), 1).is_err());
+        // A wrong key; a truncated reply.
+        assert!(StreamCheck::new(10, 1)
+            .reply(&page(&[11], 10, 1, 11, false), |_, _| false)
+            .is_err());
+        let p = page(&[11, 12], 10, 1, 12, false);
+        assert!(check(p[..p.len() - 8].to_vec(), 1).is_err());
     }
 
     #[test]
