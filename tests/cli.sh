@@ -210,7 +210,7 @@ ttl_save_restore() {
     [ "$(nfkv list --prefix p/)" = 'p/other x' ]
 }
 t ttl_save_restore_counts_the_time_since ttl_save_restore
-t version_shows_module bash -c 'nfkv --version | grep -q "^module 0" && nfkv --version | grep -q "ABI 3"'
+t version_shows_module bash -c 'nfkv --version | grep -q "^module 0" && nfkv --version | grep -q "ABI 4"'
 t c_example_uses_only_the_header bash -c 'nfkv flush && out=$(nfkv-example) && echo "$out" | grep -q "get c-example/07 = value 7, from C" && echo "$out" | grep -q "too small, value needs" && echo "$out" | grep -Eq "listed 10 entries in ([3-9]|10) pages"'
 
 # Each limit's refusal names it, and `nfkv info` shows its use: an
@@ -442,6 +442,124 @@ readme_classifier_example() {
 root=$(cd "$(dirname "$0")/.." && pwd)
 t readme_classifier_example readme_classifier_example
 cls_cleanup
+
+# Watching changes (nfkv watch). A namespace's first watch makes its change
+# log; watch_ready makes sure it exists and prints the generation after
+# which every change is logged, for --since: a watch started in the
+# background then sees every change whenever it starts.
+generation() { nfkv --json info | python3 -c 'import json,sys; print(json.load(sys.stdin)["generation"])'; }
+watch_ready() { nfkv watch --timeout 0 >/dev/null && generation; }
+watch_lines() {
+    nfkv flush && g=$(watch_ready) || return 1
+    timeout 30 nfkv watch --since "$g" --count 3 > "$tmp/watch" & pid=$!
+    sleep 0.5
+    nfkv put a 1 && nfkv put 'b c' 2 && nfkv del a && wait $pid || return 1
+    cat "$tmp/watch"
+    [ "$(cat "$tmp/watch")" = "$(printf '%s\n' "$((g + 1)) $((g + 1)) put a" "$((g + 2)) $((g + 2)) put b\x20c" "$((g + 3)) $((g + 3)) delete a")" ] &&
+    # A put's generation is the entry's version.
+    nfkv put v x && [ "$(nfkv watch --since "$((g + 3))" --count 1 | cut -d' ' -f1)" = "$(nfkv get --version v | head -n 1 | cut -d' ' -f2)" ]
+}
+t watch_prints_each_change_as_it_happens watch_lines
+watch_json() {
+    nfkv put k x && g=$(watch_ready) && nfkv flush && nfkv put k old && nfkv put k new && nfkv put d x && nfkv del d || return 1
+    nfkv --json watch --since "$g" --values --count 5 > "$tmp/watch" && cat "$tmp/watch" &&
+    python3 - "$tmp/watch" "$g" <<'PY'
+import json, sys
+g = int(sys.argv[2])
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert lines == [
+    {"generation": g + 1, "last": g + 1, "type": "flush"},
+    {"generation": g + 2, "last": g + 2, "type": "put", "key": "k"},
+    {"generation": g + 3, "last": g + 3, "type": "put", "key": "k", "value": "new"},
+    {"generation": g + 4, "last": g + 4, "type": "put", "key": "d"},
+    {"generation": g + 5, "last": g + 5, "type": "delete", "key": "d"},
+], lines
+PY
+}
+t watch_json_lines watch_json
+watch_prefix_values_encodings() {
+    nfkv flush && g=$(watch_ready) || return 1
+    nfkv put p/1 x && nfkv put q/1 y && nfkv flush && nfkv put p/2 z && nfkv put p/2 w || return 1
+    [ "$(nfkv watch --prefix p/ --since "$g" --timeout 1s | cut -d' ' -f3-)" = "$(printf 'put p/1\nflush\nput p/2\nput p/2')" ] &&
+    # --values: the replaced entry's value is gone: -.
+    [ "$(nfkv watch --prefix p/2 --since "$g" --values --timeout 1s | cut -d' ' -f3-)" = "$(printf 'flush\nput p/2 -\nput p/2 w')" ] &&
+    nfkv put p/3 '\x2dv' && [ "$(nfkv watch --since "$((g + 5))" --values --count 1 | cut -d' ' -f3-)" = 'put p/3 \x2dv' ] &&
+    [ "$(nfkv --hex watch --prefix 702f33 --since "$g" --values --timeout 1s | cut -d' ' -f3-)" = "$(printf 'flush\nput 702f33 2d76')" ] &&
+    [ "$(nfkv --base64 watch --prefix cC8z --since "$((g + 5))" --count 1 | cut -d' ' -f3-)" = 'put cC8z' ]
+}
+t watch_prefix_values_and_encodings watch_prefix_values_encodings
+watch_batch() {
+    nfkv flush && nfkv put old x && g=$(watch_ready) || return 1
+    printf 'flush\nput a 1\nput b 2\ndel a\n' | nfkv batch && nfkv put c 3 || return 1
+    nfkv watch --since "$g" --count 5 > "$tmp/watch" && cat "$tmp/watch" &&
+    # The batch's changes share LAST, its last change's generation; its flush comes first.
+    [ "$(cut -d' ' -f2- "$tmp/watch")" = "$(printf '%s\n' "$((g + 4)) flush" "$((g + 4)) put a" "$((g + 4)) put b" "$((g + 4)) delete a" "$((g + 5)) put c")" ] &&
+    [ "$(cut -d' ' -f1 "$tmp/watch" | tr '\n' ' ')" = "$((g + 1)) $((g + 2)) $((g + 3)) $((g + 4)) $((g + 5)) " ]
+}
+t watch_batch_lines_share_last watch_batch
+watch_expiry() {
+    nfkv flush && g=$(watch_ready) && nfkv put t v --ttl 200ms || return 1
+    # The reaper removes it within a second or so of its deadline.
+    out=$(nfkv watch --since "$g" --count 2 --timeout 10s) && echo "$out" &&
+    [ "$(echo "$out" | cut -d' ' -f3-)" = "$(printf 'put t\nexpire t')" ] &&
+    [ "$(echo "$out" | tail -n 1 | cut -d' ' -f1,2)" = "$((g + 2)) $((g + 2))" ]
+}
+t watch_expiry_line watch_expiry
+watch_ends() {
+    g=$(watch_ready) || return 1
+    start=$(date +%s%N)
+    out=$(nfkv watch --timeout 300ms) && [ -z "$out" ] || return 1
+    ms=$((($(date +%s%N) - start) / 1000000))
+    echo "--timeout 300ms took ${ms} ms"
+    [ "$ms" -ge 300 ] && [ "$ms" -lt 5000 ] &&
+    [ -z "$(nfkv watch --count 0)" ] &&
+    # Ctrl-C ends a waiting watch at once (128 + SIGINT).
+    start=$(date +%s%N) && { timeout --preserve-status -k 5 -s INT 1 nfkv watch; rc=$?; } &&
+    ms=$((($(date +%s%N) - start) / 1000000)) && echo "SIGINT: exit $rc after ${ms} ms" &&
+    [ "$rc" = 130 ] && [ "$ms" -lt 5000 ] &&
+    [ "$(status nfkv watch --timeout 5x)" = 2 ] && [ "$(status nfkv watch --count -1)" = 2 ] &&
+    [ "$(status nfkv watch --since $((g + 1000)) --timeout 0)" = 1 ] &&
+    nfkv watch --since $((g + 1000)) --timeout 0 2>&1 | grep -q 'EINVAL'
+}
+t watch_count_timeout_ctrl_c_and_errors watch_ends
+# A log of 4 KiB: a burst of writes outruns it, and watch resyncs from a
+# snapshot, saying so on standard error.
+watch_resync() {
+    rmmod nfkv && insmod "$NFKV_KO" watch_log_kib=4 || return 1
+    nfkv put r/a 1 && nfkv put r/b 2 && g=$(watch_ready) || return 1
+    long=$(printf 'k%.0s' $(seq 100))
+    for i in $(seq 1 100); do echo "put big/$i/$long x"; done | nfkv batch &&
+    nfkv del r/b && nfkv put r/c 3 && G=$(generation) || return 1
+    nfkv watch --prefix r/ --since "$g" --values --timeout 1s > "$tmp/watch" 2> "$tmp/err"
+    cat "$tmp/watch" "$tmp/err"
+    grep -qx "nfkv: the change log no longer held the changes after generation $g: resynchronised from a snapshot of the table at generation $G (its entries follow as puts)" "$tmp/err" &&
+    [ "$(cut -d' ' -f2- "$tmp/watch")" = "$(printf '%s\n' "$G resync" "$G put r/a 1" "$G put r/c 3")" ] &&
+    [ "$(head -n 1 "$tmp/watch" | cut -d' ' -f1)" = "$G" ] &&
+    [ "$(sed -n 2p "$tmp/watch" | cut -d' ' -f1)" = "$(nfkv get --version r/a | head -n 1 | cut -d' ' -f2)" ] &&
+    # Then on from the snapshot's generation; JSON says resync the same way.
+    nfkv put r/d 4 && [ "$(nfkv watch --since "$G" --count 1)" = "$((G + 1)) $((G + 1)) put r/d" ] &&
+    nfkv --json watch --prefix r/ --since "$g" --timeout 1s 2>/dev/null | head -n 1 | grep -qx "{\"generation\":$((G + 1)),\"type\":\"resync\"}"
+}
+t watch_resyncs_when_the_log_outran_it watch_resync
+rmmod nfkv; insmod "$NFKV_KO"
+# The README's example runs as shown (generations aside).
+readme_watch_example() {
+    sed -n '/^### Watching changes$/,/^## /p' "$root/README.md" > "$tmp/section" &&
+    sed -n '/^```sh$/,/^```$/p' "$tmp/section" | grep '^nfkv watch' > "$tmp/watchcmd" &&
+    sed -n '/^```sh$/,/^```$/p' "$tmp/section" | grep -v '^nfkv watch' | grep -v '^```' > "$tmp/readme.sh" &&
+    sed -n '/^```text$/,/^```$/p' "$tmp/section" | grep -v '^```' > "$tmp/expected" &&
+    [ "$(wc -l < "$tmp/watchcmd")" = 1 ] && [ "$(wc -l < "$tmp/readme.sh")" = 2 ] || return 1
+    n=$(wc -l < "$tmp/expected")
+    nfkv flush && g=$(watch_ready) || return 1
+    timeout 30 bash -c "$(cat "$tmp/watchcmd") --since $g --count $n" > "$tmp/got" & pid=$!
+    sleep 0.5
+    bash -e "$tmp/readme.sh" && wait $pid || return 1
+    # Generations relative to the first line's (64-bit: not awk's doubles).
+    rel() { local b= gen last rest; while read -r gen last rest; do b=${b:-$gen}; echo "$((gen - b)) $((last - b)) $rest"; done < "$1"; }
+    cat "$tmp/got" && diff <(rel "$tmp/expected") <(rel "$tmp/got")
+}
+t readme_watch_example readme_watch_example
+nfkv flush
 
 rmmod nfkv
 t exit_5_not_loaded bash -c '[ "$(status nfkv info)" = 5 ] && nfkv get k 2>&1 | grep -q "insmod nfkv.ko"'

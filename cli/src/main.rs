@@ -9,6 +9,7 @@ use nfkv::{batchfile, Restore, RestoreError, SNAPSHOT_RETRIES};
 use nfkv::{classifier as cls, Action, Classifier, Counters, Hook, Target};
 use nfkv::{decode_escaped, decode_text, encode_text, Condition, Encoding, Error, Nfkv, Ttl};
 use nfkv::{format_duration, parse_duration};
+use nfkv::{ChangeKind, WatchOptions, Watched};
 use nfkv::{GET_COMMAND_NAMES, MAX_BATCH_OPS, MAX_REQUEST_LEN, SET_COMMAND_NAMES};
 use serde_json::{json, Value as Json};
 use std::ffi::OsString;
@@ -28,6 +29,9 @@ CLASSIFIERS
 
 EXPIRY (TTL)
   put --ttl DURATION makes an entry that expires DURATION after the write: from then on it is absent to every command and to the classifiers, and the module frees it within a second or so (until then nfkv info still counts it). DURATION is 500ms, 30s, 5m, 2h, 1d, or units combined largest first (1h30m, 1m30.5s); a bare number is seconds (30 = 30s, as ipset's timeout); from 1ms to 49d17h2m47.295s. A put without --ttl makes an entry that never expires, also where it replaces one that would have; put --keep-ttl keeps the replaced entry's expiry (or its lack of one), --ttl then applying only where the key is absent. get --ttl and list show the time left (expires 29.5s); --json gives ttl_ms (null: never). save records each entry's time left and the time of the save; restore gives each entry that time less the time since, and leaves out (and counts) those that expired in between.
+
+WATCHING CHANGES
+  watch prints each change of the table as it happens, one line each: GENERATION LAST TYPE KEY, TYPE being put, delete, expire (the module removed an expired entry, within a second or so of its end) or flush (no KEY). GENERATION is the table's generation the change made (a put's is the entry's version); the changes of one write (a batch) share LAST, the generation of its last change. With --values a put's line ends with its value, or - where the entry no longer held it (a later change replaced it). --json prints one object per line: generation, last, type, key, value (with --values, when attached). --since G starts after generation G (default: now); --count N exits after N changes, --timeout DURATION when none came for that long. When the module's change log (watch_log_kib) no longer holds the changes watch needs, it says so on standard error, prints G G resync ({\"type\":\"resync\",\"generation\":G}) and the entries of a snapshot of the table at generation G as puts sharing LAST G, then goes on from G.
 
 BATCH AND SAVE FILES
   batch, save and restore share one file format: one record per line (put, del, or a first flush), keys and values as single tokens in the encoding above. batch applies a file all or nothing; restore too when it fits one request, else in several. The format in full, and which restores are atomic: README.md of nfkv, section \"Batch and save files\".";
@@ -102,6 +106,8 @@ enum Command {
     },
     /// Show per-command counters
     Stats,
+    /// Print the table's changes as they happen, one line each (see WATCHING CHANGES)
+    Watch(WatchArgs),
     /// Apply a batch file (FILE or stdin) all or nothing (see BATCH AND SAVE FILES)
     Batch { file: Option<PathBuf> },
     /// Print every entry as a batch file that `restore` reads back exactly
@@ -222,6 +228,30 @@ fn invalid_message(e: &Error) -> String {
         Error::Invalid(m) => m.clone(),
         e => e.to_string(),
     }
+}
+
+#[derive(Args)]
+struct WatchArgs {
+    /// Only changes to keys starting with this (flushes always show)
+    #[arg(long, short = 'p')]
+    prefix: Option<OsString>,
+    /// Also print each put's value (where the entry still holds it; else -)
+    #[arg(long)]
+    values: bool,
+    /// Print the changes after this generation (default: the table's current one)
+    #[arg(long, value_name = "GENERATION")]
+    since: Option<u64>,
+    /// Exit after N changes
+    #[arg(long, value_name = "N")]
+    count: Option<u64>,
+    /// Exit when no change came for DURATION (500ms, 30s, 5m, ...)
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    timeout: Option<Duration>,
+}
+
+/// A `--timeout` argument: any duration `parse_duration` takes.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -391,6 +421,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             keys,
         } => list(&ctx, &mut out, prefix, consistent, keys),
         Command::Stats => stats(&ctx, &mut out),
+        Command::Watch(args) => watch(&ctx, &mut out, args),
         Command::Batch { file } => {
             let mut file = read_file(&ctx, file.as_deref())?;
             report_expired(file.expire(SystemTime::now()));
@@ -611,6 +642,96 @@ fn list(
         print(out, &e?)?;
     }
     Ok(())
+}
+
+/// A line of `watch`: `GENERATION LAST TYPE [KEY [VALUE]]`. The key is
+/// left out for a flush; with `values`, a put's value follows its key, `-`
+/// where the entry no longer held it (no encoded value is `-`: text
+/// escapes a leading '-').
+fn change_line(ctx: &Ctx, c: &nfkv::Change, values: bool) -> String {
+    let mut line = format!("{} {} {}", c.generation, c.last, c.kind.name());
+    if c.kind != ChangeKind::Flush {
+        line.push(' ');
+        line += &ctx.text(&c.key);
+    }
+    if values && c.kind == ChangeKind::Put {
+        line.push(' ');
+        match &c.value {
+            Some(v) => line += &ctx.text(v),
+            None => line.push('-'),
+        }
+    }
+    line
+}
+
+/// A JSON line of `watch --json`: `generation`, `last`, `type`, `key` (not
+/// for a flush), `value` (a put's, when attached).
+fn change_json(ctx: &Ctx, c: &nfkv::Change) -> Json {
+    let mut j = json!({"generation": c.generation, "last": c.last, "type": c.kind.name()});
+    if c.kind != ChangeKind::Flush {
+        j["key"] = json!(ctx.text(&c.key));
+    }
+    if let Some(v) = &c.value {
+        j["value"] = json!(ctx.text(v));
+    }
+    j
+}
+
+/// The resync record: text `G G resync` (the snapshot's puts that follow
+/// share `last` G), JSON `{"type":"resync","generation":G}`.
+fn resync_line(ctx: &Ctx, generation: u64) -> String {
+    if ctx.json {
+        json!({"type": "resync", "generation": generation}).to_string()
+    } else {
+        format!("{generation} {generation} resync")
+    }
+}
+
+fn watch(ctx: &Ctx, out: &mut impl Write, args: WatchArgs) -> Result<(), Failure> {
+    let prefix = args
+        .prefix
+        .map(|p| ctx.arg_bytes("PREFIX", p))
+        .transpose()?
+        .unwrap_or_default();
+    if args.count == Some(0) {
+        return Ok(());
+    }
+    let kv = ctx.open()?;
+    let options = WatchOptions {
+        prefix,
+        since: args.since,
+        values: args.values,
+        idle_timeout: args.timeout,
+    };
+    let mut watcher = kv.watch(options);
+    let mut printed = 0u64;
+    loop {
+        let item = match watcher.next() {
+            None => return Ok(()),
+            Some(Err(Error::Interrupted)) => continue,
+            Some(item) => item?,
+        };
+        match item {
+            Watched::Resync { after, generation } => {
+                eprintln!(
+                    "nfkv: the change log no longer held the changes after generation {after}: resynchronised from a snapshot of the table at generation {generation} (its entries follow as puts)"
+                );
+                writeln!(out, "{}", resync_line(ctx, generation))?;
+            }
+            Watched::Change(c) => {
+                if ctx.json {
+                    writeln!(out, "{}", change_json(ctx, &c))?;
+                } else {
+                    writeln!(out, "{}", change_line(ctx, &c, args.values))?;
+                }
+                printed += 1;
+            }
+        }
+        out.flush()?;
+        if args.count.is_some_and(|n| printed >= n) {
+            return Ok(());
+        }
+    }
 }
 
 fn stats(ctx: &Ctx, out: &mut impl Write) -> Result<(), Failure> {
@@ -1341,5 +1462,100 @@ mod tests {
             6
         );
         assert_eq!(Failure::from(RestoreError::UnknownPrefix).code, 2);
+    }
+
+    #[test]
+    fn changes_print_as_lines_and_json_lines() {
+        let mut ctx = Ctx {
+            enc: Encoding::Text,
+            explicit: false,
+            json: false,
+            optbase: None,
+        };
+        let change = |generation, last, kind, key: &[u8], value: Option<&[u8]>| nfkv::Change {
+            generation,
+            last,
+            kind,
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        };
+        let put = change(7, 9, ChangeKind::Put, b"a b", Some(b"-v"));
+        let stale = change(8, 9, ChangeKind::Put, b"k", None);
+        let flush = change(6, 9, ChangeKind::Flush, b"", None);
+        let del = change(9, 9, ChangeKind::Delete, b"k", None);
+        let expire = change(10, 10, ChangeKind::Expire, b"t", None);
+        assert_eq!(change_line(&ctx, &put, false), "7 9 put a\\x20b");
+        assert_eq!(change_line(&ctx, &put, true), "7 9 put a\\x20b \\x2dv");
+        assert_eq!(change_line(&ctx, &stale, true), "8 9 put k -");
+        assert_eq!(change_line(&ctx, &flush, true), "6 9 flush");
+        assert_eq!(change_line(&ctx, &del, true), "9 9 delete k");
+        assert_eq!(change_line(&ctx, &expire, false), "10 10 expire t");
+        assert_eq!(
+            change_json(&ctx, &put),
+            json!({"generation": 7, "last": 9, "type": "put", "key": "a\\x20b", "value": "\\x2dv"})
+        );
+        assert_eq!(
+            change_json(&ctx, &stale),
+            json!({"generation": 8, "last": 9, "type": "put", "key": "k"})
+        );
+        assert_eq!(
+            change_json(&ctx, &flush),
+            json!({"generation": 6, "last": 9, "type": "flush"})
+        );
+        assert_eq!(
+            change_json(&ctx, &expire),
+            json!({"generation": 10, "last": 10, "type": "expire", "key": "t"})
+        );
+        assert_eq!(resync_line(&ctx, 40), "40 40 resync");
+        ctx.json = true;
+        assert_eq!(
+            resync_line(&ctx, 40),
+            r#"{"generation":40,"type":"resync"}"#
+        );
+        ctx.enc = Encoding::Hex;
+        assert_eq!(change_line(&ctx, &put, true), "7 9 put 612062 2d76");
+        assert_eq!(change_json(&ctx, &put)["key"], "612062");
+    }
+
+    #[test]
+    fn watch_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "nfkv",
+            "--json",
+            "watch",
+            "-p",
+            "cfg/",
+            "--values",
+            "--since",
+            "12",
+            "--count",
+            "3",
+            "--timeout",
+            "1m30s",
+        ])
+        .unwrap();
+        assert!(cli.json);
+        match cli.command {
+            Some(Command::Watch(a)) => {
+                assert_eq!(a.prefix, Some("cfg/".into()));
+                assert!(a.values);
+                assert_eq!((a.since, a.count), (Some(12), Some(3)));
+                assert_eq!(a.timeout, Some(Duration::from_secs(90)));
+            }
+            _ => panic!("not a watch"),
+        }
+        for bad in [
+            &["--timeout", "5x"][..],
+            &["--count", "-1"],
+            &["--since", "x"],
+            &["--ttl", "5s"],
+        ] {
+            let mut args = vec!["nfkv", "watch"];
+            args.extend_from_slice(bad);
+            let e = Cli::try_parse_from(args).err().unwrap();
+            assert_eq!(e.exit_code(), 2, "{bad:?}: {e}");
+        }
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("WATCHING CHANGES") && help.contains("G G resync"));
     }
 }

@@ -1,5 +1,6 @@
 //! Client library for nfkv, the kernel key/value table behind nf_sockopt:
-//! the connection ([`Nfkv`]), batches, listings and snapshots, the text
+//! the connection ([`Nfkv`]), batches, listings and snapshots, watching
+//! changes ([`watch`]), the text
 //! forms of keys and values ([`Encoding`]), batch and save files
 //! ([`batchfile`]) and their restore ([`restore`]), and the bare syscalls
 //! ([`raw`]). Needs nothing but the ABI crate, libc and thiserror; the `nfkv`
@@ -33,11 +34,16 @@ pub mod duration;
 pub mod raw;
 pub mod restore;
 mod text;
+pub mod watch;
 pub use classifier::{Element, Hook, Target};
 pub use duration::{expires_after, format_duration, parse_duration, DurationError, MAX_TTL};
 pub use nfkv_abi::classifier::{Action, Classifier, Counters, Family, Match, PacketKey};
 pub use restore::{Restore, RestoreError};
 pub use text::{decode_escaped, decode_text, encode_text, Encoding, TextError};
+pub use watch::{
+    Change, ChangeKind, WatchOptions, WatchReply, WatchSource, Watched, Watcher,
+    WATCHER_CALL_TIMEOUT, WATCH_MAX_TIMEOUT,
+};
 
 /// Where the module says which optname range it registered.
 pub const OPTBASE_PARAM: &str = "/sys/module/nfkv/parameters/optbase";
@@ -91,6 +97,10 @@ pub enum Error {
         "the loaded nfkv.ko predates classifiers (EOPNOTSUPP on a classifier command): load a module that has them"
     )]
     ClassifiersUnsupported,
+    /// `EINTR`: a signal ended a wait ([`Nfkv::watch_once`]); nothing was
+    /// lost, the call may be made again.
+    #[error("interrupted by a signal")]
+    Interrupted,
     #[error("{op}: {source}")]
     Os {
         op: &'static str,
@@ -178,6 +188,7 @@ impl Error {
             libc::E2BIG => Error::TooLarge(format!("{op} refused by the module (E2BIG)")),
             libc::EINVAL => Error::Invalid(format!("{op} refused by the module (EINVAL)")),
             libc::EBADMSG => Error::BadAction,
+            libc::EINTR => Error::Interrupted,
             _ => Error::Os {
                 op,
                 source: io::Error::from_raw_os_error(errno),
@@ -198,6 +209,7 @@ impl Error {
             Error::Invalid(_) => libc::EINVAL,
             Error::BadAction => libc::EBADMSG,
             Error::ClassifiersUnsupported => libc::EOPNOTSUPP,
+            Error::Interrupted => libc::EINTR,
             Error::Os { source, .. } => return source.raw_os_error(),
             _ => return None,
         })
@@ -942,7 +954,7 @@ mod tests {
         let mut b = Batch::new();
         b.put(b"k", b"v", ttl(Some(5), false)).put(b"j", b"", zero);
         assert!(matches!(b.encode(), Err(Error::Invalid(_))));
-        assert_eq!(ABI_VERSION, 3, "the client speaks the ABI of entry expiry");
+        assert_eq!(ABI_VERSION, 4, "the client speaks the ABI of watch");
     }
 
     #[test]

@@ -24,6 +24,9 @@ it is absent, and the module frees it within about a second.
 :meth:`Table.ttl`, :meth:`Table.get_entry` and :meth:`Table.entries` show
 the time left.
 
+:meth:`Table.watch` yields the table's changes as they happen
+(:class:`Change`).
+
 :meth:`Table.save` and :meth:`Table.restore` write and apply the batch and
 save files of the ``nfkv`` CLI (``nfkv save``, ``nfkv restore``), and
 :func:`read_batch_file` reads one without a module.
@@ -63,6 +66,7 @@ __all__ = [
     "BatchFile",
     "BatchRecord",
     "BytesLike",
+    "Change",
     "ConditionError",
     "Counter",
     "Entry",
@@ -188,6 +192,24 @@ def _ttl_ms(ttl: Optional[TtlLike]) -> Optional[int]:
     return ms
 
 
+def _timeout(timeout: Optional[TtlLike]) -> Optional[float]:
+    """A ``timeout`` argument in seconds: None, seconds (int or float) or a
+    :class:`datetime.timedelta`, not negative."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        seconds = timeout.total_seconds()
+    elif isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"timeout must be seconds (int or float) or a datetime.timedelta, not {type(timeout).__name__}"
+        )
+    else:
+        seconds = float(timeout)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"timeout must be a finite number of seconds, at least 0, not {timeout!r}")
+    return seconds
+
+
 def _seconds(ttl_ms: Optional[int]) -> Optional[float]:
     """Time left as the module reports it (ms; None: never) in seconds."""
     return None if ttl_ms is None else ttl_ms / 1000
@@ -250,6 +272,28 @@ class Entry:
     #: Seconds left before it expires (to the millisecond, rounded up), or
     #: None if it never expires.
     ttl: Optional[float]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change of the table, as :meth:`Table.watch` yields it."""
+
+    #: The table's generation this change made (a put's is the entry's
+    #: version); for ``"resync"``, the snapshot's generation.
+    generation: int
+    #: The generation of the last change of the same write: the changes of
+    #: one batch share it (a single change: ``generation``). The snapshot's
+    #: puts after a ``"resync"`` share its generation.
+    last: int
+    #: ``"put"``, ``"delete"``, ``"expire"`` (the module removed an expired
+    #: entry), ``"flush"`` (every entry removed) or ``"resync"`` (see
+    #: :meth:`Table.watch`).
+    kind: str
+    #: The key (``b""`` for a flush or resync).
+    key: bytes
+    #: A put's value, with ``values=True`` where the entry still held it
+    #: (else None: a later change replaced it).
+    value: Optional[bytes] = None
 
 
 @dataclass(frozen=True)
@@ -668,6 +712,49 @@ class Table:
         in between are left out (counted in the :class:`Restored` returned).
         """
         return Restored(*self._conn.restore(_file_bytes(data), bool(flush), encoding))
+
+    def watch(
+        self,
+        prefix: BytesLike = b"",
+        *,
+        since: Optional[int] = None,
+        values: bool = False,
+        timeout: Optional[TtlLike] = None,
+    ) -> Iterator[Change]:
+        """The table's changes as they happen, each a :class:`Change`, in
+        generation order: puts, deletes, expiries of keys starting with
+        ``prefix``, and flushes. Iterating waits for the next change (the
+        GIL released); Ctrl-C raises :class:`KeyboardInterrupt` during the
+        wait.
+
+        ``since``: start after that generation (default: the table's
+        generation when ``watch`` is called, so every later change is
+        seen). ``values=True``: each put carries its value where the entry
+        still holds it. ``timeout`` (seconds, or a
+        :class:`datetime.timedelta`): the iteration ends when no change came
+        for that long; None: never.
+
+        The module keeps the latest changes in a log of ``watch_log_kib``
+        KiB. When it no longer holds the changes after the watch's
+        generation, the iteration yields a ``"resync"`` change at generation
+        G, then every entry under ``prefix`` of a snapshot of the table at G
+        as a put (values only with ``values=True``), then goes on from G: a
+        key under ``prefix`` absent from the snapshot was deleted.
+        """
+        if since is not None:
+            _int_in("since", since, 0, (1 << 64) - 1)
+        native = self._conn.watch(_bytes(prefix, "prefix"), since, bool(values), _timeout(timeout))
+        return self._changes(native)
+
+    def _changes(self, native: _native.Watch) -> Iterator[Change]:
+        while True:
+            if self.closed:
+                raise ValueError("operation on a closed nfkv table")
+            item = native.next()
+            if item is None:
+                return
+            kind, generation, last, key, value = item
+            yield Change(generation, last, kind, key, value)
 
     # --- classifiers ----------------------------------------------------
 

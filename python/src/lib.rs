@@ -11,6 +11,7 @@ use nfkv::batchfile::{self, Kind};
 use nfkv::classifier as cls;
 use nfkv::{Action, Target};
 use nfkv::{Batch, Condition, Encoding, Error, Nfkv, Restore, RestoreError, Ttl};
+use nfkv::{WatchOptions, WatchSource, Watched, Watcher};
 use nfkv::{GET_COMMAND_NAMES, MAX_OPTBASE, SET_COMMAND_NAMES, SNAPSHOT_RETRIES};
 use pyo3::exceptions::{PyKeyError, PyOSError, PyPermissionError, PyValueError};
 use pyo3::prelude::*;
@@ -71,7 +72,9 @@ fn exception(py: Python<'_>, err: Error, ctx: Context, msg: String) -> PyErr {
                 PyErr::from_value(exc)
             }
             Error::Invalid(_) | Error::TooLarge(_) | Error::BadAction => PyValueError::new_err(msg),
-            Error::ClassifiersUnsupported => PyOSError::new_err((libc_errno(errno), msg)),
+            Error::ClassifiersUnsupported | Error::Interrupted => {
+                PyOSError::new_err((libc_errno(errno), msg))
+            }
             Error::AbiMismatch { .. } | Error::BadReply(_) => PyOSError::new_err((EPROTO, msg)),
             Error::Os { .. } => match errno {
                 // OSError(errno, ...) picks the matching subclass itself.
@@ -579,6 +582,47 @@ impl Connection {
             .map_err(|e| cls_pyerr(py, e, name))
     }
 
+    /// A watch of the changes after `since` (None: the table's generation
+    /// now) to keys under `prefix`; `timeout` (seconds, None: never) ends it
+    /// when no change came for that long.
+    #[pyo3(signature = (prefix, since, values, timeout))]
+    fn watch(
+        &self,
+        py: Python<'_>,
+        prefix: &[u8],
+        since: Option<u64>,
+        values: bool,
+        timeout: Option<f64>,
+    ) -> PyResult<Watch> {
+        let idle_timeout = timeout
+            .map(std::time::Duration::try_from_secs_f64)
+            .transpose()
+            .map_err(|e| PyValueError::new_err(format!("timeout: {e}")))?;
+        if prefix.len() > nfkv::MAX_KEY_LEN {
+            return Err(PyValueError::new_err(format!(
+                "prefix must be at most {} bytes, not {}",
+                nfkv::MAX_KEY_LEN,
+                prefix.len()
+            )));
+        }
+        let kv = self.kv()?;
+        let since = match since {
+            Some(s) => s,
+            None => py
+                .allow_threads(|| kv.current_generation())
+                .map_err(|e| to_pyerr(py, e, Context::default()))?,
+        };
+        let options = WatchOptions {
+            prefix: prefix.to_vec(),
+            since: Some(since),
+            values,
+            idle_timeout,
+        };
+        Ok(Watch {
+            watcher: Mutex::new(Watcher::new(kv, options)),
+        })
+    }
+
     /// Removes `target`'s entry under classifier `name`.
     fn delete_element(&self, py: Python<'_>, name: &str, target: &str) -> PyResult<()> {
         let (c, t) = self.element_target(py, name, target)?;
@@ -607,6 +651,72 @@ impl Connection {
             .iter()
             .map(|(t, a)| (t.display_with(&c), cls::action_text(a)))
             .collect())
+    }
+}
+
+/// A change as the Python layer gets it: `(kind, generation, last, key,
+/// value)`, kind `"put"`, `"delete"`, `"flush"`, `"expire"` or `"resync"`
+/// (then `generation` and `last` are the snapshot's, `key` empty).
+type ChangeTuple<'py> = (
+    &'static str,
+    u64,
+    u64,
+    Bound<'py, PyBytes>,
+    Option<Bound<'py, PyBytes>>,
+);
+
+/// A watch of the table's changes (`Connection.watch`), iterated by `next`.
+#[pyclass(module = "nfkv._native", frozen)]
+struct Watch {
+    watcher: Mutex<Watcher<Arc<Nfkv>>>,
+}
+
+#[pymethods]
+impl Watch {
+    /// The next change, waiting for it with the GIL released; None once no
+    /// change came within the timeout. A signal during the wait runs the
+    /// Python handlers (KeyboardInterrupt for Ctrl-C) and, if none raised,
+    /// waits on.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<ChangeTuple<'py>>> {
+        loop {
+            let item = py.allow_threads(|| {
+                self.watcher
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .next()
+            });
+            return Ok(Some(match item {
+                None => return Ok(None),
+                Some(Err(Error::Interrupted)) => {
+                    py.check_signals()?;
+                    continue;
+                }
+                Some(Err(e)) => return Err(to_pyerr(py, e, Context::default())),
+                Some(Ok(Watched::Resync { generation, .. })) => (
+                    "resync",
+                    generation,
+                    generation,
+                    PyBytes::new(py, b""),
+                    None,
+                ),
+                Some(Ok(Watched::Change(c))) => (
+                    c.kind.name(),
+                    c.generation,
+                    c.last,
+                    PyBytes::new(py, &c.key),
+                    c.value.map(|v| PyBytes::new(py, &v)),
+                ),
+            }));
+        }
+    }
+
+    /// The generation the changes so far bring the watch up to.
+    #[getter]
+    fn generation(&self) -> Option<u64> {
+        self.watcher
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation()
     }
 }
 
@@ -697,6 +807,7 @@ fn connect(py: Python<'_>, optbase: Option<i64>) -> PyResult<Connection> {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Connection>()?;
+    m.add_class::<Watch>()?;
     m.add_function(wrap_pyfunction!(connect, m)?)?;
     m.add_function(wrap_pyfunction!(read_batch_file, m)?)?;
     m.add("MAX_KEY_LEN", nfkv::MAX_KEY_LEN)?;
