@@ -270,9 +270,9 @@ struct nfkv_list_entry {
  * there are none yet, the call waits for one, at most timeout_ms
  * (0: answers at once), then answers with none. A signal ends the wait
  * with EINTR (or restarts the call): nothing is lost, as nothing was
- * copied. While it waits the call holds a reference on the module (rmmod
- * fails with EBUSY) and on the namespace; the wait is bounded by
- * NFKV_WATCH_MAX_TIMEOUT_MS.
+ * copied. While it waits the call holds a reference on the module
+ * (delete_module fails with EWOULDBLOCK: "Module nfkv is in use") and on
+ * the namespace; the wait is bounded by NFKV_WATCH_MAX_TIMEOUT_MS.
  * optlen must be at least sizeof(struct nfkv_watch) + prefix_len and at
  * least sizeof(struct nfkv_watch_reply), else EINVAL; EINVAL too if
  * `since` is past the table's generation, timeout_ms over the maximum, or
